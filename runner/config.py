@@ -1,0 +1,116 @@
+"""The runner's one settings object.
+
+Built once at start (``Settings.load``) and passed down; nothing reads the environment elsewhere.
+Precedence: explicit overrides (CLI flags) > ``PROCVISION_RUNNER_*`` environment > the JSON config
+file (``--config FILE``, else ``<root>/runner_config.json`` if it exists) > defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .store.layout import RootLayout
+
+
+class Settings(BaseSettings):
+    """Every tunable of the runner, with the unit in the name."""
+
+    model_config = SettingsConfigDict(env_prefix="PROCVISION_RUNNER_", extra="forbid", frozen=True)
+
+    # Where and how to serve.
+    root: Path = Field(default=Path("algorithms"), description="Runtime root folder")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    auth_enabled: bool = True
+    token: str | None = Field(default=None, description="API bearer token; generated into <root>/.token if unset")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    watch_drop_folder: bool = True
+
+    # Worker protocol deadlines (names as in the ProcVision runner_config.json).
+    pre_execute_timeout_ms: int = Field(default=3000, gt=0)
+    execute_timeout_ms: int = Field(default=5000, gt=0)
+    info_timeout_ms: int = Field(default=10000, gt=0)
+    handshake_timeout_ms: int = Field(default=30000, gt=0)
+    heartbeat_interval_ms: int = Field(default=5000, gt=0)
+    heartbeat_grace_ms: int = Field(default=2000, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    max_defects: int = Field(default=20, ge=1)
+    max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    # Supervision.
+    workers_per_version: int = Field(default=1, ge=1, le=16)
+    queue_max: int = Field(default=64, ge=1)
+    restart_backoff_initial_ms: int = Field(default=500, gt=0)
+    restart_backoff_max_ms: int = Field(default=30000, gt=0)
+    restart_backoff_reset_after_s: float = Field(default=60.0, gt=0)
+    crash_loop_max: int = Field(default=5, ge=1)
+    crash_loop_window_s: float = Field(default=120.0, gt=0)
+    shutdown_grace_s: float = Field(default=5.0, gt=0)
+    log_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    log_backups: int = Field(default=3, ge=0)
+    stderr_tail_lines: int = Field(default=200, ge=1)
+
+    # Installing.
+    installer: Literal["auto", "uv", "pip"] = "auto"
+    python: str | None = Field(default=None, description="Interpreter for new venvs; default: matched to the package")
+    uv_cache_dir: Path | None = None
+    venv_timeout_s: float = Field(default=120.0, gt=0)
+    pip_timeout_s: float = Field(default=600.0, gt=0)
+    smoke_timeout_s: float = Field(default=120.0, gt=0)
+    smoke_test: bool = True
+    max_zip_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_zip_entries: int = Field(default=20000, gt=0)
+    max_uncompressed_bytes: int = Field(default=4 * 1024**3, gt=0)
+    max_compression_ratio: float = Field(default=200.0, gt=1)
+    drop_stable_s: float = Field(default=1.0, ge=0)
+    retain_versions: int = Field(default=3, ge=1)
+
+    @property
+    def layout(self) -> RootLayout:
+        return RootLayout(self.root.resolve())
+
+    @property
+    def uv_cache(self) -> Path:
+        return self.uv_cache_dir if self.uv_cache_dir is not None else self.layout.uv_cache
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The JSON file is injected by load() as the lowest-priority init values; see there.
+        return (init_settings, env_settings)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from overrides > env > config file > defaults.
+
+        ``overrides`` with value None are ignored, so CLI flags that were not given fall through.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        probe = cls.model_validate(given) if not config_file else None
+        if config_file is None and probe is not None:
+            candidate = Path(probe.root) / "runner_config.json"
+            config_file = candidate if candidate.is_file() else None
+        file_values: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                file_values = json.loads(Path(config_file).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"cannot read config file {config_file}: {exc}") from exc
+            if not isinstance(file_values, dict):
+                raise ValueError(f"config file {config_file} must hold a JSON object")
+        env_only = cls.model_validate({})  # env + defaults
+        env_set = {name for name in cls.model_fields if name in env_only.model_fields_set}
+        merged = {k: v for k, v in file_values.items() if k not in env_set}
+        merged.update(given)
+        return cls.model_validate(merged)

@@ -1,0 +1,65 @@
+"""Error codes of the runner and the one exception type that carries them.
+
+Package codes 2001-2007 come from the ProcVision runner specification; 2008+ are ours. Runtime codes
+(1xxx) are the SDK's (``procvision_algorithm_sdk.errors.ErrorCode``). The API and the CLI turn a
+``RunnerError`` into an HTTP problem or an exit code in one place each.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from procvision_algorithm_sdk.errors import ErrorCode
+
+
+class PackageErrorCode(str, Enum):
+    """Package-management error codes (wire value is the numeric string)."""
+
+    INVALID_ZIP = "2001"
+    MANIFEST_MISSING = "2002"
+    INCOMPATIBLE_PYTHON = "2003"
+    WHEELS_MISSING = "2004"
+    INSTALL_FAILED = "2005"
+    ACTIVATION_CONFLICT = "2006"
+    UNSAFE_UNINSTALL = "2007"
+    # Added by this runner.
+    VERSION_CONFLICT = "2008"  # same name+version already installed with different content
+    NOT_FOUND = "2009"  # unknown name/version, pid or operation
+    SMOKE_TEST_FAILED = "2010"  # installed but failed the protocol smoke test
+    BUSY = "2011"  # another operation holds the lock this one needs
+    ALREADY_RUNNING = "2012"  # a second daemon on the same root
+    INVALID_REQUEST = "2013"  # a request that is well-formed but makes no sense
+    PAYLOAD_TOO_LARGE = "2014"  # an upload over the configured limit
+    UNAUTHORIZED = "2015"  # missing or wrong bearer token
+
+    @property
+    def error_name(self) -> str:
+        return self.name.lower()
+
+
+def code_name(code: str) -> str:
+    """snake_case name of any runner or runtime code."""
+    for enum in (PackageErrorCode, ErrorCode):
+        try:
+            return enum(code).name.lower()  # type: ignore[arg-type]
+        except ValueError:
+            continue
+    return "unknown_error"
+
+
+class RunnerError(Exception):
+    """A failure a user can cause or see: code, name, a message that says what to fix, details.
+
+    ``code`` is a numeric string from ``PackageErrorCode`` or the SDK's ``ErrorCode``.
+    """
+
+    def __init__(self, code: PackageErrorCode | ErrorCode | str, message: str, **details: Any) -> None:
+        self.code = code.value if isinstance(code, Enum) else str(code)
+        self.name = code_name(self.code)
+        self.message = message
+        self.details = details
+        super().__init__(f"[{self.code} {self.name}] {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "name": self.name, "message": self.message, "details": self.details}

@@ -1,0 +1,423 @@
+"""Runner-side client of one adapter subprocess.
+
+``AdapterClient`` starts ``python -m procvision_algorithm_sdk.adapter`` (or any argv speaking the
+protocol), does the hello handshake, and sends calls and pings. A reader thread routes every reply
+to the caller waiting for its ``request_id``, so concurrent callers never take each other's replies
+and a ping is answered while a call runs. Every wait has a deadline. Used by ``procvision-cli``
+(``validate --full``, ``run``) and by the runner's supervisor and install smoke test.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+import uuid
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import IO, Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
+
+from . import protocol
+from .errors import ErrorCode, ProcVisionError
+
+
+class WorkerFailure(ProcVisionError):
+    """A worker could not answer: it exited, timed out, broke the protocol or refused to start.
+
+    Carries the exit code and the last lines of the worker's stderr so the cause is never lost.
+    """
+
+    default_code = ErrorCode.WORKER_CRASHED
+
+    def __init__(self, message: str, error_code: Optional[str] = None, *, exit_code: Optional[int] = None,
+                 stderr_tail: Optional[List[str]] = None) -> None:
+        super().__init__(message, error_code)
+        self.exit_code = exit_code
+        self.stderr_tail = list(stderr_tail or [])
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class HandshakeFailed(WorkerFailure):
+    """The worker did not send a valid hello in time, or reported that the algorithm failed to load."""
+
+    default_code = ErrorCode.HANDSHAKE_FAILED
+
+
+class CallTimedOut(WorkerFailure):
+    """A call or ping got no reply within its deadline. The worker should be recycled."""
+
+    default_code = ErrorCode.TIMEOUT
+
+
+class WorkerExited(WorkerFailure):
+    """The worker process ended (or closed stdout) while a reply was awaited."""
+
+    default_code = ErrorCode.WORKER_CRASHED
+
+
+class WorkerProtocolViolation(WorkerFailure):
+    """The worker wrote bytes that are not a valid frame (for example print() into stdout)."""
+
+    default_code = ErrorCode.STDOUT_CONTAMINATED
+
+
+def adapter_argv(python: str, entry: Optional[str] = None) -> List[str]:
+    """The command line that starts an adapter under ``python``."""
+    argv = [python, "-m", "procvision_algorithm_sdk.adapter"]
+    if entry:
+        argv += ["--entry", entry]
+    return argv
+
+
+class AdapterClient:
+    """One adapter subprocess and the protocol conversation with it.
+
+    Thread-safe: any number of threads may call ``call``/``ping`` at once. The adapter itself runs
+    one call at a time; serialising calls is the caller's business (the runner's worker does it).
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: str,
+        env: Optional[Mapping[str, str]] = None,
+        *,
+        max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
+        stderr_tail_lines: int = 200,
+        on_stderr_line: Optional[Callable[[str], None]] = None,
+        on_exit: Optional[Callable[["AdapterClient", Optional[int], str], None]] = None,
+        on_frame: Optional[Callable[[Dict[str, Any]], None]] = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.env = dict(env) if env is not None else dict(os.environ)
+        self.max_frame_bytes = max_frame_bytes
+        self._on_stderr_line = on_stderr_line
+        self._on_exit = on_exit
+        self._on_frame = on_frame
+        self._stderr_tail: Deque[str] = collections.deque(maxlen=stderr_tail_lines)
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._write_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._pending: Dict[str, Future[Dict[str, Any]]] = {}
+        self._hello: Future[Dict[str, Any]] = Future()
+        self._shutdown_ack: Future[Dict[str, Any]] = Future()
+        self._closed_reason: Optional[WorkerFailure] = None
+        self._reader: Optional[threading.Thread] = None
+        self._stderr_reader: Optional[threading.Thread] = None
+        self._exit_reported = False
+        self._closed_reason_hint: Optional[Dict[str, Any]] = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self._proc.poll() if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None and self._closed_reason is None
+
+    @property
+    def hello(self) -> Optional[Dict[str, Any]]:
+        return self._hello.result() if self._hello.done() and not self._hello.exception() else None
+
+    @property
+    def capabilities(self) -> List[str]:
+        hello = self.hello or {}
+        caps = hello.get("capabilities")
+        return [str(c) for c in caps] if isinstance(caps, list) else []
+
+    @property
+    def stderr_tail(self) -> List[str]:
+        return list(self._stderr_tail)
+
+    @property
+    def failure(self) -> Optional[WorkerFailure]:
+        """Why the conversation ended, if it has."""
+        return self._closed_reason
+
+    def start(self, handshake_timeout: float, runner_hello: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Spawn the process and wait for its hello. Returns the hello frame.
+
+        Raises HandshakeFailed if the first frame is an error (the algorithm failed to load), is not a
+        hello, or does not arrive within ``handshake_timeout`` seconds; the process is then killed.
+        """
+        if self._proc is not None:
+            raise RuntimeError("AdapterClient.start() called twice")
+        self._proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,  # signals to the daemon's group never reach workers
+        )
+        self._reader = threading.Thread(target=self._read_frames, name=f"adapter-stdout-{self._proc.pid}",
+                                        daemon=True)
+        self._stderr_reader = threading.Thread(target=self._read_stderr, name=f"adapter-stderr-{self._proc.pid}",
+                                               daemon=True)
+        self._reader.start()
+        self._stderr_reader.start()
+        try:
+            hello = self._hello.result(timeout=handshake_timeout)
+        except FutureTimeout:
+            self.kill()
+            raise HandshakeFailed(f"no hello from the worker within {handshake_timeout:.1f}s",
+                                  exit_code=self._wait_exit(2.0), stderr_tail=self.stderr_tail) from None
+        except HandshakeFailed:
+            self.kill()
+            raise
+        except WorkerFailure as exc:
+            self.kill()
+            raise HandshakeFailed(f"worker failed during handshake: {exc.message}", exc.error_code,
+                                  exit_code=self._wait_exit(2.0), stderr_tail=self.stderr_tail) from exc
+        if runner_hello is not None:
+            try:
+                self._send(runner_hello)
+            except WorkerFailure as exc:
+                self.kill()
+                raise HandshakeFailed(f"worker closed stdin during handshake: {exc.message}",
+                                      exit_code=self._wait_exit(2.0), stderr_tail=self.stderr_tail) from exc
+        return hello
+
+    def shutdown(self, timeout: float = 5.0, term_timeout: float = 3.0) -> Optional[int]:
+        """Stop gracefully: shutdown frame, wait, SIGTERM, wait, SIGKILL. Returns the exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                self._send({"type": protocol.SHUTDOWN})
+            except WorkerFailure:
+                pass  # already gone or stdin closed: fall through to signals
+            code = self._wait_exit(timeout)
+            if code is None:
+                self._signal(signal.SIGTERM)
+                code = self._wait_exit(term_timeout)
+            if code is None:
+                self.kill()
+        return self._wait_exit(5.0)
+
+    def kill(self) -> None:
+        """SIGKILL the worker (and anything it started in its session) at once."""
+        self._signal(signal.SIGKILL)
+        self._close_stdin()
+
+    def wait(self, timeout: float) -> Optional[int]:
+        """Wait up to ``timeout`` seconds for the process to exit; its exit code or None."""
+        return self._wait_exit(timeout)
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def new_request_id(self) -> str:
+        return uuid.uuid4().hex
+
+    def submit(self, message: Dict[str, Any]) -> Future[Dict[str, Any]]:
+        """Send a message carrying a ``request_id`` and return a future for its reply frame."""
+        request_id = message.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise ValueError("message needs a non-empty string request_id")
+        future: Future[Dict[str, Any]] = Future()
+        with self._state_lock:
+            if self._closed_reason is not None:
+                raise self._closed_reason
+            self._pending[request_id] = future
+        try:
+            self._send(message)
+        except WorkerFailure:
+            with self._state_lock:
+                self._pending.pop(request_id, None)
+            raise
+        return future
+
+    def call(self, data: Dict[str, Any], timeout: float, request_id: Optional[str] = None) -> Dict[str, Any]:
+        """Send a ``call`` and wait for its ``result`` or ``error`` frame (returned as is).
+
+        Raises CallTimedOut after ``timeout`` seconds (the worker keeps running: recycle it), or
+        WorkerExited / WorkerProtocolViolation if the worker dies or corrupts the stream.
+        """
+        rid = request_id or self.new_request_id()
+        future = self.submit(protocol.make_call(rid, data))
+        return self._await(rid, future, timeout, "call")
+
+    def ping(self, timeout: float) -> Dict[str, Any]:
+        """Send a ``ping`` and wait for the pong."""
+        rid = "ping-" + self.new_request_id()
+        future = self.submit(protocol.make_ping(rid))
+        return self._await(rid, future, timeout, "ping")
+
+    def send(self, message: Dict[str, Any]) -> None:
+        """Send a message that expects no reply."""
+        self._send(message)
+
+    def _await(self, rid: str, future: Future[Dict[str, Any]], timeout: float, what: str) -> Dict[str, Any]:
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            with self._state_lock:
+                self._pending.pop(rid, None)
+            raise CallTimedOut(f"no reply to {what} {rid} within {timeout:.3f}s",
+                               exit_code=self.returncode, stderr_tail=self.stderr_tail) from None
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _send(self, message: Dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise WorkerExited("worker is not started")
+        data = protocol.encode_frame(message, self.max_frame_bytes)
+        with self._write_lock:
+            try:
+                proc.stdin.write(data)
+                proc.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError) as exc:
+                raise WorkerExited(f"cannot write to the worker: {exc}", exit_code=proc.poll(),
+                                   stderr_tail=self.stderr_tail) from exc
+
+    def _read_frames(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        stream: IO[bytes] = proc.stdout
+        failure: WorkerFailure
+        while True:
+            try:
+                frame = protocol.read_frame(stream, self.max_frame_bytes)
+            except protocol.ConnectionClosed:
+                code = self._wait_exit(2.0)
+                failure = WorkerExited(self._exit_message(code), exit_code=code, stderr_tail=self.stderr_tail)
+                break
+            except protocol.FrameTooLarge as exc:
+                failure = WorkerProtocolViolation(f"worker sent an oversized frame: {exc}",
+                                                  ErrorCode.FRAME_TOO_LARGE.value, stderr_tail=self.stderr_tail)
+                break
+            except protocol.ProtocolError as exc:
+                failure = WorkerProtocolViolation(
+                    f"worker corrupted the protocol stream (is something printing to stdout?): {exc}",
+                    stderr_tail=self.stderr_tail)
+                break
+            except (OSError, ValueError) as exc:
+                failure = WorkerExited(f"reading from the worker failed: {exc}", stderr_tail=self.stderr_tail)
+                break
+            self._dispatch(frame)
+        self._close(failure)
+
+    def _dispatch(self, frame: Dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if self._on_frame is not None:
+            self._on_frame(frame)
+        if not self._hello.done():
+            if kind == protocol.HELLO:
+                self._hello.set_result(frame)
+            elif kind == protocol.ERROR:
+                code = str(frame.get("error_code") or ErrorCode.HANDSHAKE_FAILED.value)
+                self._hello.set_exception(HandshakeFailed(
+                    f"worker reported an error before it was ready: {frame.get('message', '')}", code,
+                    stderr_tail=self.stderr_tail))
+            else:
+                self._hello.set_exception(HandshakeFailed(
+                    f"worker's first frame is {kind!r}, expected 'hello'", stderr_tail=self.stderr_tail))
+            return
+        if kind == protocol.SHUTDOWN:
+            if not self._shutdown_ack.done():
+                self._shutdown_ack.set_result(frame)
+            return
+        rid = frame.get("request_id")
+        future = None
+        if isinstance(rid, str):
+            with self._state_lock:
+                future = self._pending.pop(rid, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(frame)
+            return
+        if kind == protocol.ERROR and rid is None:
+            # Upstream adapters report import failures after their hello with a null request id.
+            # Keep it so the failure names the cause, then let the exit be detected.
+            self._closed_reason_hint = frame
+        # A late reply to a call that already timed out, or an unsolicited frame: nobody waits.
+
+    def _read_stderr(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stderr is not None
+        for raw in iter(proc.stderr.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            self._stderr_tail.append(line)
+            if self._on_stderr_line is not None:
+                self._on_stderr_line(line)
+
+    def _close(self, failure: WorkerFailure) -> None:
+        hint = self._closed_reason_hint
+        if hint is not None and isinstance(failure, WorkerExited):
+            failure = WorkerExited(f"{failure.message}; worker reported: {hint.get('message', '')}",
+                                   str(hint.get("error_code") or failure.error_code),
+                                   exit_code=failure.exit_code, stderr_tail=failure.stderr_tail)
+        with self._state_lock:
+            if self._closed_reason is None:
+                self._closed_reason = failure
+            pending = list(self._pending.values())
+            self._pending.clear()
+        if isinstance(failure, WorkerProtocolViolation):
+            self.kill()
+        for future in pending:
+            if not future.done():
+                future.set_exception(failure)
+        if not self._hello.done():
+            self._hello.set_exception(failure)
+        if not self._exit_reported and self._on_exit is not None:
+            self._exit_reported = True
+            if self._stderr_reader is not None:
+                self._stderr_reader.join(timeout=1.0)
+            self._on_exit(self, self._wait_exit(5.0), failure.message)
+
+    def _exit_message(self, code: Optional[int]) -> str:
+        tail = self.stderr_tail[-1] if self._stderr_tail else ""
+        if code is None:
+            text = "worker closed its stdout but is still running"
+        elif code < 0:
+            try:
+                text = f"worker was killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                text = f"worker was killed by signal {-code}"
+        else:
+            text = f"worker exited with code {code}"
+        return f"{text}; last stderr line: {tail}" if tail else text
+
+    def _wait_exit(self, timeout: float) -> Optional[int]:
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                proc.send_signal(sig)
+            except ProcessLookupError:
+                return
+
+    def _close_stdin(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                return
