@@ -7,13 +7,13 @@ Package codes 2001-2007 come from the ProcVision runner specification; 2008+ are
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from procvision_algorithm_sdk.errors import ErrorCode
 
 
-class PackageErrorCode(str, Enum):
+class PackageErrorCode(StrEnum):
     """Package-management error codes (wire value is the numeric string)."""
 
     INVALID_ZIP = "2001"
@@ -42,7 +42,7 @@ def code_name(code: str) -> str:
     """snake_case name of any runner or runtime code."""
     for enum in (PackageErrorCode, ErrorCode):
         try:
-            return enum(code).name.lower()  # type: ignore[arg-type]
+            return enum(code).name.lower()
         except ValueError:
             continue
     return "unknown_error"

@@ -10,14 +10,16 @@ and a ping is answered while a call runs. Every wait has a deadline. Used by ``p
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import IO, Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
+from typing import IO, Any, Callable
 
 from . import protocol
 from .errors import ErrorCode, ProcVisionError
@@ -31,8 +33,8 @@ class WorkerFailure(ProcVisionError):
 
     default_code = ErrorCode.WORKER_CRASHED
 
-    def __init__(self, message: str, error_code: Optional[str] = None, *, exit_code: Optional[int] = None,
-                 stderr_tail: Optional[List[str]] = None) -> None:
+    def __init__(self, message: str, error_code: str | None = None, *, exit_code: int | None = None,
+                 stderr_tail: list[str] | None = None) -> None:
         super().__init__(message, error_code)
         self.exit_code = exit_code
         self.stderr_tail = list(stderr_tail or [])
@@ -65,7 +67,7 @@ class WorkerProtocolViolation(WorkerFailure):
     default_code = ErrorCode.STDOUT_CONTAMINATED
 
 
-def adapter_argv(python: str, entry: Optional[str] = None) -> List[str]:
+def adapter_argv(python: str, entry: str | None = None) -> list[str]:
     """The command line that starts an adapter under ``python``."""
     argv = [python, "-m", "procvision_algorithm_sdk.adapter"]
     if entry:
@@ -84,13 +86,13 @@ class AdapterClient:
         self,
         argv: Sequence[str],
         cwd: str,
-        env: Optional[Mapping[str, str]] = None,
+        env: Mapping[str, str] | None = None,
         *,
         max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
         stderr_tail_lines: int = 200,
-        on_stderr_line: Optional[Callable[[str], None]] = None,
-        on_exit: Optional[Callable[["AdapterClient", Optional[int], str], None]] = None,
-        on_frame: Optional[Callable[[Dict[str, Any]], None]] = None,
+        on_stderr_line: Callable[[str], None] | None = None,
+        on_exit: Callable[[AdapterClient, int | None, str], None] | None = None,
+        on_frame: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.cwd = cwd
@@ -99,27 +101,27 @@ class AdapterClient:
         self._on_stderr_line = on_stderr_line
         self._on_exit = on_exit
         self._on_frame = on_frame
-        self._stderr_tail: Deque[str] = collections.deque(maxlen=stderr_tail_lines)
-        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_tail_lines)
+        self._proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
-        self._pending: Dict[str, Future[Dict[str, Any]]] = {}
-        self._hello: Future[Dict[str, Any]] = Future()
-        self._shutdown_ack: Future[Dict[str, Any]] = Future()
-        self._closed_reason: Optional[WorkerFailure] = None
-        self._reader: Optional[threading.Thread] = None
-        self._stderr_reader: Optional[threading.Thread] = None
+        self._pending: dict[str, Future[dict[str, Any]]] = {}
+        self._hello: Future[dict[str, Any]] = Future()
+        self._shutdown_ack: Future[dict[str, Any]] = Future()
+        self._closed_reason: WorkerFailure | None = None
+        self._reader: threading.Thread | None = None
+        self._stderr_reader: threading.Thread | None = None
         self._exit_reported = False
-        self._closed_reason_hint: Optional[Dict[str, Any]] = None
+        self._closed_reason_hint: dict[str, Any] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
     @property
-    def returncode(self) -> Optional[int]:
+    def returncode(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
     @property
@@ -127,25 +129,25 @@ class AdapterClient:
         return self._proc is not None and self._proc.poll() is None and self._closed_reason is None
 
     @property
-    def hello(self) -> Optional[Dict[str, Any]]:
+    def hello(self) -> dict[str, Any] | None:
         return self._hello.result() if self._hello.done() and not self._hello.exception() else None
 
     @property
-    def capabilities(self) -> List[str]:
+    def capabilities(self) -> list[str]:
         hello = self.hello or {}
         caps = hello.get("capabilities")
         return [str(c) for c in caps] if isinstance(caps, list) else []
 
     @property
-    def stderr_tail(self) -> List[str]:
+    def stderr_tail(self) -> list[str]:
         return list(self._stderr_tail)
 
     @property
-    def failure(self) -> Optional[WorkerFailure]:
+    def failure(self) -> WorkerFailure | None:
         """Why the conversation ended, if it has."""
         return self._closed_reason
 
-    def start(self, handshake_timeout: float, runner_hello: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    def start(self, handshake_timeout: float, runner_hello: dict[str, Any] | None = None) -> dict[str, Any]:
         """Spawn the process and wait for its hello. Returns the hello frame.
 
         Raises HandshakeFailed if the first frame is an error (the algorithm failed to load), is not a
@@ -191,16 +193,15 @@ class AdapterClient:
                                       exit_code=self._wait_exit(2.0), stderr_tail=self.stderr_tail) from exc
         return hello
 
-    def shutdown(self, timeout: float = 5.0, term_timeout: float = 3.0) -> Optional[int]:
+    def shutdown(self, timeout: float = 5.0, term_timeout: float = 3.0) -> int | None:
         """Stop gracefully: shutdown frame, wait, SIGTERM, wait, SIGKILL. Returns the exit code."""
         proc = self._proc
         if proc is None:
             return None
         if proc.poll() is None:
-            try:
+            # A worker that already closed stdin cannot take the frame; the signals below still stop it.
+            with contextlib.suppress(WorkerFailure):
                 self._send({"type": protocol.SHUTDOWN})
-            except WorkerFailure:
-                pass  # already gone or stdin closed: fall through to signals
             code = self._wait_exit(timeout)
             if code is None:
                 self._signal(signal.SIGTERM)
@@ -214,7 +215,7 @@ class AdapterClient:
         self._signal(signal.SIGKILL)
         self._close_stdin()
 
-    def wait(self, timeout: float) -> Optional[int]:
+    def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the process to exit; its exit code or None."""
         return self._wait_exit(timeout)
 
@@ -223,12 +224,12 @@ class AdapterClient:
     def new_request_id(self) -> str:
         return uuid.uuid4().hex
 
-    def submit(self, message: Dict[str, Any]) -> Future[Dict[str, Any]]:
+    def submit(self, message: dict[str, Any]) -> Future[dict[str, Any]]:
         """Send a message carrying a ``request_id`` and return a future for its reply frame."""
         request_id = message.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise ValueError("message needs a non-empty string request_id")
-        future: Future[Dict[str, Any]] = Future()
+        future: Future[dict[str, Any]] = Future()
         with self._state_lock:
             if self._closed_reason is not None:
                 raise self._closed_reason
@@ -241,7 +242,7 @@ class AdapterClient:
             raise
         return future
 
-    def call(self, data: Dict[str, Any], timeout: float, request_id: Optional[str] = None) -> Dict[str, Any]:
+    def call(self, data: dict[str, Any], timeout: float, request_id: str | None = None) -> dict[str, Any]:
         """Send a ``call`` and wait for its ``result`` or ``error`` frame (returned as is).
 
         Raises CallTimedOut after ``timeout`` seconds (the worker keeps running: recycle it), or
@@ -251,17 +252,17 @@ class AdapterClient:
         future = self.submit(protocol.make_call(rid, data))
         return self._await(rid, future, timeout, "call")
 
-    def ping(self, timeout: float) -> Dict[str, Any]:
+    def ping(self, timeout: float) -> dict[str, Any]:
         """Send a ``ping`` and wait for the pong."""
         rid = "ping-" + self.new_request_id()
         future = self.submit(protocol.make_ping(rid))
         return self._await(rid, future, timeout, "ping")
 
-    def send(self, message: Dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         """Send a message that expects no reply."""
         self._send(message)
 
-    def _await(self, rid: str, future: Future[Dict[str, Any]], timeout: float, what: str) -> Dict[str, Any]:
+    def _await(self, rid: str, future: Future[dict[str, Any]], timeout: float, what: str) -> dict[str, Any]:
         try:
             return future.result(timeout=timeout)
         except FutureTimeout:
@@ -272,7 +273,7 @@ class AdapterClient:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _send(self, message: Dict[str, Any]) -> None:
+    def _send(self, message: dict[str, Any]) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise WorkerExited("worker is not started")
@@ -312,7 +313,7 @@ class AdapterClient:
             self._dispatch(frame)
         self._close(failure)
 
-    def _dispatch(self, frame: Dict[str, Any]) -> None:
+    def _dispatch(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if self._on_frame is not None:
             self._on_frame(frame)
@@ -380,7 +381,7 @@ class AdapterClient:
                 self._stderr_reader.join(timeout=1.0)
             self._on_exit(self, self._wait_exit(5.0), failure.message)
 
-    def _exit_message(self, code: Optional[int]) -> str:
+    def _exit_message(self, code: int | None) -> str:
         tail = self.stderr_tail[-1] if self._stderr_tail else ""
         if code is None:
             text = "worker closed its stdout but is still running"
@@ -393,7 +394,7 @@ class AdapterClient:
             text = f"worker exited with code {code}"
         return f"{text}; last stderr line: {tail}" if tail else text
 
-    def _wait_exit(self, timeout: float) -> Optional[int]:
+    def _wait_exit(self, timeout: float) -> int | None:
         proc = self._proc
         if proc is None:
             return None

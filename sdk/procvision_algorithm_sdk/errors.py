@@ -8,7 +8,7 @@ protocol has no name for. This module imports nothing of ours so every layer can
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Dict, Optional
+from typing import Any
 
 
 class ErrorCode(str, Enum):
@@ -58,7 +58,7 @@ class ProcVisionError(Exception):
     fatal: bool = False
     retryable: bool = False
 
-    def __init__(self, message: str = "", error_code: Optional[str] = None) -> None:
+    def __init__(self, message: str = "", error_code: str | None = None) -> None:
         super().__init__(message)
         self.message = message or self.__class__.__name__
         self.error_code = str(error_code.value if isinstance(error_code, ErrorCode) else error_code
@@ -68,7 +68,7 @@ class ProcVisionError(Exception):
     def error_name(self) -> str:
         return error_name(self.error_code)
 
-    def to_fields(self) -> Dict[str, Any]:
+    def to_fields(self) -> dict[str, Any]:
         """Fields this error adds to an ``error`` frame."""
         return {
             "error_code": self.error_code,

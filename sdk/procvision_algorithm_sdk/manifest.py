@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
@@ -35,13 +35,13 @@ class Manifest:
     name: str
     version: str
     entry_point: str
-    supported_pids: Tuple[str, ...]
+    supported_pids: tuple[str, ...]
     description: str = ""
-    steps: Tuple[Dict[str, Any], ...] = ()
-    python_requires: Optional[str] = None
-    required_assets: Tuple[Any, ...] = ()
-    default_config: Dict[str, Any] = field(default_factory=dict)
-    raw: Dict[str, Any] = field(default_factory=dict)
+    steps: tuple[dict[str, Any], ...] = ()
+    python_requires: str | None = None
+    required_assets: tuple[Any, ...] = ()
+    default_config: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def module(self) -> str:
@@ -52,7 +52,7 @@ class Manifest:
         return self.entry_point.split(":", 1)[1]
 
 
-def _require_str(obj: Dict[str, Any], key: str, pattern: "re.Pattern[str]", hint: str) -> str:
+def _require_str(obj: dict[str, Any], key: str, pattern: re.Pattern[str], hint: str) -> str:
     if key not in obj:
         raise ManifestError(key, f"required field is missing ({hint})")
     value = obj[key]
@@ -110,7 +110,7 @@ def parse_manifest_bytes(data: bytes) -> Manifest:
     return parse_manifest(obj)
 
 
-def load_manifest(path: "str | Path") -> Manifest:
+def load_manifest(path: str | Path) -> Manifest:
     """Read and validate a manifest file."""
     try:
         data = Path(path).read_bytes()
@@ -119,7 +119,7 @@ def load_manifest(path: "str | Path") -> Manifest:
     return parse_manifest_bytes(data)
 
 
-def manifest_problems(obj: Any) -> List[str]:
+def manifest_problems(obj: Any) -> list[str]:
     """Validation as a list of messages (empty when valid), for reports."""
     try:
         parse_manifest(obj)

@@ -11,7 +11,7 @@ import json
 import os
 import struct
 import time
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, Any
 
 from .errors import ErrorCode
 
@@ -31,9 +31,9 @@ ERROR = "error"
 SHUTDOWN = "shutdown"
 
 #: Capabilities of the public protocol that this SDK also speaks.
-PUBLIC_CAPABILITIES: List[str] = ["ping", "call", "shutdown", "shared_memory:v1", "info"]
+PUBLIC_CAPABILITIES: list[str] = ["ping", "call", "shutdown", "shared_memory:v1", "info"]
 #: Capabilities this SDK adds. A runner uses them to tell our workers from upstream ones.
-EXTENDED_CAPABILITIES: List[str] = [
+EXTENDED_CAPABILITIES: list[str] = [
     "pv:shm-posix:v1",  # images in real POSIX shared memory segments (ids start with "pvshm-")
     "pv:sessions:v1",  # session state survives from pre_execute to execute in one worker
     "pv:busy-pong:v1",  # pongs arrive while a call runs and say which request is running
@@ -48,7 +48,7 @@ class ProtocolError(Exception):
 
     error_code: str = ErrorCode.PROTOCOL_ERROR.value
 
-    def __init__(self, message: str, error_code: Optional[str] = None) -> None:
+    def __init__(self, message: str, error_code: str | None = None) -> None:
         super().__init__(message)
         if error_code is not None:
             self.error_code = error_code
@@ -85,7 +85,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def encode_frame(message: Dict[str, Any], max_bytes: Optional[int] = None) -> bytes:
+def encode_frame(message: dict[str, Any], max_bytes: int | None = None) -> bytes:
     """Serialise one message into a frame. Raises FrameTooLarge if it would exceed the limit."""
     payload = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     limit = max_bytes if max_bytes is not None else DEFAULT_MAX_FRAME_BYTES
@@ -94,14 +94,14 @@ def encode_frame(message: Dict[str, Any], max_bytes: Optional[int] = None) -> by
     return HEADER.pack(len(payload)) + payload
 
 
-def write_frame(stream: IO[bytes], message: Dict[str, Any], max_bytes: Optional[int] = None) -> None:
+def write_frame(stream: IO[bytes], message: dict[str, Any], max_bytes: int | None = None) -> None:
     """Write one frame and flush. The caller serialises concurrent writers."""
     stream.write(encode_frame(message, max_bytes))
     stream.flush()
 
 
 def _read_exact(stream: IO[bytes], n: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     remaining = n
     while remaining > 0:
         chunk = stream.read(remaining)
@@ -122,7 +122,7 @@ def _skip(stream: IO[bytes], n: int) -> None:
         remaining -= len(chunk)
 
 
-def read_frame(stream: IO[bytes], max_bytes: Optional[int] = None) -> Dict[str, Any]:
+def read_frame(stream: IO[bytes], max_bytes: int | None = None) -> dict[str, Any]:
     """Read one frame and return its JSON object.
 
     Raises ConnectionClosed on EOF or a zero length, FrameTooLarge (after skipping the payload)
@@ -154,51 +154,51 @@ def read_frame(stream: IO[bytes], max_bytes: Optional[int] = None) -> Dict[str, 
 
 # --- message builders (worker side) -------------------------------------------------------------
 
-def make_hello(sdk_version: str, capabilities: List[str], **extra: Any) -> Dict[str, Any]:
-    msg: Dict[str, Any] = {"type": HELLO, "sdk_version": sdk_version, "timestamp_ms": now_ms(),
+def make_hello(sdk_version: str, capabilities: list[str], **extra: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": HELLO, "sdk_version": sdk_version, "timestamp_ms": now_ms(),
                            "capabilities": list(capabilities)}
     msg.update(extra)
     return msg
 
 
-def make_pong(request_id: Any, busy: bool = False, busy_request_id: Optional[str] = None) -> Dict[str, Any]:
+def make_pong(request_id: Any, busy: bool = False, busy_request_id: str | None = None) -> dict[str, Any]:
     return {"type": PONG, "request_id": request_id, "timestamp_ms": now_ms(), "status": "OK",
             "busy": busy, "busy_request_id": busy_request_id}
 
 
-def make_result(request_id: str, status: str, message: str, data: Dict[str, Any],
-                **extra: Any) -> Dict[str, Any]:
-    msg: Dict[str, Any] = {"type": RESULT, "request_id": request_id, "timestamp_ms": now_ms(),
+def make_result(request_id: str, status: str, message: str, data: dict[str, Any],
+                **extra: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": RESULT, "request_id": request_id, "timestamp_ms": now_ms(),
                            "status": status, "message": message, "data": data}
     msg.update(extra)
     return msg
 
 
-def make_error(request_id: Optional[str], message: str, error_code: str, **extra: Any) -> Dict[str, Any]:
+def make_error(request_id: str | None, message: str, error_code: str, **extra: Any) -> dict[str, Any]:
     from .errors import error_name
 
-    msg: Dict[str, Any] = {"type": ERROR, "request_id": request_id, "timestamp_ms": now_ms(),
+    msg: dict[str, Any] = {"type": ERROR, "request_id": request_id, "timestamp_ms": now_ms(),
                            "status": "ERROR", "message": message, "error_code": str(error_code),
                            "error_name": error_name(str(error_code))}
     msg.update(extra)
     return msg
 
 
-def make_shutdown_ack() -> Dict[str, Any]:
+def make_shutdown_ack() -> dict[str, Any]:
     return {"type": SHUTDOWN, "timestamp_ms": now_ms(), "status": "OK"}
 
 
 # --- message builders (runner side) -------------------------------------------------------------
 
 def make_runner_hello(runner_version: str, heartbeat_interval_ms: int = 5000,
-                      heartbeat_grace_ms: int = 2000) -> Dict[str, Any]:
+                      heartbeat_grace_ms: int = 2000) -> dict[str, Any]:
     return {"type": HELLO, "runner_version": runner_version,
             "heartbeat_interval_ms": heartbeat_interval_ms, "heartbeat_grace_ms": heartbeat_grace_ms}
 
 
-def make_ping(request_id: str) -> Dict[str, Any]:
+def make_ping(request_id: str) -> dict[str, Any]:
     return {"type": PING, "request_id": request_id}
 
 
-def make_call(request_id: str, data: Dict[str, Any]) -> Dict[str, Any]:
+def make_call(request_id: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": CALL, "request_id": request_id, "data": data}

@@ -8,7 +8,7 @@ result normalisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from .manifest import Manifest
 
@@ -34,7 +34,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_rect(rect: Any, path: str) -> List[Issue]:
+def check_rect(rect: Any, path: str) -> list[Issue]:
     """A rectangle ``{x, y, width, height, label?, score?}`` with non-negative size."""
     if not isinstance(rect, dict):
         return [Issue(path, "must be an object {x, y, width, height}")]
@@ -53,7 +53,7 @@ def check_rect(rect: Any, path: str) -> List[Issue]:
     return issues
 
 
-def _check_param(param: Any, path: str) -> List[Issue]:
+def _check_param(param: Any, path: str) -> list[Issue]:
     if not isinstance(param, dict):
         return [Issue(path, "must be an object")]
     issues = []
@@ -76,11 +76,11 @@ def _check_param(param: Any, path: str) -> List[Issue]:
     return issues
 
 
-def check_info(info: Any, manifest: Optional[Manifest] = None) -> List[Issue]:
+def check_info(info: Any, manifest: Manifest | None = None) -> list[Issue]:
     """``get_info()``: fields and types, and agreement with the manifest when given."""
     if not isinstance(info, dict):
         return [Issue("", f"get_info() must return a dict, got {type(info).__name__}")]
-    issues: List[Issue] = []
+    issues: list[Issue] = []
     for key in ("name", "version"):
         if not isinstance(info.get(key), str) or not info.get(key):
             issues.append(Issue(key, "must be a non-empty string"))
@@ -124,7 +124,7 @@ def check_info(info: Any, manifest: Optional[Manifest] = None) -> List[Issue]:
     return issues
 
 
-def _check_common(result: Any) -> List[Issue]:
+def _check_common(result: Any) -> list[Issue]:
     if not isinstance(result, dict):
         return [Issue("", f"must return a dict, got {type(result).__name__}")]
     issues = []
@@ -139,7 +139,7 @@ def _check_common(result: Any) -> List[Issue]:
     return issues
 
 
-def check_pre_result(result: Any) -> List[Issue]:
+def check_pre_result(result: Any) -> list[Issue]:
     """``pre_execute`` result: status/message/data; optional calibration_rects are rectangles."""
     issues = _check_common(result)
     if issues and issues[0].path == "":
@@ -156,7 +156,7 @@ def check_pre_result(result: Any) -> List[Issue]:
     return issues
 
 
-def check_execute_result(result: Any, max_defects: int = DEFAULT_MAX_DEFECTS) -> List[Issue]:
+def check_execute_result(result: Any, max_defects: int = DEFAULT_MAX_DEFECTS) -> list[Issue]:
     """``execute`` result: an OK status needs data.result_status; NG needs ng_reason and defect_rects."""
     issues = _check_common(result)
     if issues and issues[0].path == "":
@@ -193,5 +193,5 @@ def check_execute_result(result: Any, max_defects: int = DEFAULT_MAX_DEFECTS) ->
     return issues
 
 
-def issues_to_dicts(issues: List[Issue]) -> List[Dict[str, str]]:
+def issues_to_dicts(issues: list[Issue]) -> list[dict[str, str]]:
     return [{"path": i.path, "message": i.message} for i in issues]

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import zipfile
 from pathlib import Path
-from typing import List, Tuple
 
 DIST_NAME = "procvision-algorithm-sdk"
 WHEEL_NAME = "procvision_algorithm_sdk"
@@ -33,7 +32,7 @@ def sdk_version() -> str:
         return str(__version__)
 
 
-def _package_files() -> List[Tuple[str, bytes]]:
+def _package_files() -> list[tuple[str, bytes]]:
     root = Path(__file__).resolve().parent
     files = []
     for path in sorted(root.rglob("*")):
@@ -53,7 +52,7 @@ def wheel_filename(version: str | None = None) -> str:
     return f"{WHEEL_NAME}-{version or sdk_version()}-py3-none-any.whl"
 
 
-def build_sdk_wheel(dest_dir: "str | Path") -> Path:
+def build_sdk_wheel(dest_dir: str | Path) -> Path:
     """Write ``procvision_algorithm_sdk-<version>-py3-none-any.whl`` into ``dest_dir``; return its path."""
     version = sdk_version()
     dest = Path(dest_dir)
