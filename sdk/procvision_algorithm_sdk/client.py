@@ -293,14 +293,20 @@ class AdapterClient:
         failure: WorkerFailure
         while True:
             try:
-                frame = protocol.read_frame(stream, self.max_frame_bytes)
+                frame = protocol.read_frame(stream, self.max_frame_bytes, skip_oversized=False)
             except protocol.ConnectionClosed:
                 code = self._wait_exit(2.0)
                 failure = WorkerExited(self._exit_message(code), exit_code=code, stderr_tail=self.stderr_tail)
                 break
             except protocol.FrameTooLarge as exc:
-                failure = WorkerProtocolViolation(f"worker sent an oversized frame: {exc}",
-                                                  ErrorCode.FRAME_TOO_LARGE.value, stderr_tail=self.stderr_tail)
+                if exc.looks_like_text:
+                    failure = WorkerProtocolViolation(
+                        f"worker wrote text into the protocol stream (starting {exc.header!r}); "
+                        "something in the algorithm prints to stdout", stderr_tail=self.stderr_tail)
+                else:
+                    failure = WorkerProtocolViolation(f"worker sent an oversized frame: {exc}",
+                                                      ErrorCode.FRAME_TOO_LARGE.value,
+                                                      stderr_tail=self.stderr_tail)
                 break
             except protocol.ProtocolError as exc:
                 failure = WorkerProtocolViolation(

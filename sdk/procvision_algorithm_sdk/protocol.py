@@ -59,9 +59,23 @@ class ConnectionClosed(ProtocolError):
 
 
 class FrameTooLarge(ProtocolError):
-    """A frame declared a length over the limit. Its payload was skipped; the stream is in sync."""
+    """A frame declared a length over the limit.
+
+    When read with ``skip_oversized`` the payload was skipped and the stream is in sync; otherwise
+    the stream is not usable any more. ``header`` keeps the 4 raw bytes: printable text there means
+    somebody wrote text into the stream rather than a frame.
+    """
 
     error_code = ErrorCode.FRAME_TOO_LARGE.value
+
+    def __init__(self, message: str, header: bytes = b"", length: int = 0) -> None:
+        super().__init__(message)
+        self.header = header
+        self.length = length
+
+    @property
+    def looks_like_text(self) -> bool:
+        return len(self.header) == 4 and all(32 <= b < 127 or b in (9, 10, 13) for b in self.header)
 
 
 class MalformedFrame(ProtocolError):
@@ -122,11 +136,13 @@ def _skip(stream: IO[bytes], n: int) -> None:
         remaining -= len(chunk)
 
 
-def read_frame(stream: IO[bytes], max_bytes: int | None = None) -> dict[str, Any]:
+def read_frame(stream: IO[bytes], max_bytes: int | None = None, skip_oversized: bool = True) -> dict[str, Any]:
     """Read one frame and return its JSON object.
 
-    Raises ConnectionClosed on EOF or a zero length, FrameTooLarge (after skipping the payload)
-    when the length exceeds ``max_bytes``, and MalformedFrame when the payload is not a JSON object.
+    Raises ConnectionClosed on EOF or a zero length, FrameTooLarge when the length exceeds
+    ``max_bytes`` (after skipping the payload if ``skip_oversized``; a reader that cannot trust its
+    peer passes False, since a corrupt header could announce gigabytes that never come), and
+    MalformedFrame when the payload is not a JSON object.
     """
     header = stream.read(HEADER.size)
     if not header:
@@ -138,8 +154,9 @@ def read_frame(stream: IO[bytes], max_bytes: int | None = None) -> dict[str, Any
         raise ConnectionClosed("zero-length frame (end of stream marker)")
     limit = max_bytes if max_bytes is not None else DEFAULT_MAX_FRAME_BYTES
     if length > limit:
-        _skip(stream, length)
-        raise FrameTooLarge(f"frame of {length} bytes exceeds the {limit}-byte limit")
+        if skip_oversized:
+            _skip(stream, length)
+        raise FrameTooLarge(f"frame of {length} bytes exceeds the {limit}-byte limit", header, length)
     payload = _read_exact(stream, length)
     try:
         message = json.loads(payload.decode("utf-8"))

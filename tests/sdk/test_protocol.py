@@ -86,3 +86,10 @@ def test_builders_carry_the_public_fields() -> None:
     assert err["error_code"] == "1005" and err["error_name"] == "timeout" and err["status"] == "ERROR"
     pong = protocol.make_pong("p", busy=True, busy_request_id="r9")
     assert pong["status"] == "OK" and pong["busy_request_id"] == "r9"
+
+
+def test_untrusting_reader_does_not_wait_for_an_absurd_payload() -> None:
+    stream = io.BytesIO(b"hello from print()\n")
+    with pytest.raises(protocol.FrameTooLarge) as info:
+        protocol.read_frame(stream, skip_oversized=False)
+    assert info.value.looks_like_text and info.value.header == b"hell"
