@@ -16,7 +16,7 @@ from pathlib import Path
 DIST_NAME = "procvision-algorithm-sdk"
 WHEEL_NAME = "procvision_algorithm_sdk"
 REQUIRES_PYTHON = ">=3.9"
-REQUIRES_DIST = ["numpy>=1.21", 'pillow>=9.0; extra == "images"']
+REQUIRES_DIST = ["numpy>=1.21", 'pillow>=9.0; extra == "images"', 'packaging>=22.0; extra == "cli"']
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -65,6 +65,7 @@ def build_sdk_wheel(dest_dir: str | Path) -> Path:
         "Summary: SDK for writing, checking and packaging ProcVision industrial-vision algorithms",
         f"Requires-Python: {REQUIRES_PYTHON}",
         "Provides-Extra: images",
+        "Provides-Extra: cli",
         *[f"Requires-Dist: {req}" for req in REQUIRES_DIST],
     ]
     entries = _package_files()

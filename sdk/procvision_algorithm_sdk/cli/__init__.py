@@ -1,0 +1,1 @@
+"""``procvision-cli``: scaffold, check, run and package ProcVision algorithm projects."""

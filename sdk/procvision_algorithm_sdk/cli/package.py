@@ -1,0 +1,239 @@
+"""``procvision-cli package``: build ``<name>-v<version>-offline.zip`` for a target Python/platform.
+
+The zip holds ``manifest.json`` at its root, the project source, ``requirements.txt`` (the project's
+requirements with the SDK pinned to the version that built the package), ``.procvision_env.json``
+(the target) and ``wheels/`` with every wheel the target needs: the SDK wheel, built from this SDK
+(never downloaded: another project of the same name is on the public index), plus third-party
+wheels fetched with ``pip download``. Entries are sorted and time-stamped 1980-01-01, so packaging
+the same project twice gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from ..manifest import Manifest
+from ..wheel_builder import REQUIRES_DIST, build_sdk_wheel, sdk_version
+from .project import MANIFEST, REQUIREMENTS, is_sdk_requirement, read_manifest, requirement_lines
+
+ENV_FILE = ".procvision_env.json"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+#: Folder names never packaged, wherever they are.
+EXCLUDED_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
+                 ".pytest_cache", ".ruff_cache", ".idea", ".vscode", ".eggs", "node_modules"}
+#: Folder names skipped at the project root only (build output and a stale wheels folder).
+EXCLUDED_TOP_DIRS = {"dist", "build", "wheels"}
+EXCLUDED_SUFFIXES = (".pyc", ".pyo", "-offline.zip", ".zip.tmp", ".DS_Store")
+#: Files the packager writes itself at the archive root.
+GENERATED = {REQUIREMENTS, "requirements.sanitized.txt", ENV_FILE}
+
+
+class PackageError(Exception):
+    """Packaging failed for a reason the author can fix; the message says how."""
+
+
+def output_name(manifest: Manifest) -> str:
+    return f"{manifest.name}-v{manifest.version}-offline.zip"
+
+
+def source_files(project: Path) -> list[tuple[str, Path]]:
+    """``(archive name, path)`` of every project file to package, sorted by archive name."""
+    files: list[tuple[str, Path]] = []
+    for root, dirs, names in os.walk(project):
+        here = Path(root)
+        rel_root = here.relative_to(project)
+        keep = []
+        for d in dirs:
+            if d in EXCLUDED_DIRS or d.endswith(".egg-info") or (here / d / "pyvenv.cfg").exists():
+                continue
+            if rel_root == Path(".") and d in EXCLUDED_TOP_DIRS:
+                continue
+            keep.append(d)
+        dirs[:] = sorted(keep)
+        for name in sorted(names):
+            rel = (rel_root / name).as_posix()
+            if name.endswith(EXCLUDED_SUFFIXES) or (rel_root == Path(".") and name in GENERATED):
+                continue
+            path = here / name
+            if path.is_file():
+                files.append((rel, path))
+    return sorted(files)
+
+
+def _pip_requirements(lines: list[str]) -> list[str]:
+    """What pip must download: the project's requirements without the SDK, plus the SDK's own needs."""
+    third = [line for line in lines if not line.startswith("-") and not is_sdk_requirement(line)]
+    sdk_deps = [r for r in REQUIRES_DIST if "extra ==" not in r]
+    return third + sdk_deps
+
+
+def pip_download(requirements: list[str], dest: Path, target: Any, *, find_links: Sequence[Path] = (),
+                 offline: bool = False, timeout: float = 900.0) -> None:
+    """Run ``pip download`` for ``target`` into ``dest``; PackageError with pip's own words on failure."""
+    from .targets import expand_platform
+
+    req_file = dest.parent / "requirements.download.txt"
+    req_file.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input",
+           "-r", str(req_file), "-d", str(dest), "--only-binary=:all:",
+           "--python-version", target.python_version, "--implementation", target.implementation,
+           "--abi", target.abi]
+    # Older pips do not widen a manylinux_2_X platform to the older tags it can run; do it for them.
+    platforms: list[str] = []
+    for plat in target.platforms:
+        platforms += [p for p in expand_platform(plat) if p not in platforms]
+    for plat in platforms:
+        cmd += ["--platform", plat]
+    for folder in find_links:
+        cmd += ["--find-links", str(folder)]
+    if offline:
+        cmd.append("--no-index")
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise PackageError(f"pip download did not finish within {timeout:.0f}s (network down? "
+                           "use --wheels-from DIR --offline)") from None
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.decode("utf-8", "replace").strip().splitlines()[-12:])
+        raise PackageError(f"pip download failed for {target.describe()} (exit {proc.returncode}):\n{tail}\n"
+                           "Every requirement needs a binary wheel for the target; check the names/versions, "
+                           "or supply wheels with --wheels-from DIR")
+
+
+def _zip_info(name: str, executable: bool = False) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+    info.create_system = 3
+    info.external_attr = (0o100755 if executable else 0o100644) << 16
+    # Wheels are zips already: storing them saves the time of compressing them again for nothing.
+    info.compress_type = zipfile.ZIP_STORED if name.endswith(".whl") else zipfile.ZIP_DEFLATED
+    return info
+
+
+def build_package(project: Path, out_dir: Path, target: Any, *, wheels_from: Sequence[Path] = (),
+                  offline: bool = False, pip_timeout: float = 900.0,
+                  log: Callable[[str], None] | None = None) -> Path:
+    """Build the offline zip for ``project`` into ``out_dir`` and return its path."""
+    say = log or (lambda _msg: None)
+    manifest = read_manifest(project)
+    _check_python_requires(manifest, target)
+    req_path = project / REQUIREMENTS
+    if not req_path.is_file():
+        raise PackageError(f"{req_path} not found: list the packages the algorithm imports, one per line")
+    lines = requirement_lines(req_path.read_text(encoding="utf-8"))
+    dropped = [line for line in lines if line.startswith("-")]
+    if dropped:
+        say(f"ignoring option lines in requirements.txt (the runner installs offline): {', '.join(dropped)}")
+    version = sdk_version()
+    packaged_reqs = [line for line in lines if not line.startswith("-") and not is_sdk_requirement(line)]
+    packaged_reqs.append(f"procvision-algorithm-sdk=={version}")
+    files = source_files(project)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target_zip = out_dir / output_name(manifest)
+    with tempfile.TemporaryDirectory(prefix="procvision-package-") as tmp:
+        wheels = Path(tmp) / "wheels"
+        wheels.mkdir()
+        pip_reqs = _pip_requirements(lines)
+        say(f"downloading wheels for {target.describe()}: {', '.join(pip_reqs)}")
+        pip_download(pip_reqs, wheels, target, find_links=wheels_from, offline=offline, timeout=pip_timeout)
+        for stray in wheels.glob("procvision_algorithm_sdk-*.whl"):
+            # A dependency pulled the public namesake from an index: ours replaces it.
+            say(f"dropping downloaded {stray.name}: the package carries the SDK that built it")
+            stray.unlink()
+        sdk_wheel = build_sdk_wheel(wheels)
+        say(f"built {sdk_wheel.name}")
+        entries: list[tuple[str, bytes, bool]] = [
+            (rel, path.read_bytes(), os.access(path, os.X_OK) and not rel.endswith(MANIFEST)) for rel, path in files]
+        entries.append((REQUIREMENTS, ("\n".join(packaged_reqs) + "\n").encode(), False))
+        entries.append((ENV_FILE, (json.dumps(target.to_env_json(), indent=2, sort_keys=True) + "\n").encode(), False))
+        for whl in sorted(wheels.glob("*.whl")):
+            entries.append((f"wheels/{whl.name}", whl.read_bytes(), False))
+        entries.sort(key=lambda e: e[0])
+        tmp_zip = out_dir / f".{target_zip.name}.{os.getpid()}.zip.tmp"
+        try:
+            with zipfile.ZipFile(tmp_zip, "w") as zf:
+                for name, data, executable in entries:
+                    info = _zip_info(name, executable)
+                    zf.writestr(info, data, compress_type=info.compress_type, compresslevel=6)
+            os.replace(tmp_zip, target_zip)
+        finally:
+            if tmp_zip.exists():
+                tmp_zip.unlink()
+    say(f"wrote {target_zip} ({len(entries)} entries)")
+    return target_zip
+
+
+def _check_python_requires(manifest: Manifest, target: Any) -> None:
+    if not manifest.python_requires:
+        return
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        spec = SpecifierSet(manifest.python_requires)
+    except InvalidSpecifier as exc:
+        raise PackageError(f"manifest.json: python_requires {manifest.python_requires!r} is invalid: {exc}") from None
+    if not spec.contains(target.marker_environment()["python_full_version"], prereleases=True):
+        raise PackageError(f"manifest.json requires Python '{spec}' but the target is {target.describe()}; "
+                           "pass --python-version accordingly")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("package", help="build an offline package zip",
+                       description="Build <name>-v<version>-offline.zip with the source, requirements, "
+                                   ".procvision_env.json and every wheel the target needs.")
+    p.add_argument("project", nargs="?", default=".", help="project folder (default: current folder)")
+    p.add_argument("-o", "--output", help="output folder (default: PROJECT/dist)")
+    p.add_argument("--python-version", help="target Python, e.g. 3.11 (default: this interpreter's)")
+    p.add_argument("--platform", action="append", dest="platforms",
+                   help="target wheel platform tag, e.g. manylinux2014_x86_64 (repeatable; default: this machine's)")
+    p.add_argument("--abi", help="target ABI tag, e.g. cp311 (default: cp<version>)")
+    p.add_argument("--implementation", default="cp", help="target implementation tag (default: cp)")
+    p.add_argument("--wheels-from", action="append", default=[], metavar="DIR",
+                   help="also look for wheels in DIR (pip --find-links; repeatable)")
+    p.add_argument("--offline", action="store_true", help="never use an index (pip --no-index)")
+    p.add_argument("--pip-timeout", type=float, default=900.0, help="seconds pip download may take")
+    p.set_defaults(handler=command)
+
+
+def _say(err: TextIO, message: str) -> None:
+    err.write(message + "\n")
+
+
+def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..manifest import ManifestError
+    from .project import UsageError, project_dir
+
+    try:
+        from .targets import TargetError, best_platform, make_target
+    except ImportError:
+        err.write("error: procvision-cli package needs the 'packaging' library: "
+                  "pip install 'procvision-algorithm-sdk[cli]' (or pip install packaging)\n")
+        return 1
+    project = project_dir(args.project)
+    try:
+        target = make_target(args.python_version or f"{sys.version_info.major}.{sys.version_info.minor}",
+                             args.implementation, args.abi, args.platforms or [best_platform()])
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    wheels_from = [Path(d).expanduser().resolve() for d in args.wheels_from]
+    missing = [str(d) for d in wheels_from if not d.is_dir()]
+    if missing:
+        raise UsageError(f"--wheels-from folder not found: {', '.join(missing)}")
+    out_dir = Path(args.output).expanduser().resolve() if args.output else project / "dist"
+    try:
+        path = build_package(project, out_dir, target, wheels_from=wheels_from, offline=args.offline,
+                             pip_timeout=args.pip_timeout, log=lambda m: _say(err, m))
+    except (PackageError, ManifestError) as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+    out.write(f"{path}\n")
+    return 0
