@@ -189,7 +189,7 @@ class AdapterClient:
                 self._send(runner_hello)
             except WorkerFailure as exc:
                 self.kill()
-                raise HandshakeFailed(f"worker closed stdin during handshake: {exc.message}",
+                raise HandshakeFailed(f"worker failed during handshake: {exc.message}", exc.error_code,
                                       exit_code=self._wait_exit(2.0), stderr_tail=self.stderr_tail) from exc
         return hello
 
@@ -283,6 +283,11 @@ class AdapterClient:
                 proc.stdin.write(data)
                 proc.stdin.flush()
             except (BrokenPipeError, ValueError, OSError) as exc:
+                reason = self._closed_reason
+                if reason is not None:
+                    # The reader already ended the conversation (e.g. text on stdout) and closed the
+                    # pipe: report its cause, not the write that lost the race.
+                    raise reason from exc
                 raise WorkerExited(f"cannot write to the worker: {exc}", exit_code=proc.poll(),
                                    stderr_tail=self.stderr_tail) from exc
 

@@ -75,7 +75,11 @@ class FrameTooLarge(ProtocolError):
 
     @property
     def looks_like_text(self) -> bool:
-        return len(self.header) == 4 and all(32 <= b < 127 or b in (9, 10, 13) for b in self.header)
+        # A frame header starts with 0x00 for any sane size; a first byte that is printable, a
+        # tab/newline, or a UTF-8 byte (non-ASCII text) means text. Only the first byte counts: a
+        # short print ("ok\n") is followed by the real frame's zero bytes inside the same 4 bytes.
+        return len(self.header) == 4 and (32 <= self.header[0] < 127 or self.header[0] in (9, 10, 13)
+                                          or self.header[0] >= 0xC2)
 
 
 class MalformedFrame(ProtocolError):

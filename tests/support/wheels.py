@@ -16,13 +16,15 @@ PUBLIC_SDK = REPO / ".cache" / "public-sdk"
 
 #: What algorithm packages in the tests depend on.
 RUNTIME_REQUIREMENTS = ["numpy", "pillow"]
+#: Wheels for other interpreters (tests that install a package for another Python, e.g. 3.12).
+OTHER_PYTHONS = {"3.12": ["numpy"]}
 #: Public ProcVision SDK releases the compatibility tests run (each with its own deps).
 PUBLIC_SDK_VERSIONS = ["0.0.7", "0.3.2"]
 
 
-def _download(dest: Path, requirements: list[str], timeout: float = 600.0) -> None:
+def _download(dest: Path, requirements: list[str], timeout: float = 600.0, python: str | None = None) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    py = python or f"{sys.version_info.major}.{sys.version_info.minor}"
     cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
            "--only-binary=:all:", "--python-version", py, "--dest", str(dest), *requirements]
     subprocess.run(cmd, check=True, timeout=timeout)
@@ -34,6 +36,11 @@ def ensure() -> Path:
     if not marker.exists():
         _download(CACHE, RUNTIME_REQUIREMENTS)
         marker.touch()
+    for python, requirements in OTHER_PYTHONS.items():
+        other = CACHE / f".complete-other-py{python.replace('.', '')}"
+        if not other.exists():
+            _download(CACHE, requirements, python=python)
+            other.touch()
     for version in PUBLIC_SDK_VERSIONS:
         dest = PUBLIC_SDK / version
         done = dest / ".complete"

@@ -1,0 +1,176 @@
+"""Round-trip latency runner -> worker -> runner through the real Router, Supervisor and worker process.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.call_latency [--calls 300] [--warmup 30]
+
+Measures, for a no-op algorithm that only maps its input image:
+
+1. a 1920x1200x3 image through shared memory (what the runner does);
+2. the same image the upstream way: the runner ``np.save``s it to a file, the worker ``np.load``s it;
+3. a header-only call (no image).
+
+Prints p50/p99 of each and the ratio of (2) to (1). Targets: image p50 <= 1.5 ms, p99 <= 5 ms,
+header-only p50 <= 0.3 ms. A benchmark prints; it never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from procvision_algorithm_sdk.shared_memory import ImageSegment
+from runner.config import Settings
+from runner.package.installer import Installer
+from runner.routing.router import Router
+from runner.store.registry import INSTALLED, Registry
+from runner.supervision.dialects import CallRequest, Dialect, ImageHandoff, ImageInput
+from runner.supervision.supervisor import Supervisor
+from tests.support.deploy import OURS, Deployer
+
+ALGO = '''
+import numpy as np
+
+from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
+
+
+class Algo(BaseAlgorithm):
+    def get_info(self):
+        return {"name": "bench", "version": "1.0.0", "supported_pids": ["P1"], "steps": []}
+
+    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        return {"status": "OK", "message": "", "data": {}}
+
+    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        path = user_params.get("file")
+        if path:
+            img = np.load(path, allow_pickle=False)
+        elif shared_mem_id:
+            img = read_image_from_shared_memory(shared_mem_id, image_meta)
+        else:
+            img = None
+        shape = list(img.shape) if img is not None else []
+        return {"status": "OK", "message": "", "data": {"result_status": "OK", "debug": {"shape": shape}}}
+'''
+
+WIDTH, HEIGHT = 1920, 1200
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _measure(name: str, call: Callable[[], None], calls: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    print(f"{name:<34} p50 {statistics.median(samples):7.3f} ms   p99 {_percentile(samples, 99):7.3f} ms   "
+          f"min {min(samples):7.3f} ms   n={calls}")
+    return samples
+
+
+def _handoff_breakdown(pixels: np.ndarray, tmp: Path, calls: int, warmup: int) -> None:
+    """Where the image path's time goes on the runner side (no worker involved)."""
+    print("runner-side image handoff only:")
+    handoff = ImageHandoff(Dialect.PROCVISION, tmp / "handoff")
+    image = ImageInput(array=pixels)
+
+    def fresh_segment() -> None:
+        handoff.put(image)
+        handoff.release_all()
+
+    _measure("  new segment per call (put+free)", fresh_segment, calls, warmup)
+    segment = ImageSegment.create_array(pixels)
+    try:
+        target = segment.array
+        assert target is not None
+
+        def reused_segment() -> None:
+            target[...] = pixels
+
+        _measure("  copy into a reused segment", reused_segment, calls, warmup)
+    finally:
+        segment.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    args = parser.parse_args(argv)
+
+    repo = Path(__file__).resolve().parents[1]
+    venv_base = repo / ".cache" / "bench-venvs"
+    with tempfile.TemporaryDirectory(prefix="pv-bench-") as tmp:
+        root = Path(tmp) / "root"
+        deployer = Deployer(root, venv_base)
+        print("preparing the worker venv (first run builds it offline from .cache/wheels)...", file=sys.stderr)
+        dep = deployer.deploy("bench", "1.0.0", ALGO, sdk=OURS)
+        settings = Settings(root=root, shutdown_grace_s=2.0)
+        layout = deployer.layout
+        registry = Registry(layout)
+        registry.put({"name": "bench", "version": "1.0.0", "supported_pids": ["P1"], "state": INSTALLED,
+                      "python": str(dep.python), "package_dir": None, "dialect": "procvision", "entry_point": None})
+        supervisor = Supervisor(settings, layout)
+        router = Router(settings, layout, registry, supervisor, Installer(settings, registry))
+        try:
+            router.activate("bench", "1.0.0", ["P1"])
+            rng = np.random.default_rng(0)
+            pixels = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+            image = ImageInput(array=pixels)
+            handoff_dir = Path(tmp) / "files"
+            handoff_dir.mkdir()
+
+            def check(result_status: str, message: str) -> None:
+                if result_status != "OK":
+                    raise SystemExit(f"benchmark call failed: {message}")
+
+            def shm_call() -> None:
+                result = router.execute("P1", CallRequest(phase="execute", image=image))
+                check(result.status, result.message)
+
+            counter = iter(range(10**9))
+
+            def file_call() -> None:
+                path = handoff_dir / f"img-{next(counter)}.npy"
+                np.save(path, pixels, allow_pickle=False)
+                try:
+                    result = router.execute("P1", CallRequest(phase="execute", user_params={"file": str(path)}))
+                finally:
+                    path.unlink(missing_ok=True)
+                check(result.status, result.message)
+
+            def header_call() -> None:
+                result = router.execute("P1", CallRequest(phase="execute"))
+                check(result.status, result.message)
+
+            print(f"image {WIDTH}x{HEIGHT}x3 ({pixels.nbytes / 1e6:.1f} MB), "
+                  f"{settings.workers_per_version} worker(s)")
+            shm = _measure("shared memory (runner)", shm_call, args.calls, args.warmup)
+            files = _measure("file handoff np.save/np.load", file_call, args.calls, args.warmup)
+            header = _measure("header only (no image)", header_call, args.calls, args.warmup)
+            ratio = statistics.median(files) / statistics.median(shm)
+            print(f"file handoff / shared memory p50 ratio: {ratio:.1f}x (above 1 = shared memory is faster)")
+            _handoff_breakdown(pixels, Path(tmp), args.calls, args.warmup)
+            print(f"targets: image p50 <= 1.5 ms (got {statistics.median(shm):.3f}), p99 <= 5 ms "
+                  f"(got {_percentile(shm, 99):.3f}), header-only p50 <= 0.3 ms (got {statistics.median(header):.3f})")
+        finally:
+            supervisor.shutdown(timeout_s=2.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Execution routing: pid -> version bindings, zero-downtime switching, image decoding, result checks."""

@@ -1,0 +1,636 @@
+"""Routes calls for a product id (pid) to the worker pool of the version bound to it, and moves pids
+between versions without dropping a call.
+
+Concurrency model:
+
+- management operations (activate, switch, rollback, deactivate, uninstall, start/stop/restart) are
+  serialised by one re-entrant lock; they may block for seconds (worker start, drain);
+- the pid -> version table is copy-on-write: ``execute`` reads the current dict once, and a flip
+  replaces the whole dict under the state condition, so a call sees the old or the new table;
+- the state condition also guards the per-version in-flight counters and the session pins; every
+  call increments its version's counter in the same critical section that resolves the version, so
+  "no call in flight for the old version" is exact when a switch retires it;
+- a session (same session id on the same pid) stays on the version its first call went to; a
+  retiring version keeps serving its sessions until they have been idle for ``session_grace_s``
+  (or the drain deadline passes), then its worker is stopped.
+
+``execute`` raises RunnerError only for routing failures (unbound pid, bad request, worker
+unavailable or queue full); algorithm and worker failures come back as an ERROR ExecutionResult.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from procvision_algorithm_sdk.errors import ErrorCode
+from runner.config import Settings
+from runner.errors import PackageErrorCode, RunnerError
+from runner.store.layout import RootLayout
+from runner.store.registry import INVALID, Record, Registry
+from runner.supervision.dialects import CallRequest, Dialect
+from runner.supervision.spec import CallOutcome, WorkerSpec
+
+from .activation import ActivationStore, Binding, check_pid
+from .results import normalise
+
+_log = logging.getLogger(__name__)
+
+VersionKey = tuple[str, str]
+#: Session pins kept at most (least recently used dropped first).
+SESSION_PIN_CAPACITY = 10000
+
+
+class PoolLike(Protocol):
+    """What the router uses of the supervisor's ``VersionPool``."""
+
+    def call(self, request: CallRequest, timeout_s: float | None = None) -> CallOutcome: ...
+
+    def in_flight(self) -> int: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class SupervisorLike(Protocol):
+    """What the router uses of ``runner.supervision.supervisor.Supervisor``."""
+
+    def start(self, spec: WorkerSpec, wait_ready: bool = True) -> Any: ...
+
+    def get(self, name: str, version: str) -> Any: ...
+
+    def stop(self, name: str, version: str, drain_timeout_s: float) -> Any: ...
+
+    def restart(self, name: str, version: str) -> Any: ...
+
+
+class InstallerLike(Protocol):
+    """What the router uses of ``runner.package.installer.Installer``."""
+
+    def remove(self, name: str, version: str) -> Any: ...
+
+
+@dataclass
+class ExecutionResult:
+    """The answer to one ``execute``: a checked result plus who served it."""
+
+    status: str  # "OK" | "ERROR"
+    message: str
+    data: dict[str, Any]
+    error_code: str | None
+    error_name: str | None
+    served_by: dict[str, Any]  # {name, version, worker_pid, dialect}
+    latency_ms: float
+    session_id: str | None
+    phase: str
+    step_index: int
+    retries: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Pin:
+    key: VersionKey
+    last_used: float
+
+
+def _version_label(key: VersionKey) -> str:
+    return f"{key[0]} {key[1]}"
+
+
+class Router:
+    """pid -> version bindings, version switching, and call routing. Thread-safe.
+
+    ``session_grace_s``: how long a retiring version waits for an idle session to come back (a
+    detection flow's next step) before it is stopped. ``drain_timeout_s``: the longest a retiring
+    version waits in total; default: the longest call deadline times the retries, plus the
+    shutdown grace.
+    """
+
+    def __init__(self, settings: Settings, layout: RootLayout, registry: Registry, supervisor: SupervisorLike,
+                 installer: InstallerLike, *, session_grace_s: float = 2.0,
+                 drain_timeout_s: float | None = None) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.registry = registry
+        self.supervisor = supervisor
+        self.installer = installer
+        self.store = ActivationStore(layout)
+        self.session_grace_s = session_grace_s
+        longest_call_s = max(settings.execute_timeout_ms, settings.pre_execute_timeout_ms) / 1000
+        self.drain_timeout_s = drain_timeout_s if drain_timeout_s is not None else (
+            longest_call_s * (settings.max_retries + 1) + settings.shutdown_grace_s)
+        self._ops = threading.RLock()
+        self._cond = threading.Condition()
+        self._routes: dict[str, Binding] = {}
+        self._inflight: dict[VersionKey, int] = {}
+        self._pins: OrderedDict[tuple[str, str], _Pin] = OrderedDict()
+        self._closing: set[VersionKey] = set()
+        self._flipped_at: dict[str, float] = {}  # pid -> monotonic time of its last flip
+        self.resume_errors: dict[str, dict[str, Any]] = {}
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def active(self) -> dict[str, Binding]:
+        """The current bindings, by pid."""
+        with self._cond:
+            return dict(self._routes)
+
+    def in_flight(self, name: str, version: str) -> int:
+        """Calls the router has sent (or is sending) to ``name``/``version`` right now."""
+        with self._cond:
+            return self._inflight.get((name, version), 0)
+
+    def history(self, pid: str) -> list[Binding]:
+        """Past and current bindings of ``pid``, oldest first."""
+        return self.store.history(check_pid(pid))
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """At daemon start: load the bindings from ``active/`` and start the workers they need.
+
+        A version that cannot start stays bound (calls get 1016 worker_unavailable with the reason)
+        and its error is kept in ``resume_errors``; the daemon still starts.
+        """
+        with self._ops:
+            bindings = self.store.all()
+            with self._cond:
+                self._routes = dict(bindings)
+            self.resume_errors = {}
+            for key in sorted({b.key for b in bindings.values()}):
+                try:
+                    record = self._require_installed(*key)
+                    self._ensure_started(record)
+                except RunnerError as exc:
+                    self.resume_errors[_version_label(key)] = exc.to_dict()
+                    _log.warning("could not start %s at resume: %s", _version_label(key), exc)
+
+    # --- binding -------------------------------------------------------------------------------
+
+    def activate(self, name: str, version: str, pids: Sequence[str]) -> list[Binding]:
+        """Bind ``pids`` to ``name``/``version``, starting its worker first.
+
+        Refused (2006 activation_conflict) when a pid is not in the version's supported_pids, the
+        version is invalid, or a pid is already bound to another version (use ``switch``); 2009 when
+        the version is not installed. If the worker cannot start, nothing is bound.
+        """
+        with self._ops:
+            record, pids = self._check_target(name, version, pids)
+            current = self.active()
+            taken = {p: current[p] for p in pids if p in current and current[p].key != (name, version)}
+            if taken:
+                held = ", ".join(f"{p} -> {b.name} {b.version}" for p, b in sorted(taken.items()))
+                raise RunnerError(PackageErrorCode.ACTIVATION_CONFLICT,
+                                  f"pid(s) already bound to another version ({held}); use switch to move them "
+                                  f"to {name} {version}", pids=sorted(taken), name=name, version=version)
+            return self._move(record, pids, smoke=False)
+
+    def switch(self, name: str, version: str, pids: Sequence[str]) -> list[Binding]:
+        """Move ``pids`` to ``name``/``version`` with zero failed calls.
+
+        Starts the new version's worker, checks it with an info call, then flips every pid at once.
+        Calls already routed to the old version finish there; sessions begun there finish there;
+        the old worker is drained and stopped once no pid uses it. If the new version cannot start
+        or fails its check, nothing changes and the old version keeps serving. After a successful
+        switch, versions of ``name`` beyond ``settings.retain_versions`` may be removed.
+        """
+        with self._ops:
+            record, pids = self._check_target(name, version, pids)
+            bindings = self._move(record, pids, smoke=True)
+            self._prune(name)
+            return bindings
+
+    def rollback(self, pids: Sequence[str]) -> list[Binding]:
+        """Move each pid back to the previous version in its history that is still installed.
+
+        Pids that roll back to the same version move together, each group like a ``switch``.
+        2009 when a pid is unbound or has no earlier installed version.
+        """
+        with self._ops:
+            pids = self._check_pids(pids)
+            current = self.active()
+            plan: dict[VersionKey, list[tuple[str, int]]] = {}
+            for pid in pids:
+                binding = current.get(pid)
+                if binding is None:
+                    raise RunnerError(PackageErrorCode.NOT_FOUND,
+                                      f"pid {pid!r} has no active version to roll back from; use activate",
+                                      pid=pid)
+                target = self._rollback_target(pid, binding)
+                plan.setdefault(target[0], []).append((pid, target[1]))
+            result: list[Binding] = []
+            for key, entries in plan.items():
+                record = self._require_installed(*key)
+                self._start_checked(record, smoke=True)
+                new = [self.store.rebind_to_history(pid, index) for pid, index in entries]
+                self._flip(new)
+                result.extend(new)
+            self._retire_unused({b.key for b in current.values() if b.pid in pids})
+            return result
+
+    def deactivate(self, pids: Sequence[str]) -> None:
+        """Unbind ``pids`` (2009 if one is not bound); workers no pid uses any more are drained and stopped."""
+        with self._ops:
+            pids = self._check_pids(pids)
+            current = self.active()
+            unbound = [p for p in pids if p not in current]
+            if unbound:
+                raise RunnerError(PackageErrorCode.NOT_FOUND, f"pid(s) {unbound} have no active version",
+                                  pids=unbound)
+            self.store.unbind(pids)
+            with self._cond:
+                routes = dict(self._routes)
+                for pid in pids:
+                    routes.pop(pid, None)
+                self._routes = routes
+            self._retire_unused({current[p].key for p in pids})
+
+    def uninstall(self, name: str, version: str, force: bool = False) -> None:
+        """Remove ``name``/``version``.
+
+        Refused with 2007 unsafe_uninstall while it is active for any pid or has calls in flight.
+        With ``force``: unbind its pids, drain its in-flight calls, stop its worker, then remove.
+        """
+        with self._ops:
+            key = (name, version)
+            if self.registry.get(name, version) is None:
+                raise RunnerError(PackageErrorCode.NOT_FOUND, f"{name} {version} is not installed",
+                                  name=name, version=version)
+            bound = sorted(p for p, b in self.active().items() if b.key == key)
+            # The router's count covers calls about to reach the pool; the pool's, calls from elsewhere.
+            busy = max(self.in_flight(name, version), self._pool_in_flight(key))
+            if not force and bound:
+                raise RunnerError(PackageErrorCode.UNSAFE_UNINSTALL,
+                                  f"{name} {version} is active for pid(s) {bound}; switch or deactivate them "
+                                  "first, or uninstall with force", name=name, version=version, pids=bound)
+            if not force and busy:
+                raise RunnerError(PackageErrorCode.UNSAFE_UNINSTALL,
+                                  f"{name} {version} has {busy} call(s) in flight; try again when they have "
+                                  "finished, or uninstall with force", name=name, version=version,
+                                  in_flight=busy)
+            if bound:
+                self.store.unbind(bound)
+                with self._cond:
+                    routes = {p: b for p, b in self._routes.items() if b.key != key}
+                    self._routes = routes
+            self._retire(key, session_grace_s=0.0)
+            self.installer.remove(name, version)
+
+    # --- explicit worker control ---------------------------------------------------------------
+
+    def start(self, name: str, version: str) -> Any:
+        """Start the workers of an installed version (no pid is bound); returns the pool's status."""
+        with self._ops:
+            record = self._require_installed(name, version)
+            return self._ensure_started(record).status()
+
+    def stop(self, name: str, version: str, drain_timeout_s: float | None = None) -> None:
+        """Drain and stop the workers of ``name``/``version``. Bound pids get 1016 until it is started."""
+        with self._ops:
+            self.registry.require(name, version)
+            self.supervisor.stop(name, version, drain_timeout_s=(
+                self.drain_timeout_s if drain_timeout_s is None else drain_timeout_s))
+
+    def restart(self, name: str, version: str) -> Any:
+        """Restart the workers of ``name``/``version``."""
+        with self._ops:
+            self.registry.require(name, version)
+            return self.supervisor.restart(name, version)
+
+    # --- calls ---------------------------------------------------------------------------------
+
+    def execute(self, pid: str, request: CallRequest, timeout_s: float | None = None) -> ExecutionResult:
+        """Run ``request`` on the version bound to ``pid`` and return the checked result.
+
+        RunnerError 2009 when ``pid`` is unbound (the message names 1001 invalid_pid); the pool's
+        RunnerError for a full queue or an unavailable worker. Everything the algorithm or worker
+        does wrong is an ERROR result, never an exception.
+        """
+        if not isinstance(pid, str) or not pid:
+            raise RunnerError(ErrorCode.INVALID_PID, f"pid must be a non-empty string, got {pid!r}")
+        if request.pid != pid:
+            request = dataclasses.replace(request, pid=pid)
+        started = time.monotonic()
+        outcome: CallOutcome | None = None
+        key: VersionKey | None = None
+        for attempt in range(2):
+            key = self._enter(pid, request.session_id)
+            try:
+                outcome = self._call(key, pid, request, timeout_s)
+            except RunnerError as exc:
+                if not (attempt == 0 and exc.code == ErrorCode.WORKER_UNAVAILABLE.value and self._moved(pid, key)):
+                    raise
+            finally:
+                self._leave(key, pid, request.session_id, request.end_session)
+            if outcome is not None and not (attempt == 0 and outcome.error_code == ErrorCode.WORKER_UNAVAILABLE.value
+                                            and self._moved(pid, key)):
+                break
+            # The version this call resolved to was retired between resolving and calling; the
+            # pid's current version takes the call instead.
+            self._drop_pin(pid, request.session_id, key)
+            outcome = None
+        assert outcome is not None and key is not None
+        checked = normalise(request.phase, outcome, self.settings.max_defects)
+        details = dict(outcome.details)
+        if checked.issues:
+            details["issues"] = checked.issues
+        return ExecutionResult(
+            status=checked.status, message=checked.message, data=checked.data, error_code=checked.error_code,
+            error_name=checked.error_name,
+            served_by={"name": key[0], "version": key[1], "worker_pid": outcome.worker_pid,
+                       "dialect": outcome.dialect.value if isinstance(outcome.dialect, Dialect)
+                       else str(outcome.dialect)},
+            latency_ms=(time.monotonic() - started) * 1000, session_id=request.session_id,
+            phase=request.phase, step_index=request.step_index, retries=outcome.retries, details=details)
+
+    # --- routing internals ---------------------------------------------------------------------
+
+    def _call(self, key: VersionKey, pid: str, request: CallRequest, timeout_s: float | None) -> CallOutcome:
+        pool = self.supervisor.get(*key)
+        if pool is None:
+            raise RunnerError(ErrorCode.WORKER_UNAVAILABLE,
+                              f"{_version_label(key)} serves pid {pid!r} but has no running worker; "
+                              "start it (or check its logs for why it stopped)",
+                              name=key[0], version=key[1], pid=pid)
+        outcome: CallOutcome = pool.call(request, timeout_s)
+        return outcome
+
+    def _enter(self, pid: str, session_id: str | None) -> VersionKey:
+        """Resolve ``pid`` (and its session) to a version and count the call in flight, atomically."""
+        with self._cond:
+            binding = self._routes.get(pid)
+            if binding is None:
+                raise RunnerError(PackageErrorCode.NOT_FOUND,
+                                  f"no algorithm version is active for pid {pid!r} "
+                                  f"({ErrorCode.INVALID_PID.value} {ErrorCode.INVALID_PID.error_name}); "
+                                  "activate a version that supports it first",
+                                  pid=pid, runtime_code=ErrorCode.INVALID_PID.value)
+            key = binding.key
+            if session_id:
+                pin_key = (pid, session_id)
+                pin = self._pins.get(pin_key)
+                now = time.monotonic()
+                if pin is not None and self._honour(pin, binding, now):
+                    key = pin.key
+                    pin.last_used = now
+                    self._pins.move_to_end(pin_key)
+                else:
+                    self._pins[pin_key] = _Pin(key, now)
+                    self._pins.move_to_end(pin_key)
+                    while len(self._pins) > SESSION_PIN_CAPACITY:
+                        self._pins.popitem(last=False)
+            self._inflight[key] = self._inflight.get(key, 0) + 1
+            return key
+
+    def _honour(self, pin: _Pin, binding: Binding, now: float) -> bool:
+        """Whether a session still goes to the version it began on (caller holds ``_cond``).
+
+        On the pid's current version: always. On an older one: while that version is not being
+        stopped, the session keeps coming back within ``session_grace_s`` (counted from the later of
+        its last call and the flip), and the flip is less than ``drain_timeout_s`` ago; a session id
+        that is never ended cannot keep an old version alive for ever.
+        """
+        if pin.key == binding.key:
+            return True
+        if pin.key in self._closing:
+            return False
+        flipped = self._flipped_at.get(binding.pid, 0.0)
+        return now - max(pin.last_used, flipped) < self.session_grace_s and now - flipped < self.drain_timeout_s
+
+    def _leave(self, key: VersionKey, pid: str, session_id: str | None, end_session: bool) -> None:
+        with self._cond:
+            left = self._inflight.get(key, 0) - 1
+            if left > 0:
+                self._inflight[key] = left
+            else:
+                self._inflight.pop(key, None)
+            if session_id:
+                pin = self._pins.get((pid, session_id))
+                if pin is not None:
+                    if end_session:
+                        del self._pins[(pid, session_id)]
+                    else:
+                        pin.last_used = time.monotonic()
+            self._cond.notify_all()
+
+    def _moved(self, pid: str, key: VersionKey) -> bool:
+        with self._cond:
+            binding = self._routes.get(pid)
+            return binding is not None and binding.key != key
+
+    def _drop_pin(self, pid: str, session_id: str | None, key: VersionKey) -> None:
+        if not session_id:
+            return
+        with self._cond:
+            pin = self._pins.get((pid, session_id))
+            if pin is not None and pin.key == key:
+                del self._pins[(pid, session_id)]
+
+    def _flip(self, bindings: Iterable[Binding]) -> None:
+        with self._cond:
+            routes = dict(self._routes)
+            now = time.monotonic()
+            for binding in bindings:
+                routes[binding.pid] = binding
+                self._flipped_at[binding.pid] = now
+            self._routes = routes
+
+    # --- management internals ------------------------------------------------------------------
+
+    def _check_pids(self, pids: Sequence[str]) -> list[str]:
+        if isinstance(pids, str) or not isinstance(pids, Sequence) or not pids:
+            raise RunnerError(PackageErrorCode.INVALID_REQUEST, "give a non-empty list of pids")
+        checked: list[str] = []
+        for pid in pids:
+            if check_pid(pid) not in checked:
+                checked.append(pid)
+        return checked
+
+    def _require_installed(self, name: str, version: str) -> Record:
+        record = self.registry.get(name, version)
+        if record is None:
+            raise RunnerError(PackageErrorCode.NOT_FOUND,
+                              f"{name} {version} is not installed; install its package first",
+                              name=name, version=version)
+        if record.get("state") == INVALID:
+            error = record.get("last_error") or {}
+            why = error.get("message") if isinstance(error, dict) else None
+            raise RunnerError(PackageErrorCode.ACTIVATION_CONFLICT,
+                              f"{name} {version} is installed but invalid"
+                              f"{f' ({why})' if why else ''}; install a fixed package",
+                              name=name, version=version, last_error=error)
+        return record
+
+    def _check_target(self, name: str, version: str, pids: Sequence[str]) -> tuple[Record, list[str]]:
+        pids = self._check_pids(pids)
+        record = self._require_installed(name, version)
+        supported = [str(p) for p in record.get("supported_pids") or []]
+        unsupported = [p for p in pids if p not in supported]
+        if unsupported:
+            raise RunnerError(PackageErrorCode.ACTIVATION_CONFLICT,
+                              f"{name} {version} does not support pid(s) {unsupported}; it supports {supported}",
+                              name=name, version=version, pids=unsupported, supported_pids=supported)
+        return record, pids
+
+    def _spec(self, record: Record) -> WorkerSpec:
+        name, version = str(record["name"]), str(record["version"])
+        version_dir = self.layout.version_dir(name, version)
+        package_rel = record.get("package_dir")
+        package_dir = version_dir / str(package_rel) if package_rel else version_dir
+        venv_python = self.layout.venv_dir(name, version) / "bin" / "python"
+        recorded = record.get("python")
+        python = venv_python if venv_python.exists() or not recorded else Path(str(recorded))
+        entry = record.get("entry_point")
+        return WorkerSpec(name=name, version=version, version_dir=version_dir, package_dir=package_dir,
+                          python=python, entry_point=str(entry) if entry else None)
+
+    def _ensure_started(self, record: Record) -> Any:
+        """The version's pool, started (and ready) if it was not serving."""
+        pool = self.supervisor.get(str(record["name"]), str(record["version"]))
+        if pool is not None and _serving(pool):
+            return pool
+        return self.supervisor.start(self._spec(record), wait_ready=True)
+
+    def _start_checked(self, record: Record, smoke: bool) -> Any:
+        """Start the version (if needed) and, with ``smoke``, prove it answers an info call.
+
+        On failure the version is stopped again if this call started it and no pid uses it, and a
+        RunnerError says why; nothing was bound.
+        """
+        name, version = str(record["name"]), str(record["version"])
+        existing = self.supervisor.get(name, version)
+        was_serving = existing is not None and _serving(existing)
+        try:
+            pool = self._ensure_started(record)
+        except RunnerError as exc:
+            raise RunnerError(exc.code, f"{name} {version} could not start, nothing was changed: {exc.message}",
+                              name=name, version=version, **exc.details) from exc
+        if smoke and record.get("dialect") != Dialect.PUBLIC_EXECUTE_ONLY.value:
+            problem = self._smoke(pool)
+            if problem is not None:
+                if not was_serving and not self._bound((name, version)):
+                    self.supervisor.stop(name, version, drain_timeout_s=self.drain_timeout_s)
+                raise RunnerError(PackageErrorCode.SMOKE_TEST_FAILED,
+                                  f"{name} {version} started but failed its check, nothing was changed: {problem}",
+                                  name=name, version=version)
+        return pool
+
+    def _smoke(self, pool: Any) -> str | None:
+        """None if the pool answers a valid info call, else what went wrong."""
+        try:
+            outcome = pool.call(CallRequest(phase="info"), self.settings.info_timeout_ms / 1000)
+        except RunnerError as exc:
+            return exc.message
+        checked = normalise("info", outcome, self.settings.max_defects)
+        if checked.status != "OK":
+            return f"info call returned {checked.error_code} {checked.error_name}: {checked.message}"
+        return None
+
+    def _move(self, record: Record, pids: list[str], smoke: bool) -> list[Binding]:
+        """Start (and check) the version, write the bindings, flip the table, retire what is unused."""
+        key = (str(record["name"]), str(record["version"]))
+        before = self.active()
+        self._start_checked(record, smoke=smoke)
+        bindings = self.store.bind(pids, *key)
+        self._flip(bindings)
+        self._retire_unused({before[p].key for p in pids if p in before and before[p].key != key})
+        return bindings
+
+    def _bound(self, key: VersionKey) -> bool:
+        with self._cond:
+            return any(b.key == key for b in self._routes.values())
+
+    def _pool_in_flight(self, key: VersionKey) -> int:
+        pool = self.supervisor.get(*key)
+        if pool is None:
+            return 0
+        return int(pool.in_flight())
+
+    def _retire_unused(self, keys: Iterable[VersionKey]) -> None:
+        for key in sorted(set(keys)):
+            if not self._bound(key):
+                self._retire(key, self.session_grace_s)
+
+    def _retire(self, key: VersionKey, session_grace_s: float) -> None:
+        """Wait until no call is in flight for ``key`` and its sessions are idle, then stop its worker."""
+        began = time.monotonic()
+        deadline = began + self.drain_timeout_s
+
+        def settled() -> bool:
+            if self._inflight.get(key, 0):
+                return False
+            # A session gets the grace from the later of its last call and the start of retirement:
+            # one that was idle while the new version started up may still come back for its next step.
+            now = time.monotonic()
+            return not any(p.key == key and now - max(p.last_used, began) < session_grace_s
+                           for p in self._pins.values())
+
+        with self._cond:
+            while not settled():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Pins age without anyone notifying: wake up to re-check them.
+                self._cond.wait(timeout=min(remaining, max(session_grace_s / 4, 0.05)))
+            self._closing.add(key)
+            for pin_key in [k for k, p in self._pins.items() if p.key == key]:
+                del self._pins[pin_key]
+        try:
+            if self.supervisor.get(*key) is not None:
+                self.supervisor.stop(key[0], key[1], drain_timeout_s=max(deadline - time.monotonic(), 1.0))
+        finally:
+            with self._cond:
+                self._closing.discard(key)
+
+    def _rollback_target(self, pid: str, current: Binding) -> tuple[VersionKey, int]:
+        history = self.store.history(pid)
+        for index in range(len(history) - 1, -1, -1):
+            entry = history[index]
+            if entry.key == current.key:
+                continue
+            record = self.registry.get(*entry.key)
+            if record is not None and record.get("state") != INVALID:
+                return entry.key, index
+        raise RunnerError(PackageErrorCode.NOT_FOUND,
+                          f"pid {pid!r} has no earlier version that is still installed to roll back to "
+                          f"(it is on {current.name} {current.version})", pid=pid)
+
+    def _prune(self, name: str) -> None:
+        """Remove versions of ``name`` that were once active but are beyond ``retain_versions``.
+
+        Versions never activated are left alone (someone installed them for a reason), as are
+        versions bound to any pid.
+        """
+        keep = self.settings.retain_versions
+        ever = self.store.ever_bound()
+        bound = {b.key for b in self.active().values()}
+        used = [r for r in self.registry.list(name=name) if (r["name"], r["version"]) in ever]
+        used.sort(key=lambda r: (self.store.last_used(r["name"], r["version"]), str(r.get("created_at") or "")),
+                  reverse=True)
+        for record in used[keep:]:
+            key = (str(record["name"]), str(record["version"]))
+            if key in bound or self.in_flight(*key) or self._pool_in_flight(key):
+                continue
+            try:
+                if self.supervisor.get(*key) is not None:
+                    self.supervisor.stop(key[0], key[1], drain_timeout_s=self.drain_timeout_s)
+                self.installer.remove(*key)
+            except RunnerError as exc:
+                # Pruning is housekeeping: the switch already succeeded, so report and go on.
+                _log.warning("could not prune %s: %s", _version_label(key), exc)
+
+
+def _serving(pool: Any) -> bool:
+    state = getattr(pool, "state", None)
+    value = getattr(state, "value", state)
+    return value in ("running", "executing")
