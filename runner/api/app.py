@@ -1,0 +1,66 @@
+"""The FastAPI application: routers, auth, problem handlers, and the objects routes share."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+import runner
+from runner.config import Settings
+from runner.service import RunnerService
+
+from .auth import BearerAuth, resolve_token
+from .context import AppContext
+from .operations import Operation, OperationManager
+from .problems import install_handlers
+from .routes import algorithms, execute, health, logs, operations
+
+
+def create_app(service: RunnerService, settings: Settings, token: str | None = None,
+               operations_manager: OperationManager | None = None) -> FastAPI:
+    """Build the API for ``service``.
+
+    The token is ``token`` if given, else resolved from settings (generated into ``<root>/.token`` on
+    first use); with ``settings.auth_enabled`` false no route checks it.
+    """
+    if token is None:
+        token = resolve_token(settings)
+    elif not settings.auth_enabled:
+        token = None
+    auth = BearerAuth(token)
+
+    def record_install(op: Operation) -> None:
+        if op.kind != "install":
+            return
+        outcome = op.state
+        if op.state == "succeeded" and (op.result or {}).get("idempotent"):
+            outcome = "idempotent"
+        service.metrics.record_install(outcome, "api")
+
+    manager = operations_manager or OperationManager(on_finished=record_install)
+    app = FastAPI(title="ProcVision Runner", version=getattr(runner, "__version__", "1.0.0"),
+                  description="Management and execution API of the ProcVision runner daemon.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ctx = AppContext(service, settings, manager, auth, threading.Event())
+    install_handlers(app)
+    protected = [Depends(auth)]
+    app.include_router(health.public)
+    app.include_router(health.router, dependencies=protected)
+    app.include_router(algorithms.router, dependencies=protected)
+    app.include_router(operations.router, dependencies=protected)
+    app.include_router(execute.router, dependencies=protected)
+    app.include_router(logs.router, dependencies=protected)
+
+    # The schema and its browser view are protected like every endpoint but /livez.
+    @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
+    def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=protected)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ProcVision Runner API")
+
+    return app

@@ -1,0 +1,33 @@
+"""The objects every route shares, stored on ``app.state.ctx``."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from runner.config import Settings
+from runner.service import RunnerService
+
+from .auth import BearerAuth
+from .operations import OperationManager
+
+
+@dataclass
+class AppContext:
+    """What routes need: the service facade, settings, the operations queue, auth, a stop flag."""
+
+    service: RunnerService
+    settings: Settings
+    operations: OperationManager
+    auth: BearerAuth
+    #: Set when the daemon shuts down: log streams end, new installs are refused.
+    stopping: threading.Event
+
+
+def get_ctx(request: Request) -> AppContext:
+    """FastAPI dependency: the app's context."""
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, AppContext)
+    return ctx

@@ -1,0 +1,195 @@
+"""Package management: install, validate, activate/switch/rollback, uninstall, inspect, start/stop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from runner.errors import PackageErrorCode, RunnerError
+
+from ..context import AppContext, get_ctx
+from ..operations import fingerprint_of
+from ..schemas import PROBLEM_RESPONSES, Activation, OperationOut, PidList, ValidateInstalled, ZipPath
+from ..uploads import ReceivedZip, receive_zip
+
+router = APIRouter(prefix="/algorithms", tags=["algorithms"], responses={401: PROBLEM_RESPONSES[401]})
+M = TypeVar("M", bound=BaseModel)
+
+_ZIP_BODY: dict[str, Any] = {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "application/zip": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+def _zip_body(json_schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {**_ZIP_BODY,
+                                                          "application/json": {"schema": json_schema}}}}
+
+
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+
+
+async def _read_json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError as exc:
+        raise RunnerError(PackageErrorCode.INVALID_REQUEST, f"the body is not valid JSON: {exc}") from exc
+
+
+def _as_model(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        first = errors[0]
+        raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                          f"{'.'.join(first['loc']) or 'body'}: {first['msg']}", errors=errors) from exc
+
+
+def _local_zip(ctx: AppContext, raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute():
+        raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                          f"'path' must be an absolute path on the runner's machine, got {raw!r}", path=raw)
+    if not path.is_file():
+        raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                          f"no zip file at {raw!r} on the runner's machine; upload it instead", path=raw)
+    size = path.stat().st_size
+    if size > ctx.settings.max_zip_bytes:
+        raise RunnerError(PackageErrorCode.PAYLOAD_TOO_LARGE,
+                          f"{raw} is {size} bytes, over max_zip_bytes={ctx.settings.max_zip_bytes}",
+                          path=raw, size=size, max_zip_bytes=ctx.settings.max_zip_bytes)
+    return path
+
+
+async def _receive(request: Request, ctx: AppContext) -> ReceivedZip:
+    return await receive_zip(request, ctx.settings.layout.root, ctx.settings.max_zip_bytes)
+
+
+@router.post("/install", status_code=202, response_model=OperationOut,
+             summary="Install a package zip (upload or path); returns an operation to poll",
+             openapi_extra=_zip_body(ZipPath.model_json_schema()),
+             responses={409: PROBLEM_RESPONSES[409], 413: {"description": "upload over max_zip_bytes (2014)"},
+                        422: PROBLEM_RESPONSES[422]})
+async def install(request: Request, ctx: AppContext = Depends(get_ctx),
+                  idempotency_key: str | None = Header(default=None, max_length=200)) -> JSONResponse:
+    if ctx.stopping.is_set():
+        raise RunnerError(PackageErrorCode.BUSY, "the runner is shutting down; retry after it restarted")
+    service = ctx.service
+    if _is_json(request):
+        body = _as_model(ZipPath, await _read_json(request))
+        path = _local_zip(ctx, body.path)
+        stat = path.stat()
+        fingerprint = fingerprint_of("path", str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns))
+        request_info: dict[str, Any] = {"path": str(path)}
+        cleanup = None
+    else:
+        received = await _receive(request, ctx)
+        path = received.path
+        fingerprint = fingerprint_of("upload", received.sha256)
+        request_info = {"filename": received.filename, "size": received.size, "sha256": received.sha256}
+        cleanup = received.discard
+
+    def work(progress: Any, zip_path: Path = path) -> dict[str, Any]:
+        return service.install(zip_path, progress=progress)
+
+    op, created = ctx.operations.submit("install", work, idempotency_key=idempotency_key,
+                                        fingerprint=fingerprint, request=request_info, cleanup=cleanup)
+    return JSONResponse(op.to_dict(), status_code=202 if created else 200,
+                        headers={"Location": f"/operations/{op.id}"})
+
+
+@router.post("/validate", summary="Validate a zip (upload or path) or an installed version",
+             openapi_extra=_zip_body({"oneOf": [ZipPath.model_json_schema(),
+                                                ValidateInstalled.model_json_schema()]}),
+             responses={404: PROBLEM_RESPONSES[404], 413: {"description": "upload over max_zip_bytes (2014)"},
+                        422: PROBLEM_RESPONSES[422]})
+async def validate(request: Request, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    service = ctx.service
+    if _is_json(request):
+        data = await _read_json(request)
+        if isinstance(data, dict) and "path" in data:
+            path = _local_zip(ctx, _as_model(ZipPath, data).path)
+            return await run_in_threadpool(service.validate_zip, path)
+        installed = _as_model(ValidateInstalled, data)
+        return await run_in_threadpool(service.validate_installed, installed.name, installed.version,
+                                       installed.rerun)
+    received = await _receive(request, ctx)
+    try:
+        return await run_in_threadpool(service.validate_zip, received.path)
+    finally:
+        received.discard()
+
+
+@router.post("/activate", summary="Bind pids to a version (starts its workers)",
+             responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
+def activate(body: Activation, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.activate(body.name, body.version, body.pids)
+
+
+@router.post("/switch", summary="Move pids to another version once it is proven ready",
+             responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
+def switch(body: Activation, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.switch(body.name, body.version, body.pids)
+
+
+@router.post("/rollback", summary="Re-activate the previous version of each pid",
+             responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
+def rollback(body: PidList, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.rollback(body.pids)
+
+
+@router.post("/deactivate", summary="Unbind pids (their version keeps its workers until stopped)",
+             responses={404: PROBLEM_RESPONSES[404], 422: PROBLEM_RESPONSES[422]})
+def deactivate(body: PidList, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.deactivate(body.pids)
+
+
+@router.get("", summary="Installed versions (filters: state, name)")
+def list_versions(ctx: AppContext = Depends(get_ctx), state: str | None = Query(default=None, max_length=50),
+                  name: str | None = Query(default=None, max_length=200)) -> list[dict[str, Any]]:
+    return ctx.service.list_versions(name=name, state=state)
+
+
+@router.get("/active", summary="pid -> active name/version")
+def active(ctx: AppContext = Depends(get_ctx)) -> dict[str, dict[str, Any]]:
+    return ctx.service.active()
+
+
+@router.get("/{name}/{version}", summary="One version: manifest, get_info, state, workers, last error",
+            responses={404: PROBLEM_RESPONSES[404]})
+def show(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.show(name, version)
+
+
+@router.delete("/{name}/{version}", summary="Uninstall a version (force=true stops an active/busy one)",
+               responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
+def uninstall(name: str, version: str, ctx: AppContext = Depends(get_ctx),
+              force: bool = Query(default=False)) -> dict[str, Any]:
+    return ctx.service.uninstall(name, version, force=force)
+
+
+@router.post("/{name}/{version}/start", summary="Start the version's workers",
+             responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
+def start(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.start_version(name, version)
+
+
+@router.post("/{name}/{version}/stop", summary="Stop the version's workers (drains in-flight calls)",
+             responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
+def stop(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.stop_version(name, version)
+
+
+@router.post("/{name}/{version}/restart", summary="Restart the version's workers",
+             responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
+def restart(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.restart_version(name, version)

@@ -1,0 +1,89 @@
+"""POST /execute: one call on the version active for a pid, images as multipart files."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from procvision_algorithm_sdk.errors import ErrorCode
+from runner.errors import RunnerError
+from runner.routing.images import decode_image
+from runner.supervision.dialects import CallRequest, ImageInput
+
+from ..context import AppContext, get_ctx
+from ..problems import INFRASTRUCTURE_CODES, problem_dict, problem_response, status_for
+from ..schemas import PROBLEM_RESPONSES
+
+router = APIRouter(tags=["execute"], responses={401: PROBLEM_RESPONSES[401]})
+
+
+def _json_field(field: str, raw: str | None, kind: type, default: Any) -> Any:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise RunnerError(ErrorCode.INVALID_PARAMS, f"{field} is not valid JSON: {exc}", field=field) from exc
+    if not isinstance(value, kind):
+        raise RunnerError(ErrorCode.INVALID_PARAMS, f"{field} must be a JSON {kind.__name__}", field=field)
+    return value
+
+
+async def _image(upload: UploadFile | None, color_space: str, camera_id: str,
+                 timestamp_ms: int | None, input_order: str) -> ImageInput | None:
+    if upload is None:
+        return None
+    data = await upload.read()
+    return await run_in_threadpool(decode_image, data, color_space=color_space, camera_id=camera_id,
+                                   timestamp_ms=timestamp_ms, input_order=input_order)
+
+
+@router.post("/execute", summary="Run pre or execute on the version active for pid",
+             responses={404: PROBLEM_RESPONSES[404], 422: PROBLEM_RESPONSES[422],
+                        502: {"description": "the worker crashed or answered garbage"},
+                        503: {"description": "no worker available or queue full"},
+                        504: {"description": "the worker did not answer in time (1005)"}})
+async def execute(
+    ctx: AppContext = Depends(get_ctx),
+    pid: str = Form(min_length=1, max_length=200, description="Product id; selects the active version"),
+    step_index: int = Form(default=1, ge=1, le=10000),
+    phase: Literal["pre", "execute"] = Form(default="execute"),
+    session_id: str | None = Form(default=None, max_length=200,
+                                  description="Keeps session state from pre to execute in one worker"),
+    session_context: str | None = Form(default=None, description="JSON object"),
+    user_params: str | None = Form(default=None, description="JSON object of step parameters"),
+    color_space: Literal["RGB", "BGR"] = Form(default="RGB"),
+    input_order: Literal["RGB", "BGR"] = Form(default="RGB", description="Channel order of an uploaded .npy"),
+    camera_id: str = Form(default="", max_length=200),
+    timestamp_ms: int | None = Form(default=None, ge=0),
+    step_desc: str = Form(default="", max_length=10000),
+    guide_info: str | None = Form(default=None, description="JSON list (execute-only workers)"),
+    end_session: bool = Form(default=False),
+    timeout_ms: int | None = Form(default=None, gt=0, le=3_600_000),
+    image: UploadFile | None = File(default=None, description="PNG, JPEG or .npy"),
+    guide_image: UploadFile | None = File(default=None, description="PNG, JPEG or .npy (execute-only workers)"),
+) -> JSONResponse:
+    request = CallRequest(
+        phase=phase, step_index=step_index, pid=pid, session_id=session_id,
+        session_context=_json_field("session_context", session_context, dict, {}),
+        user_params=_json_field("user_params", user_params, dict, {}),
+        image=await _image(image, color_space, camera_id, timestamp_ms, input_order),
+        guide_image=await _image(guide_image, color_space, camera_id, timestamp_ms, input_order),
+        step_desc=step_desc, guide_info=_json_field("guide_info", guide_info, list, []),
+        end_session=end_session)
+    if request.image is None:
+        raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED, "send the camera image as the multipart file 'image'")
+    timeout_s = timeout_ms / 1000.0 if timeout_ms is not None else None
+    result = await run_in_threadpool(ctx.service.execute, pid, request, timeout_s)
+    code = result.get("error_code")
+    if result.get("status") != "OK" and code is not None and str(code) in INFRASTRUCTURE_CODES:
+        # The runner, not the algorithm, failed this call: report it with the matching HTTP status.
+        problem = problem_dict(str(code), str(result.get("message") or "the call failed"),
+                               {"result": result}, status=status_for(str(code)))
+        return problem_response(problem)
+    return JSONResponse(result)
+

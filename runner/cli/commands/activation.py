@@ -1,0 +1,76 @@
+"""active, activate, switch, rollback, deactivate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import exitcodes
+from ..context import CliContext, add_common
+from ..output import print_json, table
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("active", help="which version serves each pid")
+    add_common(p)
+    p.set_defaults(func=active)
+
+    for command, text, func in (("activate", "bind pids to a version", activate),
+                                ("switch", "move pids to a version once it is ready", switch)):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("name")
+        p.add_argument("version")
+        p.add_argument("--pid", dest="pids", action="append", required=True, metavar="PID",
+                       help="product id (repeatable)")
+        add_common(p)
+        p.set_defaults(func=func)
+
+    for command, text, func in (("rollback", "re-activate each pid's previous version", rollback),
+                                ("deactivate", "unbind pids", deactivate)):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("--pid", dest="pids", action="append", required=True, metavar="PID",
+                       help="product id (repeatable)")
+        add_common(p)
+        p.set_defaults(func=func)
+
+
+def _print_active(ctx: CliContext, mapping: dict[str, Any]) -> None:
+    rows = [{"pid": pid, **binding} for pid, binding in sorted(mapping.items())]
+    table(rows, ["pid", "name", "version", "activated_at"], ctx.out, empty="(no pid is active)")
+
+
+def active(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        mapping = client.active()
+    if ctx.json:
+        print_json(mapping, ctx.out)
+    else:
+        _print_active(ctx, mapping)
+    return exitcodes.OK
+
+
+def _show(ctx: CliContext, result: dict[str, Any]) -> int:
+    if ctx.json:
+        print_json(result, ctx.out)
+    else:
+        _print_active(ctx, result.get("active") or {})
+    return exitcodes.OK
+
+
+def activate(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        return _show(ctx, client.activate(ctx.args.name, ctx.args.version, ctx.args.pids))
+
+
+def switch(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        return _show(ctx, client.switch(ctx.args.name, ctx.args.version, ctx.args.pids))
+
+
+def rollback(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        return _show(ctx, client.rollback(ctx.args.pids))
+
+
+def deactivate(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        return _show(ctx, client.deactivate(ctx.args.pids))

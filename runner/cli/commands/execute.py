@@ -1,0 +1,75 @@
+"""execute: send one image to the version active for a pid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import exitcodes
+from ..context import CliContext, add_common
+from ..output import error, fields, print_json
+
+_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".npy": "application/octet-stream"}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("execute", help="run one call on the version active for a pid")
+    p.add_argument("--pid", required=True)
+    p.add_argument("--image", type=Path, required=True, help="PNG, JPEG or .npy")
+    p.add_argument("--guide-image", type=Path, help="guide image (execute-only workers)")
+    p.add_argument("--phase", choices=("pre", "execute"), default="execute")
+    p.add_argument("--step", type=int, default=1, help="step index (default 1)")
+    p.add_argument("--session", help="session id (keeps state from pre to execute)")
+    p.add_argument("--params", default="{}", help="user_params as a JSON object")
+    p.add_argument("--color-space", choices=("RGB", "BGR"), default="RGB")
+    p.add_argument("--camera-id", default="")
+    p.add_argument("--timeout-ms", type=int, help="call deadline (default: the daemon's)")
+    add_common(p)
+    p.set_defaults(func=execute)
+
+
+def _file(path: Path) -> tuple[str, bytes, str]:
+    return path.name, path.read_bytes(), _TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+def execute(ctx: CliContext) -> int:
+    args = ctx.args
+    try:
+        params = json.loads(args.params)
+    except ValueError as exc:
+        error(f"--params is not valid JSON: {exc}", ctx.err)
+        return exitcodes.USAGE
+    if not isinstance(params, dict):
+        error("--params must be a JSON object", ctx.err)
+        return exitcodes.USAGE
+    for path in (args.image, args.guide_image):
+        if path is not None and not path.is_file():
+            error(f"no such file: {path}", ctx.err)
+            return exitcodes.USAGE
+    form = {"pid": args.pid, "phase": args.phase, "step_index": str(args.step), "user_params": json.dumps(params),
+            "color_space": args.color_space, "camera_id": args.camera_id}
+    if args.session:
+        form["session_id"] = args.session
+    if args.timeout_ms:
+        form["timeout_ms"] = str(args.timeout_ms)
+    files = {"image": _file(args.image)}
+    if args.guide_image is not None:
+        files["guide_image"] = _file(args.guide_image)
+    wait_s = max(float(args.timeout), (args.timeout_ms or 0) / 1000.0 + 5.0)
+    with ctx.client() as client:
+        result = client.execute(form, files, timeout_s=wait_s)
+    if ctx.json:
+        print_json(result, ctx.out)
+    else:
+        data = result.get("data") or {}
+        served = result.get("served_by") or {}
+        fields([("status", result.get("status")), ("result", data.get("result_status")),
+                ("message", result.get("message") or None), ("ng reason", data.get("ng_reason")),
+                ("defects", len(data.get("defect_rects") or []) if "defect_rects" in data else None),
+                ("served by", f"{served.get('name')} {served.get('version')} (worker pid {served.get('worker_pid')})"),
+                ("latency", f"{float(result.get('latency_ms') or 0):.1f} ms")], ctx.out)
+    if result.get("status") == "OK":
+        return exitcodes.OK
+    code = result.get("error_code")
+    return exitcodes.exit_code_for(code) if code else exitcodes.ALGORITHM_ERROR

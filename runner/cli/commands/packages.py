@@ -1,0 +1,174 @@
+"""install, validate, list, show, uninstall, start/stop/restart."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import exitcodes
+from ..context import CliContext, add_common
+from ..output import InstallProgress, error, fields, print_json, table
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("install", help="install a package zip through the daemon")
+    p.add_argument("zip", type=Path, help="<name>-v<version>-offline.zip")
+    p.add_argument("--idempotency-key", help="retrying with the same key never installs twice")
+    p.add_argument("--by-path", action="store_true",
+                   help="send the zip's path instead of uploading it (daemon on this machine)")
+    p.add_argument("--no-wait", action="store_true", help="print the operation and return at once")
+    p.add_argument("--wait-timeout", type=float, default=3600.0, help="seconds to wait for the install")
+    add_common(p)
+    p.set_defaults(func=install)
+
+    p = sub.add_parser("validate", help="check a package zip (or an installed version) without installing")
+    p.add_argument("target", nargs="+", metavar="ZIP | NAME VERSION",
+                   help="a zip file, or NAME VERSION of an installed version")
+    p.add_argument("--rerun", action="store_true", help="installed version: run its smoke test again")
+    add_common(p)
+    p.set_defaults(func=validate)
+
+    p = sub.add_parser("list", help="installed versions")
+    p.add_argument("--state", help="only versions in this state (installed, running, failed, ...)")
+    p.add_argument("--name", help="only versions of this package")
+    add_common(p)
+    p.set_defaults(func=list_versions)
+
+    p = sub.add_parser("show", help="one version: manifest, state, workers, last error")
+    p.add_argument("name")
+    p.add_argument("version")
+    add_common(p)
+    p.set_defaults(func=show)
+
+    p = sub.add_parser("uninstall", help="remove a version")
+    p.add_argument("name")
+    p.add_argument("version")
+    p.add_argument("--force", action="store_true", help="also when active or busy (stops its workers)")
+    add_common(p)
+    p.set_defaults(func=uninstall)
+
+    for action, text in (("start", "start a version's workers"), ("stop", "stop a version's workers"),
+                         ("restart", "restart a version's workers")):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("name")
+        p.add_argument("version")
+        add_common(p)
+        p.set_defaults(func=lifecycle, action=action)
+
+
+def install(ctx: CliContext) -> int:
+    args: argparse.Namespace = ctx.args
+    zip_path: Path = args.zip
+    if not zip_path.is_file():
+        error(f"no such file: {zip_path}", ctx.err)
+        return exitcodes.USAGE
+    with ctx.client() as client:
+        op = client.install(zip_path, idempotency_key=args.idempotency_key, by_path=args.by_path)
+        if args.no_wait:
+            if ctx.json:
+                print_json(op, ctx.out)
+            else:
+                ctx.out.write(f"operation {op['id']} {op['state']}\n")
+            return exitcodes.OK
+        progress = InstallProgress(ctx.err) if not ctx.json else None
+        final = client.wait(op["id"], timeout_s=args.wait_timeout,
+                            on_update=progress.update if progress else None)
+        if progress is not None:
+            progress.finish()
+    if ctx.json:
+        print_json(final, ctx.out)
+    if final["state"] == "failed":
+        problem = final.get("error") or {}
+        if not ctx.json:
+            error(f"install failed: [{problem.get('code')} {problem.get('name')}] {problem.get('detail')}", ctx.err)
+        return exitcodes.exit_code_for(problem.get("code"))
+    if not ctx.json:
+        result = final.get("result") or {}
+        how = "already installed" if result.get("idempotent") else "installed"
+        ctx.out.write(f"{how}: {result.get('name')} {result.get('version')} "
+                      f"({result.get('dialect') or 'dialect unknown'})\n")
+    return exitcodes.OK
+
+
+def _print_report(ctx: CliContext, report: dict[str, Any]) -> int:
+    if ctx.json:
+        print_json(report, ctx.out)
+    else:
+        summary = report.get("summary") or {}
+        ctx.out.write(f"status: {summary.get('status')}  passed: {summary.get('passed')}  "
+                      f"failed: {summary.get('failed')}\n")
+        table(report.get("checks") or [], ["name", "result", "message"], ctx.out, empty="(no checks)")
+    status = str((report.get("summary") or {}).get("status", "")).upper()
+    return exitcodes.OK if status in ("PASS", "PASSED", "OK") else exitcodes.FAILURE
+
+
+def validate(ctx: CliContext) -> int:
+    target: list[str] = ctx.args.target
+    with ctx.client() as client:
+        if len(target) == 1:
+            path = Path(target[0])
+            if not path.is_file():
+                error(f"no such file: {path}", ctx.err)
+                return exitcodes.USAGE
+            report = client.validate_zip(path)
+        elif len(target) == 2:
+            report = client.validate_installed(target[0], target[1], rerun=ctx.args.rerun)
+        else:
+            error("validate takes a ZIP or NAME VERSION", ctx.err)
+            return exitcodes.USAGE
+    return _print_report(ctx, report)
+
+
+def list_versions(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        rows = client.list_versions(name=ctx.args.name, state=ctx.args.state)
+    if ctx.json:
+        print_json(rows, ctx.out)
+    else:
+        table(rows, ["name", "version", "state", "dialect", "supported_pids", "created_at"], ctx.out,
+              empty="(no versions installed)")
+    return exitcodes.OK
+
+
+def show(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        info = client.show(ctx.args.name, ctx.args.version)
+    if ctx.json:
+        print_json(info, ctx.out)
+        return exitcodes.OK
+    workers = info.get("workers") or {}
+    last_error = info.get("last_error") or {}
+    fields([("name", info.get("name")), ("version", info.get("version")), ("state", info.get("state")),
+            ("dialect", info.get("dialect")), ("supported pids", info.get("supported_pids")),
+            ("active for", info.get("active_pids")), ("entry point", info.get("entry_point")),
+            ("python", info.get("python_version")), ("installed", info.get("created_at")),
+            ("log file", info.get("log_file")),
+            ("last error", f"[{last_error.get('code')} {last_error.get('name')}] {last_error.get('message')}"
+             if last_error else None)], ctx.out)
+    rows = workers.get("workers") or []
+    if rows:
+        ctx.out.write("\n")
+        table(rows, [k for k in ("index", "pid", "state", "restarts") if any(k in r for r in rows)] or
+              sorted(rows[0].keys()), ctx.out)
+    return exitcodes.OK
+
+
+def uninstall(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        result = client.uninstall(ctx.args.name, ctx.args.version, force=ctx.args.force)
+    if ctx.json:
+        print_json(result, ctx.out)
+    else:
+        ctx.out.write(f"uninstalled {ctx.args.name} {ctx.args.version}\n")
+    return exitcodes.OK
+
+
+def lifecycle(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        result = client.lifecycle(ctx.args.action, ctx.args.name, ctx.args.version)
+    if ctx.json:
+        print_json(result, ctx.out)
+    else:
+        ctx.out.write(f"{ctx.args.name} {ctx.args.version}: {result.get('state')}\n")
+    return exitcodes.OK

@@ -1,0 +1,33 @@
+"""The one place where error codes become process exit codes.
+
+    0            success
+    1            unexpected failure (a bug, or a response the CLI does not understand)
+    2            usage error (bad flags; argparse's own code)
+    3            the daemon cannot be reached (not running, wrong --url, timeout)
+    4            not ready (``status`` while /readyz answers 503)
+    5            the algorithm answered ERROR without an error code
+    10 + n       runner error 20nn (2001 invalid_zip -> 11 ... 2015 unauthorized -> 25)
+    30 + n       runtime error 10nn (1000 unknown_error -> 30 ... 1017 handshake_failed -> 47)
+"""
+
+from __future__ import annotations
+
+OK = 0
+FAILURE = 1
+USAGE = 2
+UNREACHABLE = 3
+NOT_READY = 4
+ALGORITHM_ERROR = 5
+
+
+def exit_code_for(code: str | None) -> int:
+    """Exit code of a numeric error code (``"2012"`` -> 22); FAILURE for codes outside the ranges."""
+    try:
+        number = int(str(code))
+    except (TypeError, ValueError):
+        return FAILURE
+    if 2001 <= number <= 2099:
+        return min(10 + (number - 2000), 29)
+    if 1000 <= number <= 1099:
+        return min(30 + (number - 1000), 99)
+    return FAILURE

@@ -1,0 +1,187 @@
+"""The daemon: one process serving the API, the drop-folder watcher and the worker supervisor.
+
+Start: take the single-instance lock (a second daemon on the root exits with 2012), reconcile the
+root (``installer.recover``), restart the workers of active versions (``router.resume``), then
+serve. Stop (SIGTERM/SIGINT): refuse new work, let running requests finish (bounded), stop the
+watcher, wait for a running install (bounded), stop every worker, release the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from runner.api.app import create_app
+from runner.api.auth import resolve_token
+from runner.api.context import AppContext
+from runner.api.uploads import uploads_dir
+from runner.config import Settings
+from runner.errors import RunnerError
+from runner.package.installer import InstallResult
+from runner.package.watcher import DropFolderWatcher
+from runner.service import RunnerService
+from runner.store.locks import DaemonLock
+
+_log = logging.getLogger("runner.daemon")
+#: Longest wait for a running install at shutdown; an interrupted install is cleaned by recover().
+INSTALL_DRAIN_S = 60.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with hooks: announce when listening, flag the app before it drains."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[_Server], None],
+                 on_stopping: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+        self._on_stopping = on_stopping
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started(self)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_stopping()
+        await super().shutdown(sockets)
+
+    def bound_port(self) -> int | None:
+        for server in self.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return None
+
+
+def configure_logging(settings: Settings) -> None:
+    """Runner logs go to stderr at ``settings.log_level`` (systemd's journal picks them up)."""
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class Daemon:
+    """One daemon on one root. ``run`` blocks until a signal or ``request_stop``; returns an exit code.
+
+    ``before_serve(service)`` runs after the workers of active versions are up and before the API
+    listens (``quickstart`` installs and activates the example there). ``on_listening(url)`` runs
+    once the socket accepts connections.
+    """
+
+    def __init__(self, settings: Settings, *, before_serve: Callable[[RunnerService], None] | None = None,
+                 on_listening: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.before_serve = before_serve
+        self.on_listening = on_listening
+        self.url: str | None = None
+        self.listening = threading.Event()
+        self._stop = threading.Event()
+        self._server: _Server | None = None
+        self._ctx: AppContext | None = None
+
+    def request_stop(self) -> None:
+        """Ask a running daemon to shut down (what SIGTERM does)."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.should_exit = True
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only record: the main loop does the work (a handler must not block or take locks).
+        _log.info("received %s, shutting down", signal.Signals(signum).name)
+        self.request_stop()
+
+    def run(self) -> int:
+        """Serve until stopped. RunnerError ALREADY_RUNNING (2012) if another daemon holds the root."""
+        settings = self.settings
+        layout = settings.layout
+        layout.ensure()
+        lock = DaemonLock(layout)
+        lock.acquire()
+        in_main = threading.current_thread() is threading.main_thread()
+        previous: dict[int, Any] = {}
+        if in_main:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            shutil.rmtree(uploads_dir(layout.root), ignore_errors=True)  # leftovers of a crash
+            service = RunnerService.create(settings)
+            try:
+                self._serve(service)
+            finally:
+                _log.info("stopping workers")
+                service.close()
+        finally:
+            lock.release()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        _log.info("daemon stopped")
+        return 0
+
+    def _serve(self, service: RunnerService) -> None:
+        settings = self.settings
+        service.start()
+        if self.before_serve is not None and not self._stop.is_set():
+            self.before_serve(service)
+        if self._stop.is_set():
+            return
+        app = create_app(service, settings, token=resolve_token(settings))
+        ctx = app.state.ctx
+        assert isinstance(ctx, AppContext)
+        self._ctx = ctx
+        watcher = self._start_watcher(service)
+        try:
+            config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                                    access_log=settings.log_level == "debug", lifespan="off",
+                                    timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)))
+            server = _Server(config, self._started, ctx.stopping.set)
+            self._server = server
+            if self._stop.is_set():
+                return
+            server.run()
+        finally:
+            ctx.stopping.set()
+            if watcher is not None:
+                watcher.stop()
+            if not ctx.operations.close(INSTALL_DRAIN_S):
+                _log.warning("an install was still running after %.0f s; it is abandoned and cleaned at "
+                             "next start", INSTALL_DRAIN_S)
+
+    def _started(self, server: _Server) -> None:
+        port = server.bound_port() or self.settings.port
+        host = self.settings.host
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}"
+        self.listening.set()
+        _log.info("listening on %s", self.url)
+        if self.on_listening is not None:
+            self.on_listening(self.url)
+        if self._stop.is_set():
+            server.should_exit = True
+
+    def _start_watcher(self, service: RunnerService) -> Any:
+        if not self.settings.watch_drop_folder:
+            return None
+
+        def on_result(zip_path: Path, result: InstallResult | RunnerError) -> None:
+            if isinstance(result, RunnerError):
+                outcome = "failed"
+            else:
+                outcome = "idempotent" if result.idempotent else "succeeded"
+            service.metrics.record_install(outcome, "drop-folder")
+
+        watcher = DropFolderWatcher(self.settings, service.installer, on_result=on_result)
+        watcher.start()
+        return watcher
+
+
+def serve(settings: Settings, **hooks: Any) -> int:
+    """Run a daemon for ``settings`` in this thread (the CLI's ``serve``)."""
+    configure_logging(settings)
+    return Daemon(settings, **hooks).run()

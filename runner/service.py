@@ -1,0 +1,329 @@
+"""RunnerService: the one facade the HTTP API and the daemon drive.
+
+It owns the parts of a running daemon (registry, installer, supervisor, router, metrics) and turns
+their results into JSON-able dicts. The API layer only parses requests and renders responses; every
+decision lives below this facade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.api.metrics import Metrics
+from runner.config import Settings
+from runner.errors import PackageErrorCode, RunnerError
+from runner.store.atomic import read_json
+from runner.supervision.dialects import CallRequest, Dialect
+from runner.supervision.states import SERVING_STATES, State
+
+if TYPE_CHECKING:
+    from runner.package.installer import Installer
+    from runner.routing.router import Router
+    from runner.store.registry import Registry
+    from runner.supervision.supervisor import Supervisor
+
+_log = logging.getLogger("runner.service")
+Progress = Callable[[str], None]
+#: Name of the worker log file inside ``<root>/logs/<name>/<version>/``.
+WORKER_LOG = "worker.log"
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses, enums, paths and containers as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        to_dict = getattr(value, "to_dict", None)
+        if callable(to_dict):
+            return jsonable(to_dict())
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return jsonable(to_dict())
+    return str(value)
+
+
+def smoke_to_report(name: str, version: str, smoke: dict[str, Any], rerun: bool) -> dict[str, Any]:
+    """A smoke-test report in the SDK validation report shape (summary + checks)."""
+    checks = [{"name": str(step.get("name")), "result": str(step.get("result")),
+               "message": str(step.get("message") or "")}
+              for step in smoke.get("steps") or [] if isinstance(step, dict)]
+    failed = sum(1 for c in checks if c["result"] == "FAIL")
+    status = str(smoke.get("status") or ("FAIL" if failed else "PASS"))
+    return {"name": name, "version": version, "rerun": rerun,
+            "summary": {"status": status, "passed": len(checks) - failed, "failed": failed},
+            "checks": checks, "smoke": smoke}
+
+
+def _not_found(name: str, version: str) -> RunnerError:
+    return RunnerError(PackageErrorCode.NOT_FOUND,
+                       f"{name} {version} is not installed; see GET /algorithms for what is",
+                       name=name, version=version)
+
+
+class RunnerService:
+    """Install, validate, activate, execute and inspect algorithm versions of one runtime root."""
+
+    def __init__(self, settings: Settings, registry: Registry, installer: Installer,
+                 supervisor: Supervisor, router: Router, metrics: Metrics) -> None:
+        self.settings = settings
+        self.layout = settings.layout
+        self.registry = registry
+        self.installer = installer
+        self.supervisor = supervisor
+        self.router = router
+        self.metrics = metrics
+
+    @classmethod
+    def create(cls, settings: Settings, metrics: Metrics | None = None) -> RunnerService:
+        """Build the real parts for ``settings.root``."""
+        from runner.package.installer import Installer
+        from runner.routing.router import Router
+        from runner.store.registry import Registry
+        from runner.supervision.supervisor import Supervisor
+
+        metrics = metrics or Metrics()
+        layout = settings.layout
+        layout.ensure()
+        registry = Registry(layout)
+        installer = Installer(settings, registry)
+        supervisor = Supervisor(settings, layout, on_event=metrics.on_event)
+        router = Router(settings, layout, registry, supervisor, installer)
+        return cls(settings, registry, installer, supervisor, router, metrics)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Reconcile the root after a crash, then bring the active versions' workers up."""
+        self.installer.recover()
+        self.router.resume()
+
+    def close(self) -> None:
+        """Stop every worker (drains in-flight calls up to the shutdown grace)."""
+        self.supervisor.shutdown()
+
+    # --- packages --------------------------------------------------------------------------------
+
+    def install(self, zip_path: Path, progress: Progress | None = None) -> dict[str, Any]:
+        """Install a package zip; returns the install result as JSON."""
+        result = self.installer.install(Path(zip_path), progress=progress)
+        return jsonable(result)
+
+    def validate_zip(self, zip_path: Path) -> dict[str, Any]:
+        """Check a package zip without installing it (SDK report shape)."""
+        return jsonable(self.installer.validate(Path(zip_path)))
+
+    def validate_installed(self, name: str, version: str, rerun: bool = False) -> dict[str, Any]:
+        """The smoke report of an installed version in the SDK report shape; ``rerun`` runs it again."""
+        record = self._record(name, version)
+        smoke: Any = self._rerun_smoke(record) if rerun else record.get("smoke")
+        if not rerun and not smoke:
+            raise RunnerError(PackageErrorCode.NOT_FOUND,
+                              f"{name} {version} has no stored smoke report (installed with smoke_test off); "
+                              "send {\"rerun\": true} to run the smoke test now", name=name, version=version)
+        return smoke_to_report(name, version, jsonable(smoke), rerun)
+
+    def _rerun_smoke(self, record: dict[str, Any]) -> dict[str, Any]:
+        from procvision_algorithm_sdk.manifest import ManifestError, load_manifest
+        from runner.package.smoke import SmokeFailure, run_smoke_test
+
+        name, version = str(record["name"]), str(record["version"])
+        package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
+        python = self.layout.venv_dir(name, version) / "bin" / "python"
+        try:
+            manifest = load_manifest(package_dir / "manifest.json")
+        except (OSError, ManifestError) as exc:
+            raise RunnerError(PackageErrorCode.MANIFEST_MISSING,
+                              f"{name} {version}: cannot read its deployed manifest: {exc}",
+                              name=name, version=version) from exc
+        with tempfile.TemporaryDirectory(prefix="smoke-", dir=self.layout.staging) as scratch:
+            try:
+                return run_smoke_test(self.settings, python, package_dir, manifest, Path(scratch) / "shm")
+            except SmokeFailure as exc:
+                return exc.report
+
+    def uninstall(self, name: str, version: str, force: bool = False) -> dict[str, Any]:
+        self._record(name, version)
+        self.router.uninstall(name, version, force=force)
+        self.metrics.forget_version(name, version)
+        return {"name": name, "version": version, "removed": True, "force": force}
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def list_versions(self, name: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        """Registry records (with live worker state where a pool exists), filtered."""
+        records = [self._with_runtime(r) for r in self.registry.list(name=name)]
+        if state is not None:
+            records = [r for r in records if r.get("state") == state]
+        return records
+
+    def show(self, name: str, version: str) -> dict[str, Any]:
+        """Everything known about one version: record, manifest, get_info, workers, last error."""
+        record = self._with_runtime(self._record(name, version))
+        pool = self._pool(name, version)
+        status = jsonable(pool.status()) if pool is not None else None
+        info = jsonable(pool.info) if pool is not None and pool.info else record.get("info")
+        last_error = (status or {}).get("last_error") or record.get("last_error")
+        active_pids = sorted(pid for pid, b in self.active().items()
+                             if b["name"] == name and b["version"] == version)
+        return {**record, "manifest": self._manifest(record), "info": info, "workers": status,
+                "last_error": last_error, "active_pids": active_pids,
+                "log_file": str(self.log_file(name, version))}
+
+    def active(self) -> dict[str, dict[str, Any]]:
+        """pid -> {name, version, activated_at}."""
+        return {pid: jsonable(binding) for pid, binding in sorted(self.router.active().items())}
+
+    # --- activation ------------------------------------------------------------------------------
+
+    def activate(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
+        self._record(name, version)
+        return {"result": jsonable(self.router.activate(name, version, pids)), "active": self.active()}
+
+    def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
+        self._record(name, version)
+        return {"result": jsonable(self.router.switch(name, version, pids)), "active": self.active()}
+
+    def rollback(self, pids: list[str]) -> dict[str, Any]:
+        return {"result": jsonable(self.router.rollback(pids)), "active": self.active()}
+
+    def deactivate(self, pids: list[str]) -> dict[str, Any]:
+        self.router.deactivate(pids)
+        return {"deactivated": list(pids), "active": self.active()}
+
+    def start_version(self, name: str, version: str) -> dict[str, Any]:
+        self._record(name, version)
+        self.router.start(name, version)
+        return self._status_of(name, version)
+
+    def stop_version(self, name: str, version: str) -> dict[str, Any]:
+        self._record(name, version)
+        self.router.stop(name, version)
+        return self._status_of(name, version)
+
+    def restart_version(self, name: str, version: str) -> dict[str, Any]:
+        self._record(name, version)
+        self.router.restart(name, version)
+        return self._status_of(name, version)
+
+    # --- calls -----------------------------------------------------------------------------------
+
+    def execute(self, pid: str, request: CallRequest, timeout_s: float | None = None) -> dict[str, Any]:
+        """Run one call on the version active for ``pid``; records metrics either way."""
+        binding = self.router.active().get(pid)
+        if binding is not None and request.phase == "pre":
+            record = self.registry.get(binding.name, binding.version) or {}
+            if record.get("dialect") == Dialect.PUBLIC_EXECUTE_ONLY.value:
+                raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                                  f"{binding.name} {binding.version} is an execute-only worker (public SDK 0.3.x): "
+                                  "it has no 'pre' phase; send phase=execute with the image and guide_image",
+                                  name=binding.name, version=binding.version, phase="pre")
+        started = time.monotonic()
+        try:
+            result = self.router.execute(pid, request, timeout_s=timeout_s)
+        except RunnerError as err:
+            if binding is not None:
+                self.metrics.record_call(binding.name, binding.version, err.name, time.monotonic() - started)
+            raise
+        out = jsonable(result)
+        served = out.get("served_by") or {}
+        status = str(out.get("status"))
+        if status != "OK" and out.get("error_name"):
+            status = str(out["error_name"])
+        latency_ms = out.get("latency_ms")
+        self.metrics.record_call(str(served.get("name") or (binding.name if binding else "")),
+                                 str(served.get("version") or (binding.version if binding else "")), status,
+                                 float(latency_ms) / 1000.0 if isinstance(latency_ms, int | float) else None)
+        return dict(out)
+
+    # --- logs and health -------------------------------------------------------------------------
+
+    def log_file(self, name: str, version: str) -> Path:
+        """The worker log of a version (rotated copies are ``worker.log.1`` ...)."""
+        return self.layout.log_dir(name, version) / WORKER_LOG
+
+    def log_tail(self, name: str, version: str, lines: int) -> list[str]:
+        """The last ``lines`` lines of the version's worker log (from disk, so it works when stopped)."""
+        self._record(name, version)
+        path = self.log_file(name, version)
+        if lines <= 0:
+            return []
+        chunks: list[bytes] = []
+        wanted = lines + 1
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, 2)
+                pos = handle.tell()
+                newlines = 0
+                while pos > 0 and newlines < wanted:
+                    step = min(65536, pos)
+                    pos -= step
+                    handle.seek(pos)
+                    chunk = handle.read(step)
+                    chunks.insert(0, chunk)
+                    newlines += chunk.count(b"\n")
+        except FileNotFoundError:
+            return []
+        text = b"".join(chunks).decode("utf-8", errors="replace")
+        return text.splitlines()[-lines:]
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready when every active version has a serving worker; otherwise the reasons why not."""
+        reasons: list[str] = []
+        versions = sorted({(b["name"], b["version"]) for b in self.active().values()})
+        for name, version in versions:
+            pool = self._pool(name, version)
+            if pool is None:
+                failure = self.router.resume_errors.get(f"{name} {version}")
+                why = f": {failure.get('message')}" if failure else ""
+                reasons.append(f"{name} {version}: no workers started{why}")
+                continue
+            state = pool.state
+            if state not in SERVING_STATES:
+                reasons.append(f"{name} {version}: workers are {state.value}")
+        return (not reasons, reasons)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _record(self, name: str, version: str) -> dict[str, Any]:
+        record = self.registry.get(name, version)
+        if record is None:
+            raise _not_found(name, version)
+        return dict(record)
+
+    def _pool(self, name: str, version: str) -> Any:
+        return self.supervisor.get(name, version)
+
+    def _with_runtime(self, record: dict[str, Any]) -> dict[str, Any]:
+        pool = self._pool(str(record["name"]), str(record["version"]))
+        if pool is not None:
+            state = pool.state
+            record = {**record, "state": state.value if isinstance(state, State) else str(state)}
+        return record
+
+    def _status_of(self, name: str, version: str) -> dict[str, Any]:
+        pool = self._pool(name, version)
+        return {"name": name, "version": version,
+                "state": pool.state.value if pool is not None else self._record(name, version).get("state"),
+                "workers": jsonable(pool.status()) if pool is not None else None}
+
+    def _manifest(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        version_dir = self.layout.version_dir(str(record["name"]), str(record["version"]))
+        package_dir = version_dir / str(record.get("package_dir") or ".")
+        manifest = read_json(package_dir / "manifest.json")
+        return manifest if isinstance(manifest, dict) else None

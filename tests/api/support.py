@@ -1,0 +1,168 @@
+"""A real daemon for API and CLI tests: uvicorn on 127.0.0.1 (free port) in a thread, a real root.
+
+The test algorithm behaves as its ``user_params`` say, so tests can provoke every outcome through
+the real worker: ``sleep_s`` (slow call -> timeouts), ``crash`` (the process exits -> 502),
+``say`` (a line on stderr -> the worker log), ``fail`` (status ERROR with error_code 1003).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from runner.config import Settings
+from runner.daemon import Daemon
+from tests.support.packages import build_package, manifest_for
+
+ALGO_SOURCE = '''
+import os
+import sys
+import time
+
+import numpy as np
+from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
+
+NAME = {name!r}
+VERSION = {version!r}
+PIDS = {pids!r}
+
+
+class Algorithm(BaseAlgorithm):
+    def get_info(self):
+        return {{"name": NAME, "version": VERSION, "description": "api test algorithm",
+                "supported_pids": PIDS, "steps": [{{"index": 1, "name": "inspect", "params": []}}]}}
+
+    def _act(self, user_params):
+        if user_params.get("say"):
+            sys.stderr.write(str(user_params["say"]) + "\\n")
+            sys.stderr.flush()
+        if user_params.get("sleep_s"):
+            time.sleep(float(user_params["sleep_s"]))
+        if user_params.get("crash"):
+            os._exit(3)
+
+    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        self._act(user_params)
+        session.set("pre_seen", True)
+        return {{"status": "OK", "message": "ready", "data": {{}}}}
+
+    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        self._act(user_params)
+        if user_params.get("fail"):
+            return {{"status": "ERROR", "message": "asked to fail", "error_code": "1003"}}
+        image = read_image_from_shared_memory(shared_mem_id, image_meta)
+        arr = np.asarray(image)
+        mean = float(arr.mean())
+        debug = {{"mean": mean, "shape": list(arr.shape), "pre_seen": bool(session.get("pre_seen", False))}}
+        if mean > 250:
+            return {{"status": "OK", "data": {{"result_status": "NG", "ng_reason": "too bright",
+                    "defect_rects": [{{"x": 0, "y": 0, "width": 10, "height": 10}}], "debug": debug}}}}
+        return {{"status": "OK", "data": {{"result_status": "OK", "defect_rects": [], "debug": debug}}}}
+'''
+
+NAME = "api_algo"
+PIDS = ("P001", "P002")
+
+
+def make_zip(dest: Path, version: str = "1.0.0", name: str = NAME, pids: tuple[str, ...] = PIDS) -> Path:
+    """A real package zip of the test algorithm (SDK wheel + cached numpy wheel)."""
+    manifest = manifest_for(name=name, version=version, pids=pids)
+    source = ALGO_SOURCE.format(name=name, version=version, pids=list(pids))
+    return build_package(dest, manifest=manifest, files={"algo/__init__.py": "", "algo/main.py": source})
+
+
+def png_bytes(value: int = 100, size: tuple[int, int] = (48, 64)) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size[0], size[1], 3), value, dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class RunningServer:
+    """A daemon serving in a thread of this test process."""
+
+    daemon: Daemon
+    thread: threading.Thread
+    settings: Settings
+    errors: list[BaseException] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        assert self.daemon.url is not None
+        return self.daemon.url
+
+    @property
+    def token(self) -> str | None:
+        path = self.settings.layout.token_file
+        return path.read_text().strip() if path.exists() else None
+
+    def client(self, token: str | None = "auto", timeout_s: float = 120.0) -> httpx.Client:
+        value = self.token if token == "auto" else token
+        headers = {"Authorization": f"Bearer {value}"} if value else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def stop(self, timeout_s: float = 120.0) -> None:
+        self.daemon.request_stop()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "daemon thread did not stop"
+
+
+def start_server(root: Path, **overrides: Any) -> RunningServer:
+    """Start a daemon on ``root`` (port 0 = a free port); waits until it listens."""
+    values: dict[str, Any] = {"root": root, "port": 0, "host": "127.0.0.1", "watch_drop_folder": False}
+    values.update(overrides)
+    settings = Settings.load(None, **values)
+    daemon = Daemon(settings)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            daemon.run()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test through `errors`
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="test-daemon", daemon=True)
+    thread.start()
+    wait_for(lambda: daemon.listening.is_set() or not thread.is_alive(), 120.0, "the daemon to listen")
+    if errors or not daemon.listening.is_set():
+        raise AssertionError(f"daemon failed to start: {errors!r}")
+    return RunningServer(daemon, thread, settings, errors)
+
+
+def install(client: httpx.Client, zip_path: Path, **headers: str) -> dict[str, Any]:
+    """Upload and wait for the install operation to end; returns the final operation."""
+    with open(zip_path, "rb") as handle:
+        response = client.post("/algorithms/install", files={"file": (zip_path.name, handle, "application/zip")},
+                               headers=headers)
+    assert response.status_code in (200, 202), response.text
+    op_id = response.json()["id"]
+    return wait_operation(client, op_id)
+
+
+def wait_operation(client: httpx.Client, op_id: str, timeout_s: float = 240.0) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        op = client.get(f"/operations/{op_id}").json()
+        return op if op["state"] in ("succeeded", "failed") else None
+
+    return dict(wait_for(done, timeout_s, f"operation {op_id}"))

@@ -1,0 +1,56 @@
+"""`quickstart` (what `./dev serve` runs): builds the example algorithm's package with the SDK
+packager, installs and activates it, serves; a second run finds everything in place."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import httpx
+
+from runner.cli.quickstart import EXAMPLE, Quickstart
+from runner.config import Settings
+from runner.daemon import Daemon
+from tests.api.support import wait_for
+from tests.support import wheels
+
+
+def _serve_once(root: Path, cache: Path) -> tuple[str, dict, int]:
+    out = io.StringIO()
+    quick = Quickstart(out=out, cache=cache, test_wheels=wheels.ensure())
+    settings = Settings.load(None, root=root, port=0, watch_drop_folder=False)
+    daemon = Daemon(settings, before_serve=quick.prepare)
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: daemon.listening.is_set() or not thread.is_alive(), 300, "quickstart to serve")
+        assert daemon.listening.is_set(), out.getvalue()
+        quick.announce(str(daemon.url), settings)
+        token = settings.layout.token_file.read_text().strip()
+        with httpx.Client(base_url=str(daemon.url), headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as client:
+            active = client.get("/algorithms/active").json()
+            assert quick.sample is not None
+            status = client.post("/execute", data={"pid": quick.pids[0]},
+                                 files={"image": ("s.png", quick.sample.read_bytes(), "image/png")}).status_code
+    finally:
+        daemon.request_stop()
+        thread.join(120)
+    return out.getvalue(), active, status
+
+
+def test_quickstart_installs_activates_and_is_idempotent(tmp_path: Path) -> None:
+    manifest = Quickstart(out=io.StringIO()).manifest()
+    root, cache = tmp_path / "algorithms", tmp_path / "cache"
+    first, active, status = _serve_once(root, cache)
+    assert "procvision-cli package" in first and "activating" in first, first
+    assert "run the example: curl" in first and "/execute" in first
+    assert status == 200
+    assert {pid: b["name"] for pid, b in active.items()} == {p: manifest["name"] for p in manifest["supported_pids"]}
+    assert (cache / "dist" / f"{manifest['name']}-v{manifest['version']}-offline.zip").is_file()
+
+    second, active_again, status = _serve_once(root, cache)
+    assert "already installed" in second and "activating" not in second and "building" not in second
+    assert active_again == active and status == 200
+    assert EXAMPLE.is_dir()

@@ -1,0 +1,140 @@
+"""`procvision-runner serve` as a real subprocess: SIGTERM drains and leaves no worker process and no
+shared-memory segment; a second daemon on the same root refuses (2012 -> exit 22); a restart brings
+the active versions back without a new activation."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from runner.cli import exitcodes
+from tests.api.support import NAME, install, make_zip, png_bytes, wait_for
+
+URL_LINE = re.compile(r"serving (http://\S+)")
+
+
+class ServeProcess:
+    """A `serve` subprocess whose stdout/stderr lines are collected by reader threads."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.cli.main", "serve", "--root", str(root), "--port", "0", "--no-watch"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream: Any, sink: Any) -> None:
+        for line in stream:
+            sink(line.rstrip("\n"))
+
+    def url(self, timeout_s: float = 120.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            match = URL_LINE.search(line)
+            if match:
+                return match.group(1)
+        raise AssertionError(f"serve did not report its URL; stderr: {self.stderr[-20:]}")
+
+    def stop(self, timeout_s: float = 90.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"serve did not exit after SIGTERM; stderr: {self.stderr[-30:]}") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    # A zombie has exited; only its parent has not reaped it yet.
+    return not (stat.exists() and stat.read_text().split(") ", 1)[-1].startswith("Z"))
+
+
+def _segments() -> set[str]:
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.iterdir() if p.name.startswith("pvshm-")} if shm.is_dir() else set()
+
+
+def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    env = dict(os.environ)
+    segments_before = _segments()
+    zip_path = make_zip(tmp_path / "pkgs")
+    daemon = ServeProcess(root, env)
+    try:
+        url = daemon.url()
+        token = (root / ".token").read_text().strip()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+            assert install(client, zip_path)["state"] == "succeeded"
+            activate = client.post("/algorithms/activate", json={"name": NAME, "version": "1.0.0", "pids": ["P001"]})
+            assert activate.status_code == 200, activate.text
+            workers = client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]["workers"]
+            pids = [w["pid"] for w in workers if w.get("pid")]
+            assert pids and all(_alive(p) for p in pids)
+
+            # A second daemon on the same root refuses with 2012.
+            second = subprocess.run([sys.executable, "-m", "runner.cli.main", "serve", "--root", str(root),
+                                     "--port", "0", "--no-watch"], capture_output=True, text=True, timeout=120,
+                                    env=env)
+            assert second.returncode == exitcodes.exit_code_for("2012") == 22
+            assert "2012" in second.stderr and "already" in second.stderr
+
+            # SIGTERM while a call is in flight: the call still gets its answer.
+            answers: list[httpx.Response] = []
+
+            def slow_call() -> None:
+                answers.append(client.post("/execute", data={"pid": "P001", "user_params": '{"sleep_s": 1.5}'},
+                                           files={"image": ("a.png", png_bytes(), "image/png")}))
+
+            caller = threading.Thread(target=slow_call)
+            caller.start()
+            wait_for(lambda: client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]["in_flight"] > 0, 30,
+                     "the call to be in flight")
+            daemon.proc.send_signal(signal.SIGTERM)
+            caller.join(60)
+        assert answers and answers[0].status_code == 200, answers and answers[0].text
+        assert answers[0].json()["status"] == "OK", answers[0].text
+        assert daemon.stop() == 0, daemon.stderr[-30:]
+        wait_for(lambda: not any(_alive(p) for p in pids), 30, "the worker processes to be gone")
+        # Segments of calls other tests run in parallel come and go within milliseconds; a leak stays.
+        wait_for(lambda: not (_segments() - segments_before), 10, "no shared-memory segment left behind")
+        assert not (root / ".daemon.lock.pid").exists()
+    finally:
+        daemon.stop()
+
+    # A restart resumes the active version without a new activation.
+    again = ServeProcess(root, env)
+    try:
+        url = again.url()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+            assert client.get("/readyz").json() == {"ready": True, "reasons": []}
+            response = client.post("/execute", data={"pid": "P001"},
+                                   files={"image": ("a.png", png_bytes(), "image/png")})
+            assert response.status_code == 200 and response.json()["status"] == "OK", response.text
+    finally:
+        assert again.stop() == 0
