@@ -1,0 +1,288 @@
+"""The protocol dialects a worker can speak, and how images and call data reach each one.
+
+Three kinds of worker exist in the field:
+
+- ``procvision``: this project's SDK. Announces ``pv:`` capabilities; images go in POSIX shared
+  memory segments (``procvision_algorithm_sdk.shared_memory.ImageSegment``).
+- ``public-phase``: the public SDK 0.0.6/0.0.7 (phases info/pre/execute). Reads images from files
+  ``<PROC_SHM_DIR>/<id>.npy`` (array) or ``<id>.bin`` (encoded bytes).
+- ``public-execute-only``: the public SDK 0.3.x (announces ``execute``). One ``execute`` per call with
+  a current and a guide image, read from the same kind of files.
+
+The install smoke test and the routing layer use this module; its API is kept stable.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from procvision_algorithm_sdk.errors import ErrorCode
+from runner.errors import RunnerError
+
+#: Our SDK's capability for real POSIX shared memory images.
+SHM_POSIX_CAPABILITY = "pv:shm-posix:v1"
+#: Capability of our SDK's adapter: hello comes only after the algorithm loaded.
+IMPORT_BEFORE_HELLO_CAPABILITY = "pv:import-before-hello:v1"
+#: Capability of our SDK's adapter: pongs arrive while a call runs.
+BUSY_PONG_CAPABILITY = "pv:busy-pong:v1"
+PHASES = ("info", "pre", "execute")
+COLOR_SPACES = ("RGB", "BGR")
+#: Environment variables removed from a worker's environment: they would let the runner's own
+#: Python setup (or a user's) leak into the algorithm's venv.
+_SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONSTARTUP", "PYTHONINSPECT",
+             "PYTHONBREAKPOINT", "VIRTUAL_ENV", "PYTHONEXECUTABLE")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class Dialect(StrEnum):
+    """Which protocol variant a worker speaks (from its hello)."""
+
+    PROCVISION = "procvision"
+    PUBLIC_PHASE = "public-phase"
+    PUBLIC_EXECUTE_ONLY = "public-execute-only"
+
+
+def detect_dialect(hello: Mapping[str, Any]) -> Dialect:
+    """Tell the dialect from a worker's hello frame.
+
+    ``execute`` among the capabilities marks the public 0.3.x execute-only era; any ``pv:``
+    capability marks our SDK; everything else is the public phase protocol (0.0.6/0.0.7).
+    """
+    raw = hello.get("capabilities")
+    caps = [str(c) for c in raw] if isinstance(raw, list) else []
+    if "execute" in caps:
+        return Dialect.PUBLIC_EXECUTE_ONLY
+    if any(c.startswith("pv:") for c in caps):
+        return Dialect.PROCVISION
+    return Dialect.PUBLIC_PHASE
+
+
+@dataclass
+class ImageInput:
+    """One image for a call: a decoded array (H x W or H x W x C, uint8) or encoded bytes (PNG/JPEG)."""
+
+    array: np.ndarray | None = None
+    encoded: bytes | None = None
+    color_space: str = "RGB"
+    camera_id: str = ""
+    timestamp_ms: int | None = None
+
+
+@dataclass
+class CallRequest:
+    """What the runner asks a worker to do, independent of the worker's dialect."""
+
+    phase: str  # "info" | "pre" | "execute"
+    step_index: int = 1
+    pid: str = ""
+    session_id: str | None = None
+    session_context: dict[str, Any] = field(default_factory=dict)
+    user_params: dict[str, Any] = field(default_factory=dict)
+    image: ImageInput | None = None
+    guide_image: ImageInput | None = None
+    step_desc: str = ""
+    guide_info: list[Any] = field(default_factory=list)
+    end_session: bool = False
+
+
+def _invalid(message: str, **details: Any) -> RunnerError:
+    return RunnerError(ErrorCode.INVALID_PARAMS, message, **details)
+
+
+def _check_image(image: ImageInput) -> None:
+    if (image.array is None) == (image.encoded is None):
+        raise _invalid("an image needs exactly one of 'array' (decoded pixels) or 'encoded' (PNG/JPEG bytes)")
+    if image.color_space not in COLOR_SPACES:
+        raise RunnerError(ErrorCode.UNSUPPORTED_COLOR_SPACE,
+                          f"color space {image.color_space!r} is not supported; use one of {list(COLOR_SPACES)}")
+    if image.array is not None:
+        arr = image.array
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+            raise _invalid(f"image array has shape {arr.shape}; expected H x W or H x W x 1/3/4")
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise _invalid("image array is empty")
+
+
+def _encoded_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of encoded image bytes; the public adapters need both in the meta."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return int(img.width), int(img.height)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED, f"image bytes are not a readable image: {exc}") from exc
+
+
+class ImageHandoff:
+    """Puts a worker's call images where that worker's dialect reads them, and frees them after.
+
+    One per worker (a worker runs one call at a time). ``release_all`` runs after every call and when
+    the worker crashes or stops, so no segment or file outlives its call.
+    """
+
+    def __init__(self, dialect: Dialect, shm_dir: Path) -> None:
+        self.dialect = dialect
+        self.shm_dir = Path(shm_dir)
+        self._lock = threading.Lock()
+        self._segments: list[Any] = []
+        self._files: list[Path] = []
+
+    @property
+    def uses_posix_shm(self) -> bool:
+        return self.dialect is Dialect.PROCVISION
+
+    def held_ids(self) -> list[str]:
+        """Ids of images currently held (for diagnostics and leak checks)."""
+        with self._lock:
+            return [str(seg.id) for seg in self._segments] + [p.stem for p in self._files]
+
+    def put(self, image: ImageInput) -> tuple[str, dict[str, Any]]:
+        """Publish ``image``; returns ``(shared_mem_id, image_meta)`` for the call frame."""
+        _check_image(image)
+        timestamp_ms = image.timestamp_ms if image.timestamp_ms is not None else int(time.time() * 1000)
+        if self.uses_posix_shm:
+            return self._put_segment(image, timestamp_ms)
+        return self._put_file(image, timestamp_ms)
+
+    def _put_segment(self, image: ImageInput, timestamp_ms: int) -> tuple[str, dict[str, Any]]:
+        from procvision_algorithm_sdk.shared_memory import ImageSegment
+
+        if image.array is not None:
+            segment = ImageSegment.create_array(np.ascontiguousarray(image.array))
+        else:
+            assert image.encoded is not None
+            segment = ImageSegment.create_encoded(image.encoded)
+        with self._lock:
+            self._segments.append(segment)
+        meta = segment.image_meta(color_space=image.color_space, camera_id=image.camera_id,
+                                  timestamp_ms=timestamp_ms)
+        return str(segment.id), dict(meta)
+
+    def _put_file(self, image: ImageInput, timestamp_ms: int) -> tuple[str, dict[str, Any]]:
+        # The id only uses [A-Za-z0-9._-], so the public adapters' name mangling leaves it unchanged.
+        image_id = f"pvimg-{uuid.uuid4().hex}"
+        assert _SAFE_ID.match(image_id)
+        self.shm_dir.mkdir(parents=True, exist_ok=True)
+        if image.array is not None:
+            arr = image.array
+            path = self.shm_dir / f"{image_id}.npy"
+            height, width = int(arr.shape[0]), int(arr.shape[1])
+            with self._lock:
+                self._files.append(path)
+            with open(path, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(arr), allow_pickle=False)
+        else:
+            assert image.encoded is not None
+            width, height = _encoded_size(image.encoded)
+            path = self.shm_dir / f"{image_id}.bin"
+            with self._lock:
+                self._files.append(path)
+            path.write_bytes(image.encoded)
+        meta = {"width": width, "height": height, "timestamp_ms": timestamp_ms,
+                "camera_id": image.camera_id, "color_space": image.color_space}
+        return image_id, meta
+
+    def release_all(self) -> None:
+        """Free every image this handoff holds. Safe to call more than once."""
+        # The call thread and the crash handler may both release: the lock is held until the
+        # segments are really gone, so neither returns while the other is still freeing them.
+        with self._lock:
+            segments, self._segments = self._segments, []
+            files, self._files = self._files, []
+            errors: list[str] = []
+            for segment in segments:
+                try:
+                    segment.unlink()
+                except FileNotFoundError:
+                    continue  # already gone: the goal is reached
+                except OSError as exc:
+                    errors.append(f"{getattr(segment, 'id', '?')}: {exc}")
+            for path in files:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    errors.append(f"{path}: {exc}")
+        if errors:
+            raise OSError("could not free call images: " + "; ".join(errors))
+
+
+def _phase_data(request: CallRequest, handoff: ImageHandoff, dialect: Dialect) -> dict[str, Any]:
+    data: dict[str, Any] = {"phase": request.phase, "step_index": int(request.step_index), "pid": request.pid,
+                            "user_params": dict(request.user_params)}
+    if request.session_id is not None or request.session_context:
+        data["session"] = {"id": request.session_id or "", "context": dict(request.session_context)}
+    if request.image is not None:
+        shm_id, meta = handoff.put(request.image)
+        data["shared_mem_id"] = shm_id
+        data["image_meta"] = meta
+    else:
+        data["shared_mem_id"] = ""
+        data["image_meta"] = {}
+    if dialect is Dialect.PROCVISION:
+        # Our adapter keeps sessions alive between calls; this tells it to drop one.
+        data["end_session"] = bool(request.end_session)
+        if request.step_desc:
+            data["step_desc"] = request.step_desc
+        if request.guide_info:
+            data["guide_info"] = list(request.guide_info)
+    return data
+
+
+def _execute_only_data(request: CallRequest, handoff: ImageHandoff) -> dict[str, Any]:
+    if request.phase != "execute":
+        raise _invalid(f"this algorithm uses the public SDK 0.3.x protocol, which has no {request.phase!r} "
+                       "phase; send only 'execute' calls to it", phase=request.phase)
+    if request.image is None or request.guide_image is None:
+        raise _invalid("algorithms on the public SDK 0.3.x protocol need both the current image and a "
+                       "guide image in every execute call")
+    cur_id, cur_meta = handoff.put(request.image)
+    guide_id, guide_meta = handoff.put(request.guide_image)
+    return {"step_index": int(request.step_index), "step_desc": request.step_desc,
+            "guide_info": list(request.guide_info), "cur_image_shm_id": cur_id, "cur_image_meta": cur_meta,
+            "guide_image_shm_id": guide_id, "guide_image_meta": guide_meta}
+
+
+def build_call_data(dialect: Dialect, request: CallRequest, handoff: ImageHandoff) -> dict[str, Any]:
+    """The ``data`` of a ``call`` frame for ``request`` in ``dialect``; images go through ``handoff``.
+
+    Raises RunnerError(INVALID_PARAMS) for an unknown phase, or for ``pre``/``info`` (or missing
+    images) on execute-only workers. On error, images already put stay in ``handoff`` until
+    ``release_all``.
+    """
+    if request.phase not in PHASES:
+        raise _invalid(f"unknown phase {request.phase!r}; use one of {list(PHASES)}", phase=request.phase)
+    if dialect is Dialect.PUBLIC_EXECUTE_ONLY:
+        return _execute_only_data(request, handoff)
+    return _phase_data(request, handoff, dialect)
+
+
+def worker_environment(base: Mapping[str, str], cwd: Path, shm_dir: Path, max_frame_bytes: int) -> dict[str, str]:
+    """The environment of a worker process: ``base`` scrubbed of Python and ProcVision settings
+    that could leak in, plus what the adapter needs."""
+    env = {k: v for k, v in base.items() if k not in _SCRUBBED and not k.startswith("PROC_")}
+    env.update({
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PROC_ALGO_ROOT": str(cwd),
+        "PROC_SHM_DIR": str(shm_dir),
+        "PROC_MAX_FRAME_BYTES": str(int(max_frame_bytes)),
+    })
+    return env
+
+
+__all__ = ["Dialect", "detect_dialect", "ImageInput", "CallRequest", "ImageHandoff", "build_call_data",
+           "worker_environment", "SHM_POSIX_CAPABILITY", "IMPORT_BEFORE_HELLO_CAPABILITY",
+           "BUSY_PONG_CAPABILITY", "PHASES"]
+

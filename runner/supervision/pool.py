@@ -1,0 +1,284 @@
+"""The workers of one running version, and how calls reach them.
+
+Calls wait in a bounded FIFO queue (``settings.queue_max``; beyond it they are rejected at once with
+1015 queue_full). A free worker takes the oldest waiting call it may serve: calls that carry a
+session id go to the worker that served the session before (session state lives in one process).
+Retryable failures are sent again, on a fresh worker when the old one was recycled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from procvision_algorithm_sdk.errors import ErrorCode
+from runner.config import Settings
+from runner.errors import RunnerError
+from runner.store.layout import RootLayout
+
+from .dialects import CallRequest, Dialect
+from .dispatch import Dispatcher
+from .logs import RotatingLineLog
+from .outcomes import error_outcome
+from .spec import CallOutcome, WorkerSpec
+from .states import LIVE_STATES, TERMINAL_STATES, EventSink, State, SupervisorEvent, derive_version_state
+from .worker import Worker
+
+
+class VersionPool:
+    """The worker processes of one version (``settings.workers_per_version`` of them)."""
+
+    def __init__(self, spec: WorkerSpec, settings: Settings, layout: RootLayout, shm_root: Path,
+                 base_env: Mapping[str, str], sink: EventSink | None = None) -> None:
+        self.spec = spec
+        self.settings = settings
+        self._sink = sink
+        self.log = RotatingLineLog(layout.log_dir(spec.name, spec.version) / "worker.log", settings.log_max_bytes,
+                                   settings.log_backups, settings.stderr_tail_lines)
+        self._cond = threading.Condition()
+        self._lifecycle = threading.Lock()  # serialises start/stop of the whole pool
+        self.workers = [Worker(spec, i, settings, self.log, shm_root / f"{_safe(spec.name)}@{_safe(spec.version)}",
+                               base_env, self._on_event) for i in range(settings.workers_per_version)]
+        self._dispatcher = Dispatcher(self._cond, self.workers)
+        self._accepting = False
+        self._stopping = False
+        self._in_flight = 0
+
+    # --- views ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return derive_version_state([w.state for w in self.workers], stopping=self._stopping)
+
+    @property
+    def dialect(self) -> Dialect | None:
+        for worker in self.workers:
+            if worker.dialect is not None:
+                return worker.dialect
+        return None
+
+    @property
+    def hello(self) -> dict[str, Any] | None:
+        for worker in self.workers:
+            if worker.hello is not None:
+                return worker.hello
+        return None
+
+    @property
+    def info(self) -> dict[str, Any] | None:
+        for worker in self.workers:
+            if worker.info is not None:
+                return worker.info
+        return None
+
+    @property
+    def last_error(self) -> dict[str, Any] | None:
+        errors = [w.last_error for w in self.workers if w.last_error]
+        return max(errors, key=lambda e: e.get("at", 0)) if errors else None
+
+    def in_flight(self) -> int:
+        """Calls admitted and not finished (queued or running)."""
+        with self._cond:
+            return self._in_flight
+
+    def queue_depth(self) -> int:
+        with self._cond:
+            return self._dispatcher.depth()
+
+    def stderr_tail(self, n: int) -> list[str]:
+        """The last ``n`` stderr lines of this version's workers (oldest first)."""
+        return self.log.tail(n)
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able status for the API and CLI."""
+        hello = self.hello or {}
+        counters = {"calls": 0, "errors": 0, "timeouts": 0, "restarts": 0, "crashes": 0}
+        for worker in self.workers:
+            for key in counters:
+                counters[key] += worker.counters[key]
+        return {
+            "name": self.spec.name, "version": self.spec.version, "state": self.state.value,
+            "dialect": self.dialect.value if self.dialect else None,
+            "hello": {"sdk_version": hello.get("sdk_version"), "capabilities": list(hello.get("capabilities") or [])},
+            "workers": [w.status() for w in self.workers],
+            "queue_depth": self.queue_depth(), "in_flight": self.in_flight(),
+            "last_error": self.last_error, "counters": counters,
+        }
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, wait_ready: bool = True) -> None:
+        """Start every worker. With ``wait_ready``, return once one is ready; if none could start,
+        stop them all (state FAILED) and raise RunnerError naming the exit code and stderr tail."""
+        with self._lifecycle:
+            with self._cond:
+                self._accepting = True
+                self._stopping = False
+            for worker in self.workers:
+                worker.start()
+            if wait_ready:
+                self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        s = self.settings
+        budget = (s.handshake_timeout_ms + s.info_timeout_ms) / 1000 + 10.0
+        deadline = time.monotonic() + budget
+        with self._cond:
+            while True:
+                if any(w.state in (State.RUNNING, State.EXECUTING) for w in self.workers):
+                    return
+                if all(w.first_attempt_done.is_set() for w in self.workers):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, 0.2))
+        failure = next((w.first_failure for w in self.workers if w.first_failure is not None), None)
+        for worker in self.workers:
+            worker.stop(0.5, final_state=State.FAILED, reason="no worker became ready")
+        with self._cond:
+            self._accepting = False
+            self._cond.notify_all()
+        if failure is None:
+            raise RunnerError(ErrorCode.HANDSHAKE_FAILED,
+                              f"{self.spec.name} {self.spec.version}: no worker became ready within {budget:.0f}s",
+                              stderr_tail=self.stderr_tail(20))
+        code = ErrorCode.WORKER_UNAVAILABLE if failure.error_code == ErrorCode.WORKER_UNAVAILABLE.value \
+            else ErrorCode.HANDSHAKE_FAILED
+        raise RunnerError(code, f"{self.spec.name} {self.spec.version} did not start: {failure.message} "
+                          f"(exit code {failure.exit_code}); see stderr_tail and logs/{self.spec.name}/"
+                          f"{self.spec.version}/worker.log", exit_code=failure.exit_code,
+                          stderr_tail=list(failure.stderr_tail)[-20:], worker_error_code=failure.error_code)
+
+    def stop(self, drain_timeout_s: float | None = None) -> None:
+        """Stop taking calls, let admitted ones finish (up to ``drain_timeout_s``), stop the workers."""
+        drain = self.settings.shutdown_grace_s if drain_timeout_s is None else drain_timeout_s
+        with self._lifecycle:
+            deadline = time.monotonic() + drain
+            with self._cond:
+                self._accepting = False
+                self._stopping = True
+                while self._in_flight > 0:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            threads = [threading.Thread(target=w.stop, args=(self.settings.shutdown_grace_s,), daemon=True)
+                       for w in self.workers]
+            for thread in threads:
+                thread.start()
+            # Worker.stop is bounded: shutdown grace + SIGTERM wait (<= 3 s) + SIGKILL wait (5 s).
+            for thread in threads:
+                thread.join(self.settings.shutdown_grace_s + 10.0)
+            with self._cond:
+                self._dispatcher.forget_sessions()
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Release the log file (after stop)."""
+        self.log.close()
+
+    def _on_event(self, event: SupervisorEvent) -> None:
+        if self._sink is not None:
+            try:
+                self._sink(event)
+            except Exception as exc:  # noqa: BLE001 - a faulty observer must not break supervision
+                self.log.write(f"event observer failed on {event.kind}: {exc!r}", "[runner] ")
+        with self._cond:
+            self._dispatcher.dispatch()
+
+    # --- calls ---------------------------------------------------------------------------------
+
+    def default_timeout_s(self, phase: str) -> float:
+        s = self.settings
+        ms = {"info": s.info_timeout_ms, "pre": s.pre_execute_timeout_ms}.get(phase, s.execute_timeout_ms)
+        return ms / 1000
+
+    def call(self, request: CallRequest, timeout_s: float | None = None) -> CallOutcome:
+        """Run ``request`` on a worker of this version and return what happened.
+
+        Worker-side failures come back as ERROR outcomes (1005 timeout, 1011 crash, the algorithm's
+        codes...). Raises RunnerError only for 1015 queue_full and 1016 worker_unavailable.
+        """
+        timeout = timeout_s if timeout_s is not None else self.default_timeout_s(request.phase)
+        with self._cond:
+            self._check_available(admitting=True)
+            if self._dispatcher.depth() >= self.settings.queue_max:
+                raise RunnerError(ErrorCode.QUEUE_FULL,
+                                  f"{self.spec.name} {self.spec.version} has {self._dispatcher.depth()} calls waiting "
+                                  f"(queue_max={self.settings.queue_max}); retry later or add workers",
+                                  queue_max=self.settings.queue_max)
+            self._in_flight += 1
+        try:
+            return self._call_with_retries(request, timeout)
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def _call_with_retries(self, request: CallRequest, timeout: float) -> CallOutcome:
+        retries = 0
+        requeues = 0
+        started = time.monotonic()
+        while True:
+            worker = self._acquire(request.session_id, timeout, front=retries > 0 or requeues > 0)
+            if worker is None:
+                outcome = error_outcome(ErrorCode.TIMEOUT, f"no worker of {self.spec.name} {self.spec.version} "
+                                        "became free in time", self.dialect, None,
+                                        (time.monotonic() - started) * 1000)
+            else:
+                try:
+                    outcome = worker.call(request, timeout)
+                finally:
+                    with self._cond:
+                        self._dispatcher.release(worker, request.session_id, request.end_session)
+            if outcome.details.get("not_sent") and requeues < 3:
+                # The worker went down between dispatch and send (it crashed while idle): the call
+                # never reached it, so it simply waits for a worker again.
+                requeues += 1
+                continue
+            # Retrying is safe: info, pre and execute with the same inputs have no side effects the
+            # runner relies on, and a recycled worker is replaced before the retry runs.
+            if retries < self.settings.max_retries and _retryable(outcome) and worker is not None:
+                retries += 1
+                continue
+            outcome.retries = retries
+            outcome.latency_ms = (time.monotonic() - started) * 1000
+            return outcome
+
+    def _check_available(self, admitting: bool = False) -> None:
+        # Calls admitted before a stop keep waiting (they drain); new ones are refused.
+        if admitting and not self._accepting:
+            raise RunnerError(ErrorCode.WORKER_UNAVAILABLE,
+                              f"{self.spec.name} {self.spec.version} is {self.state.value}; start it first",
+                              state=self.state.value, last_error=self.last_error)
+        if all(w.state in TERMINAL_STATES for w in self.workers):
+            last = self.last_error or {}
+            raise RunnerError(ErrorCode.WORKER_UNAVAILABLE,
+                              f"{self.spec.name} {self.spec.version} is {self.state.value}: "
+                              f"{last.get('reason', 'no worker is running')}; start it again after fixing the cause",
+                              state=self.state.value, last_error=self.last_error)
+
+    def _acquire(self, session_id: str | None, timeout: float, front: bool) -> Worker | None:
+        s = self.settings
+        with self._cond:
+            # Bounded wait: the calls ahead (each up to its deadline) plus one restart of a worker.
+            ahead = self._dispatcher.depth() + self._dispatcher.busy() + 1
+            budget = timeout * ahead + (s.handshake_timeout_ms + s.restart_backoff_max_ms) / 1000
+            return self._dispatcher.acquire(session_id, budget, front, self._check_available)
+
+    def live(self) -> bool:
+        return any(w.state in LIVE_STATES for w in self.workers)
+
+
+def _retryable(outcome: CallOutcome) -> bool:
+    if outcome.status == "OK":
+        return False
+    return outcome.error_code == ErrorCode.TIMEOUT.value or outcome.details.get("retryable") is True
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)

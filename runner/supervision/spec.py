@@ -1,0 +1,54 @@
+"""Value types of the supervision API: what to run (WorkerSpec) and what a call gave (CallOutcome)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .dialects import Dialect
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to start the workers of one deployed version.
+
+    ``package_dir`` is the folder holding manifest.json (the worker's cwd); ``python`` the venv's
+    interpreter; ``entry_point`` overrides the manifest's (``module:Class``) when given.
+    """
+
+    name: str
+    version: str
+    version_dir: Path
+    package_dir: Path
+    python: Path
+    entry_point: str | None = None
+
+
+@dataclass
+class CallOutcome:
+    """The result of one call as the worker (or the runner, for timeouts/crashes) reported it.
+
+    ``data`` is the frame's data as is (the routing layer normalises it); ``details`` holds frame
+    extras such as fatal, retryable, error_class, exit_code, stderr_tail.
+    """
+
+    status: str  # "OK" | "ERROR"
+    message: str
+    data: dict[str, Any]
+    error_code: str | None
+    error_name: str | None
+    worker_pid: int | None
+    latency_ms: float
+    retries: int
+    dialect: Dialect
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "OK"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "message": self.message, "data": self.data, "error_code": self.error_code,
+                "error_name": self.error_name, "worker_pid": self.worker_pid, "latency_ms": self.latency_ms,
+                "retries": self.retries, "dialect": self.dialect.value, "details": self.details}

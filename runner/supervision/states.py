@@ -1,0 +1,158 @@
+"""Worker and version states, their allowed transitions, and the events a transition emits.
+
+A leaf module: it imports nothing of ours, so metrics, logs, the API and the supervisor can all
+use it. Each worker owns one ``StateMachine``; every change goes through ``StateMachine.transition``,
+which refuses transitions that make no sense and reports each accepted one as a ``SupervisorEvent``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """Lifecycle state of a worker (and, derived, of a version)."""
+
+    INSTALLED = "installed"  # deployed, no process started yet
+    STARTING = "starting"  # spawning, handshaking, or waiting out a restart backoff
+    RUNNING = "running"  # ready and idle
+    EXECUTING = "executing"  # a call is in flight
+    STOPPING = "stopping"  # draining / shutting down
+    STOPPED = "stopped"  # stopped on purpose
+    FAILED = "failed"  # crash loop or start failure; no restarts until an explicit start
+    INVALID = "invalid"  # cannot be started at all (missing interpreter or package folder)
+
+
+#: Aliases so signatures say which thing a state describes.
+WorkerState = State
+VersionState = State
+
+#: States in which a worker process exists or is being brought up.
+LIVE_STATES = frozenset({State.STARTING, State.RUNNING, State.EXECUTING})
+#: States in which a worker can take calls (now or after its current one).
+SERVING_STATES = frozenset({State.RUNNING, State.EXECUTING})
+#: States a worker only leaves through an explicit start.
+TERMINAL_STATES = frozenset({State.STOPPED, State.FAILED, State.INVALID})
+#: States that mean something went wrong.
+ERROR_STATES = frozenset({State.FAILED, State.INVALID})
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.INSTALLED: frozenset({State.STARTING, State.STOPPED, State.INVALID}),
+    # STARTING -> STARTING is a restart attempt that failed and is scheduled again.
+    State.STARTING: frozenset({State.STARTING, State.RUNNING, State.STOPPING, State.STOPPED,
+                               State.FAILED, State.INVALID}),
+    State.RUNNING: frozenset({State.EXECUTING, State.STARTING, State.STOPPING, State.FAILED}),
+    State.EXECUTING: frozenset({State.RUNNING, State.STARTING, State.STOPPING, State.FAILED}),
+    State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
+    State.STOPPED: frozenset({State.STARTING, State.STOPPED}),
+    State.FAILED: frozenset({State.STARTING, State.STOPPING, State.STOPPED}),
+    State.INVALID: frozenset({State.STARTING, State.STOPPED}),
+}
+
+
+class InvalidTransition(ValueError):
+    """A state change that the lifecycle does not allow (a bug in the caller)."""
+
+
+@dataclass(frozen=True)
+class SupervisorEvent:
+    """Something that happened to a worker: a state change, a crash, a restart, a timeout.
+
+    ``kind`` is ``"state"`` for transitions; other kinds (``"crash"``, ``"restart"``, ``"timeout"``,
+    ``"heartbeat_lost"``, ``"recycle"``) carry their facts in ``details``.
+    """
+
+    kind: str
+    name: str
+    version: str
+    worker: int
+    pid: int | None = None
+    old_state: State | None = None
+    new_state: State | None = None
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "version": self.version, "worker": self.worker,
+                "pid": self.pid, "old_state": self.old_state.value if self.old_state else None,
+                "new_state": self.new_state.value if self.new_state else None, "reason": self.reason,
+                "details": dict(self.details), "at": self.at}
+
+
+EventSink = Callable[[SupervisorEvent], None]
+
+
+class StateMachine:
+    """The state of one worker. Thread-safe; the only way to change the state is ``transition``."""
+
+    def __init__(self, name: str, version: str, worker: int, sink: EventSink | None = None,
+                 initial: State = State.INSTALLED) -> None:
+        self.name = name
+        self.version = version
+        self.worker = worker
+        self._sink = sink
+        self._state = initial
+        self._lock = threading.Lock()
+        self.changed_at = time.time()
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def transition(self, new: State, reason: str = "", pid: int | None = None,
+                   allowed_from: Iterable[State] | None = None) -> bool:
+        """Move to ``new`` and emit an event.
+
+        With ``allowed_from`` the change happens only if the current state is one of those and
+        returns False otherwise (a compare-and-set for racing threads). Without it, a transition
+        the lifecycle does not allow raises InvalidTransition.
+        """
+        with self._lock:
+            old = self._state
+            if allowed_from is not None and old not in set(allowed_from):
+                return False
+            if new not in TRANSITIONS[old]:
+                if allowed_from is not None:
+                    return False
+                raise InvalidTransition(f"worker {self.name}/{self.version}#{self.worker}: "
+                                        f"{old.value} -> {new.value} is not allowed ({reason})")
+            self._state = new
+            self.changed_at = time.time()
+        self.emit(SupervisorEvent("state", self.name, self.version, self.worker, pid, old, new, reason))
+        return True
+
+    def emit(self, event: SupervisorEvent) -> None:
+        """Pass an event to the sink (if any)."""
+        if self._sink is not None:
+            self._sink(event)
+
+
+def derive_version_state(worker_states: Iterable[State], stopping: bool = False) -> State:
+    """The state of a version from its workers' states.
+
+    Serving beats everything (one healthy worker serves the version); then starting; an error state
+    only when no worker can serve.
+    """
+    states = list(worker_states)
+    if not states:
+        return State.INSTALLED
+    if stopping and any(s not in TERMINAL_STATES for s in states):
+        return State.STOPPING
+    if State.EXECUTING in states:
+        return State.EXECUTING
+    if State.RUNNING in states:
+        return State.RUNNING
+    if State.STARTING in states:
+        return State.STARTING
+    if State.STOPPING in states:
+        return State.STOPPING
+    for state in (State.INVALID, State.FAILED, State.STOPPED):
+        if state in states:
+            return state
+    return State.INSTALLED

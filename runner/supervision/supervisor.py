@@ -1,0 +1,111 @@
+"""The supervisor: every running version's pool of workers, started, stopped and shut down here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from procvision_algorithm_sdk.errors import ErrorCode
+from runner.config import Settings
+from runner.errors import RunnerError
+from runner.store.layout import RootLayout
+
+from .pool import VersionPool
+from .spec import WorkerSpec
+from .states import LIVE_STATES, SupervisorEvent
+
+
+def _runtime_parent() -> Path | None:
+    # Public workers read call images from files: keep them in RAM (tmpfs) when the host has one.
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+class Supervisor:
+    """Owns the worker pools of all running versions.
+
+    Each worker gets a private folder (its ``PROC_SHM_DIR``) under one runtime folder that this
+    supervisor creates and removes in ``shutdown``.
+    """
+
+    def __init__(self, settings: Settings, layout: RootLayout,
+                 on_event: Callable[[SupervisorEvent], None] | None = None, *,
+                 base_env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.layout = layout
+        self._on_event = on_event
+        # The environment workers inherit (scrubbed per worker); the daemon's own by default.
+        self._base_env = dict(base_env) if base_env is not None else dict(os.environ)
+        self._lock = threading.Lock()
+        self._pools: dict[tuple[str, str], VersionPool] = {}
+        self._closed = False
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="procvision-runner-", dir=_runtime_parent()))
+
+    def start(self, spec: WorkerSpec, wait_ready: bool = True) -> VersionPool:
+        """Start the workers of ``spec``'s version (or return its pool if already live).
+
+        Raises RunnerError (HANDSHAKE_FAILED, WORKER_UNAVAILABLE...) with the exit code and stderr
+        tail when ``wait_ready`` and no worker became ready.
+        """
+        with self._lock:
+            if self._closed:
+                raise RunnerError(ErrorCode.WORKER_UNAVAILABLE, "the supervisor is shut down")
+            key = (spec.name, spec.version)
+            pool = self._pools.get(key)
+            if pool is not None and pool.live():
+                return pool
+            if pool is None or pool.spec != spec:
+                if pool is not None:
+                    pool.close()
+                pool = VersionPool(spec, self.settings, self.layout, self.runtime_dir, self._base_env,
+                                   self._on_event)
+                self._pools[key] = pool
+        pool.start(wait_ready)
+        return pool
+
+    def get(self, name: str, version: str) -> VersionPool | None:
+        """The pool of a version, whatever its state, or None if it was never started."""
+        with self._lock:
+            return self._pools.get((name, version))
+
+    def pools(self) -> list[VersionPool]:
+        with self._lock:
+            return list(self._pools.values())
+
+    def stop(self, name: str, version: str, drain_timeout_s: float | None = None) -> None:
+        """Stop taking calls for a version, let in-flight ones finish (bounded), stop its workers."""
+        pool = self.get(name, version)
+        if pool is None:
+            raise RunnerError(ErrorCode.WORKER_UNAVAILABLE, f"{name} {version} has no workers to stop")
+        pool.stop(drain_timeout_s)
+
+    def restart(self, name: str, version: str) -> VersionPool:
+        """Stop and start a version's workers again (also the explicit start after FAILED)."""
+        pool = self.get(name, version)
+        if pool is None:
+            raise RunnerError(ErrorCode.WORKER_UNAVAILABLE, f"{name} {version} was never started")
+        pool.stop()
+        pool.start(wait_ready=True)
+        return pool
+
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Stop every pool (in parallel), then remove the runtime folder. Idempotent."""
+        with self._lock:
+            self._closed = True
+            pools = list(self._pools.values())
+        threads = [threading.Thread(target=p.stop, args=(timeout_s,), daemon=True) for p in pools]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join((timeout_s or self.settings.shutdown_grace_s) + self.settings.shutdown_grace_s + 15.0)
+        for pool in pools:
+            if any(w.state in LIVE_STATES for w in pool.workers):
+                # stop() is bounded, so this means a thread is stuck; kill what is left.
+                for worker in pool.workers:
+                    worker.stop(0.1)
+            pool.close()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)

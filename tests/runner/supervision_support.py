@@ -1,0 +1,133 @@
+"""Shared pieces of the supervision tests: a configurable test algorithm, settings, helpers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runner.config import Settings
+
+#: One algorithm whose behaviour user_params choose, so one deployed version covers many cases.
+#: ``mode`` values: ok, crash, hang, print, malformed, fatal, recoverable, leak, nan, slow.
+ALGO = '''
+import os
+import sys
+import time
+
+import numpy as np
+
+from procvision_algorithm_sdk import (BaseAlgorithm, FatalError, RecoverableError,
+                                      read_image_from_shared_memory)
+
+_LEAK = []
+
+
+def _count(path):
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("x")
+    with open(path, encoding="utf-8") as fh:
+        return len(fh.read())
+
+
+class Algo(BaseAlgorithm):
+    def get_info(self):
+        return {"name": "algo", "version": "1.0.0", "supported_pids": ["P1"], "steps": []}
+
+    def _run(self, phase, session, user_params, shared_mem_id, image_meta):
+        mode = user_params.get("mode", "ok")
+        when = user_params.get("phase", phase)
+        print("running", phase, mode, shared_mem_id, file=sys.stderr, flush=True)
+        if when == phase:
+            if mode == "crash":
+                print("about to crash", file=sys.stderr, flush=True)
+                os._exit(7)
+            if mode == "hang":
+                time.sleep(3600)
+            if mode == "print":
+                print("garbage on stdout")
+                sys.stdout.flush()
+                os.write(1, b"raw bytes on fd 1\\n")
+            if mode == "malformed":
+                return "not a dict"
+            if mode == "nan":
+                return {"status": "OK", "data": {"result_status": "OK", "value": float("nan")}}
+            if mode == "fatal":
+                raise FatalError("model state corrupted")
+            if mode == "recoverable":
+                counter = user_params["counter"]
+                if _count(counter) <= int(user_params.get("fail_times", 1)):
+                    raise RecoverableError("camera busy, try again")
+            if mode == "leak":
+                _LEAK.append(bytearray(int(user_params.get("bytes", 1 << 20))))
+            if mode == "slow":
+                time.sleep(float(user_params.get("seconds", 0.5)))
+        data = {"result_status": "OK", "pid": os.getpid(), "leaked": len(_LEAK)}
+        if shared_mem_id:
+            img = read_image_from_shared_memory(shared_mem_id, image_meta)
+            data["shape"] = list(img.shape)
+            data["sum"] = int(np.asarray(img, dtype=np.int64).sum())
+            data["first"] = [int(v) for v in img[0, 0]]
+        if session is not None and session.id:
+            seen = session.get("seen", 0) + 1
+            session.set("seen", seen)
+            data["seen"] = seen
+        return {"status": "OK", "message": "", "data": data}
+
+    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        return self._run("pre", session, user_params, shared_mem_id, image_meta)
+
+    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        return self._run("execute", session, user_params, shared_mem_id, image_meta)
+'''
+
+#: An algorithm that dies while loading (after printing a reason to stderr).
+ALGO_DIES_LOADING = '''
+import os
+import sys
+
+print("cannot open model weights: /nonexistent/model.bin", file=sys.stderr, flush=True)
+os._exit(4)
+'''
+
+
+def fast_settings(root: Path, **overrides: Any) -> Settings:
+    """Settings with short deadlines so failure paths run in well under a second each."""
+    values: dict[str, Any] = {
+        "root": root, "handshake_timeout_ms": 20000, "info_timeout_ms": 10000,
+        "pre_execute_timeout_ms": 4000, "execute_timeout_ms": 4000,
+        "heartbeat_interval_ms": 200, "heartbeat_grace_ms": 1000, "max_retries": 2,
+        "restart_backoff_initial_ms": 50, "restart_backoff_max_ms": 200, "restart_backoff_reset_after_s": 60,
+        "crash_loop_max": 5, "crash_loop_window_s": 60, "shutdown_grace_s": 2.0, "queue_max": 4,
+        "log_max_bytes": 1024 * 64, "log_backups": 2,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def shm_exists(segment_id: str) -> bool:
+    return os.path.exists(os.path.join("/dev/shm", segment_id))
