@@ -1,0 +1,213 @@
+"""Install smoke test: talk to a freshly built package through the real worker protocol.
+
+Starts the adapter from the new venv (cwd = the package folder, environment from
+``worker_environment``), waits for hello, tells the dialect, then:
+
+* procvision / public phase (0.0.7): ``info`` (name, version, supported_pids must match the manifest),
+  ``pre`` and ``execute`` on a synthetic image for the first pid and step;
+* public execute-only (0.3.x): one ``execute`` with two synthetic images.
+
+Results are schema-checked. An algorithm answering status ERROR (or raising) on a synthetic image is
+accepted and recorded; a crash, a timeout, a protocol error, a schema violation or an info mismatch
+fails the test. The report is a dict stored in the registry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from procvision_algorithm_sdk import protocol
+from procvision_algorithm_sdk.client import AdapterClient, WorkerFailure, adapter_argv
+from procvision_algorithm_sdk.errors import ErrorCode
+from procvision_algorithm_sdk.manifest import Manifest
+from procvision_algorithm_sdk.schema import Issue, check_execute_result, check_info, check_pre_result
+
+from .. import __version__ as runner_version
+from ..config import Settings
+from ..supervision.dialects import (
+    IMPORT_BEFORE_HELLO_CAPABILITY,
+    CallRequest,
+    Dialect,
+    ImageHandoff,
+    ImageInput,
+    build_call_data,
+    detect_dialect,
+    worker_environment,
+)
+
+#: Error frames that mean the worker or its result is broken, not that the algorithm declined the image.
+BROKEN_CODES = frozenset({ErrorCode.STDOUT_CONTAMINATED.value, ErrorCode.PROTOCOL_ERROR.value,
+                          ErrorCode.FRAME_TOO_LARGE.value, ErrorCode.INVALID_RESULT.value,
+                          ErrorCode.HANDSHAKE_FAILED.value, ErrorCode.NOT_INITIALIZED.value,
+                          ErrorCode.WORKER_CRASHED.value})
+SYNTHETIC_SIZE = (480, 640)
+
+
+class SmokeFailure(Exception):
+    """The smoke test failed; ``report`` says where and why."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.report = report
+
+
+def synthetic_image(seed: int = 0) -> np.ndarray:
+    """A deterministic grey gradient with a bright square: something any algorithm can read."""
+    height, width = SYNTHETIC_SIZE
+    y, x = np.mgrid[0:height, 0:width]
+    grey = ((x + y + seed * 37) % 256).astype(np.uint8)
+    img = np.stack([grey, grey, grey], axis=2)
+    img[height // 3: height // 3 + 64, width // 3: width // 3 + 64] = 255
+    return img
+
+
+def _first_step(manifest: Manifest, info: dict[str, Any] | None) -> int:
+    for source in ((info or {}).get("steps"), list(manifest.steps)):
+        if isinstance(source, list) and source and isinstance(source[0], dict):
+            index = source[0].get("index")
+            if isinstance(index, int) and not isinstance(index, bool):
+                return index
+    return 1
+
+
+class _Run:
+    """One smoke test: the client, the deadline and the report being filled."""
+
+    def __init__(self, settings: Settings, deadline: float, report: dict[str, Any]) -> None:
+        self.settings = settings
+        self.deadline = deadline
+        self.report = report
+
+    def remaining(self, cap_s: float) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise SmokeFailure(f"the smoke test ran out of time (smoke_timeout_s={self.settings.smoke_timeout_s:g})",
+                               self.report)
+        return min(left, cap_s)
+
+    def step(self, name: str, result: str, message: str = "", **extra: Any) -> None:
+        self.report["steps"].append({"name": name, "result": result, "message": message, **extra})
+
+    def fail(self, name: str, message: str, **extra: Any) -> SmokeFailure:
+        self.step(name, "FAIL", message, **extra)
+        return SmokeFailure(f"smoke test step '{name}' failed: {message}", self.report)
+
+    def call(self, client: AdapterClient, handoff: ImageHandoff, dialect: Dialect, request: CallRequest,
+             cap_s: float, name: str) -> dict[str, Any]:
+        try:
+            data = build_call_data(dialect, request, handoff)
+            return client.call(data, timeout=self.remaining(cap_s))
+        except WorkerFailure as exc:
+            raise self.fail(name, f"{type(exc).__name__}: {exc.message}", error_code=exc.error_code,
+                            exit_code=exc.exit_code, stderr_tail=exc.stderr_tail[-20:]) from exc
+        finally:
+            handoff.release_all()
+
+    def judge(self, name: str, frame: dict[str, Any], check: Callable[[Any], list[Issue]]) -> None:
+        kind = frame.get("type")
+        if kind == protocol.ERROR:
+            code = str(frame.get("error_code") or "")
+            if code in BROKEN_CODES:
+                raise self.fail(name, f"worker error {code}: {frame.get('message', '')}", error_code=code)
+            self.step(name, "PASS", f"algorithm declined the synthetic image: error {code}: "
+                      f"{frame.get('message', '')}", status="ERROR", error_code=code)
+            return
+        if kind != protocol.RESULT:
+            raise self.fail(name, f"unexpected reply frame type {kind!r}")
+        result = {k: frame[k] for k in ("status", "message", "data", "error_code") if k in frame}
+        issues = check(result)
+        if issues:
+            raise self.fail(name, "; ".join(str(i) for i in issues), issues=[str(i) for i in issues])
+        self.step(name, "PASS", str(frame.get("message") or ""), status=frame.get("status"),
+                  result_status=(frame.get("data") or {}).get("result_status"))
+
+
+def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest: Manifest,
+                   shm_dir: Path) -> dict[str, Any]:
+    """Run the smoke test; returns the report (status PASS) or raises SmokeFailure (status FAIL).
+
+    ``shm_dir`` is a scratch folder for the public dialects' image files; it is removed afterwards.
+    """
+    started = time.monotonic()
+    report: dict[str, Any] = {"status": "FAIL", "dialect": None, "sdk_version": None, "steps": [],
+                              "duration_ms": 0}
+    run = _Run(settings, started + settings.smoke_timeout_s, report)
+    env = worker_environment(os.environ, package_dir, shm_dir, settings.max_frame_bytes)
+    client = AdapterClient(adapter_argv(str(python), manifest.entry_point), str(package_dir), env,
+                           max_frame_bytes=settings.max_frame_bytes, stderr_tail_lines=settings.stderr_tail_lines)
+    try:
+        try:
+            hello = client.start(run.remaining(settings.handshake_timeout_ms / 1000.0),
+                                 protocol.make_runner_hello(runner_version, settings.heartbeat_interval_ms,
+                                                            settings.heartbeat_grace_ms))
+        except WorkerFailure as exc:
+            raise run.fail("hello", exc.message, error_code=exc.error_code, exit_code=exc.exit_code,
+                           stderr_tail=exc.stderr_tail[-20:]) from exc
+        dialect = detect_dialect(hello)
+        report["dialect"] = dialect.value
+        report["sdk_version"] = hello.get("sdk_version")
+        run.step("hello", "PASS", f"dialect {dialect.value}, sdk {hello.get('sdk_version')}")
+        handoff = ImageHandoff(dialect, shm_dir)
+        pid = manifest.supported_pids[0]
+        # Public adapters say hello before importing the algorithm: the import (a model load) happens
+        # during the first call, so that call gets the handshake deadline, not the short call deadline.
+        loaded = IMPORT_BEFORE_HELLO_CAPABILITY in client.capabilities
+        handshake_s = settings.handshake_timeout_ms / 1000.0
+
+        def first_cap(cap_s: float) -> float:
+            nonlocal loaded
+            if loaded:
+                return cap_s
+            loaded = True
+            return max(cap_s, handshake_s)
+
+        if dialect is Dialect.PUBLIC_EXECUTE_ONLY:
+            request = CallRequest(phase="execute", step_index=_first_step(manifest, None), pid=pid,
+                                  image=ImageInput(array=synthetic_image(0)),
+                                  guide_image=ImageInput(array=synthetic_image(1)), step_desc="smoke test")
+            frame = run.call(client, handoff, dialect, request, first_cap(settings.execute_timeout_ms / 1000.0),
+                             "execute")
+            run.judge("execute", frame, lambda r: check_execute_result(r, settings.max_defects))
+        else:
+            frame = run.call(client, handoff, dialect, CallRequest(phase="info"),
+                             first_cap(settings.info_timeout_ms / 1000.0), "info")
+            if frame.get("type") != protocol.RESULT or frame.get("status") != "OK":
+                raise run.fail("info", f"get_info() failed: {frame.get('error_code', '')} {frame.get('message', '')}")
+            info = (frame.get("data") or {}).get("info")
+            issues = check_info(info, manifest)
+            if issues:
+                raise run.fail("info", "; ".join(str(i) for i in issues), issues=[str(i) for i in issues])
+            run.step("info", "PASS", "name, version and supported_pids match the manifest")
+            step_index = _first_step(manifest, info if isinstance(info, dict) else None)
+            session = f"smoke-{os.getpid()}-{int(started * 1000)}"
+            for phase, cap_ms, check in (
+                    ("pre", settings.pre_execute_timeout_ms, check_pre_result),
+                    ("execute", settings.execute_timeout_ms,
+                     lambda r: check_execute_result(r, settings.max_defects))):
+                request = CallRequest(phase=phase, step_index=step_index, pid=pid, session_id=session,
+                                      image=ImageInput(array=synthetic_image(0)), end_session=phase == "execute")
+                frame = run.call(client, handoff, dialect, request, cap_ms / 1000.0, phase)
+                run.judge(phase, frame, check)
+        if not client.alive:
+            failure = client.failure
+            raise run.fail("shutdown", f"worker died after the calls: {failure.message if failure else ''}")
+        report["status"] = "PASS"
+        return report
+    finally:
+        if report["status"] == "PASS":
+            client.shutdown(timeout=min(settings.shutdown_grace_s, 5.0), term_timeout=2.0)
+        else:
+            # A failed worker may be stuck in algorithm code: do not wait for it to agree to stop.
+            client.kill()
+            client.wait(5.0)
+        report["duration_ms"] = int((time.monotonic() - started) * 1000)
+        report["stderr_tail"] = client.stderr_tail[-20:]
+        shutil.rmtree(shm_dir, ignore_errors=True)

@@ -1,0 +1,242 @@
+"""Decide, from wheel file names and metadata only, whether a package's bundled wheels can install.
+
+Before any venv exists: every requirement (``requirements.txt`` / ``requirements.sanitized.txt``, plus
+the SDK the adapter comes from) and its dependency closure (``Requires-Dist`` of the chosen wheels,
+markers evaluated for the target interpreter) must have a wheel in ``wheels/`` that fits the target
+interpreter's tags and the version specifier.
+
+* no wheel with the requirement's name, or none in the right version -> 2004 wheels_missing;
+* wheels with that name exist but none fits the interpreter's tags, or every fitting one declares a
+  ``Requires-Python`` that excludes the interpreter -> 2003 incompatible_python naming the wheels and the
+  interpreter.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import io
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from ..errors import PackageErrorCode, RunnerError
+from .interpreters import Interpreter
+
+#: The distribution that provides ``procvision_algorithm_sdk.adapter``: every package must carry it.
+SDK_DISTRIBUTION = "procvision-algorithm-sdk"
+MAX_METADATA_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One ``*.whl`` from the package's wheels folder, described by its file name."""
+
+    filename: str
+    name: NormalizedName
+    version: Version
+    tags: frozenset[Tag]
+
+
+@dataclass
+class Resolution:
+    """The wheels an install will use: canonical name -> chosen wheel, plus what asked for each."""
+
+    chosen: dict[str, WheelFile] = field(default_factory=dict)
+    required_by: dict[str, list[str]] = field(default_factory=dict)
+
+    def pins(self) -> list[str]:
+        """``name==version`` lines for the installer, so it installs exactly what was checked."""
+        return [f"{w.name}=={w.version}" for w in sorted(self.chosen.values(), key=lambda w: w.name)]
+
+
+def parse_wheel_names(filenames: Iterable[str]) -> list[WheelFile]:
+    """Parse wheel file names (base names); 2004 for a file that is not a valid wheel name."""
+    wheels = []
+    for filename in filenames:
+        try:
+            name, version, _build, tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename as exc:
+            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                              f"wheels/{filename} is not a valid wheel file name ({exc}); download wheels "
+                              "with 'pip download --only-binary=:all:'", wheel=filename) from exc
+        wheels.append(WheelFile(filename, name, version, frozenset(tags)))
+    return wheels
+
+
+def parse_requirements(text: str, source: str) -> list[Requirement]:
+    """Requirement lines of a requirements file. Options (``--find-links`` ...) and comments are
+    skipped; ``-r``/``-e`` and URLs cannot be honoured offline and are 2004."""
+    reqs = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("-r", "--requirement", "-c", "--constraint", "-e", "--editable")):
+            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                              f"{source} line {number}: {line!r} cannot be installed offline; list plain "
+                              "requirements (name==version) whose wheels are in wheels/",
+                              requirement=line, line=number)
+        if line.startswith("-"):
+            continue  # index options; the install is offline with --no-index anyway
+        line = " ".join(p for p in line.split() if not p.startswith("--hash"))
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                              f"{source} line {number}: {line!r} is not a valid requirement ({exc})",
+                              requirement=line, line=number) from exc
+        if req.url:
+            # "name @ file:///..." from pip freeze: the wheel must still be bundled, so check by name.
+            req = Requirement(f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}"
+                              f"{'; ' + str(req.marker) if req.marker else ''}")
+        reqs.append(req)
+    return reqs
+
+
+def requires_python(metadata: bytes) -> SpecifierSet | None:
+    """The ``Requires-Python`` of a wheel's METADATA (None if absent or unreadable)."""
+    message = email.parser.BytesParser().parsebytes(metadata, headersonly=True)
+    value = message.get("Requires-Python")
+    if not value:
+        return None
+    try:
+        return SpecifierSet(str(value))
+    except InvalidSpecifier:
+        return None
+
+
+def requires_dist(metadata: bytes) -> list[Requirement]:
+    """``Requires-Dist`` entries of a wheel's METADATA."""
+    message = email.parser.BytesParser().parsebytes(metadata, headersonly=True)
+    result = []
+    for value in message.get_all("Requires-Dist") or []:
+        try:
+            result.append(Requirement(str(value)))
+        except InvalidRequirement:
+            continue  # a broken dependency line in a third-party wheel is the installer's call
+    return result
+
+
+def read_wheel_metadata(wheel: zipfile.ZipFile, filename: str) -> bytes:
+    """The ``*.dist-info/METADATA`` of an open wheel (2001 if there is none)."""
+    names = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+    if len(names) != 1:
+        raise RunnerError(PackageErrorCode.INVALID_ZIP, f"wheels/{filename} has no single .dist-info/METADATA; "
+                          "it is not a valid wheel", entry=filename)
+    with wheel.open(names[0]) as handle:
+        return handle.read(MAX_METADATA_BYTES)
+
+
+def nested_metadata_reader(zf: zipfile.ZipFile, wheel_members: dict[str, str]) -> Callable[[WheelFile], bytes]:
+    """A metadata reader for wheels still inside the package zip (``filename -> archive name``)."""
+
+    def read(wheel: WheelFile) -> bytes:
+        member = wheel_members[wheel.filename]
+        try:
+            with zf.open(member) as outer:
+                data = outer if outer.seekable() else io.BytesIO(outer.read())
+                with zipfile.ZipFile(data) as inner:
+                    return read_wheel_metadata(inner, wheel.filename)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise RunnerError(PackageErrorCode.INVALID_ZIP,
+                              f"wheels/{wheel.filename} is not a readable wheel: {exc}", entry=member) from exc
+
+    return read
+
+
+def _label(req: Requirement) -> str:
+    return str(req)
+
+
+def resolve(requirements: list[Requirement], wheels: list[WheelFile], target: Interpreter,
+            read_metadata: Callable[[WheelFile], bytes]) -> Resolution:
+    """Check that ``requirements`` and their closure are covered by ``wheels`` for ``target``."""
+    supported = set(target.tags())
+    cache: dict[str, bytes] = {}
+
+    def metadata(wheel: WheelFile) -> bytes:
+        if wheel.filename not in cache:
+            cache[wheel.filename] = read_metadata(wheel)
+        return cache[wheel.filename]
+
+    by_name: dict[str, list[WheelFile]] = {}
+    for wheel in wheels:
+        by_name.setdefault(wheel.name, []).append(wheel)
+    env = dict(target.markers)
+    resolution = Resolution()
+    extras_done: dict[str, set[str]] = {}
+    queue: list[tuple[Requirement, str, frozenset[str]]] = [(r, "requirements", frozenset({""})) for r in requirements]
+    while queue:
+        req, parent, parent_extras = queue.pop(0)
+        if req.marker is not None and not _marker_applies(req.marker, env, parent_extras):
+            continue
+        name = canonicalize_name(req.name)
+        resolution.required_by.setdefault(name, []).append(parent)
+        chosen = resolution.chosen.get(name)
+        if chosen is None:
+            chosen = _choose(req, parent, by_name.get(name, []), supported, target, metadata)
+            resolution.chosen[name] = chosen
+        elif not req.specifier.contains(chosen.version, prereleases=True):
+            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                              f"{parent} needs {_label(req)} but {chosen.filename} was chosen for "
+                              f"{', '.join(resolution.required_by[name][:-1])}; bundle wheels that satisfy both",
+                              requirement=_label(req), required_by=parent)
+        wanted = {""} | {canonicalize_name(e) for e in req.extras}
+        new_extras = wanted - extras_done.setdefault(name, set())
+        if not new_extras:
+            continue
+        extras_done[name] |= new_extras
+        for dep in requires_dist(metadata(chosen)):
+            queue.append((dep, f"{chosen.name} {chosen.version}", frozenset(new_extras)))
+    return resolution
+
+
+def _marker_applies(marker: Marker, env: dict[str, str], extras: frozenset[str]) -> bool:
+    return any(marker.evaluate({**env, "extra": extra}) for extra in extras)
+
+
+def _choose(req: Requirement, parent: str, candidates: list[WheelFile], supported: set[Tag],
+            target: Interpreter, metadata: Callable[[WheelFile], bytes]) -> WheelFile:
+    if not candidates:
+        raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                          f"requirement {_label(req)} (from {parent}) has no wheel in wheels/; add it with "
+                          "'pip download --only-binary=:all: -d wheels'",
+                          requirement=_label(req), required_by=parent)
+    fitting = [w for w in candidates if w.tags & supported]
+    if not fitting:
+        names = ", ".join(sorted(w.filename for w in candidates))
+        raise RunnerError(PackageErrorCode.INCOMPATIBLE_PYTHON,
+                          f"no wheel for {_label(req)} fits the interpreter {target.describe()}: {names}; "
+                          f"bundle wheels built for Python {target.minor} on this platform",
+                          requirement=_label(req), wheels=sorted(w.filename for w in candidates),
+                          python=target.path, python_version=target.version_str)
+    matching = [w for w in fitting if req.specifier.contains(w.version, prereleases=True)]
+    if not matching:
+        versions = ", ".join(sorted({str(w.version) for w in fitting}))
+        raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                          f"requirement {_label(req)} (from {parent}) is not satisfied by the bundled "
+                          f"versions ({versions})", requirement=_label(req), required_by=parent,
+                          available=sorted({str(w.version) for w in fitting}))
+    refused = []
+    for wheel in sorted(matching, key=lambda w: w.version, reverse=True):
+        needs = requires_python(metadata(wheel))
+        if needs is None or needs.contains(target.version_str, prereleases=True):
+            return wheel
+        refused.append(f"{wheel.filename} (Requires-Python {needs})")
+    raise RunnerError(PackageErrorCode.INCOMPATIBLE_PYTHON,
+                      f"no wheel for {_label(req)} supports the interpreter {target.describe()}: "
+                      f"{', '.join(refused)}; bundle wheels for Python {target.minor} or target a newer Python",
+                      requirement=_label(req), wheels=[w.filename for w in matching], python=target.path,
+                      python_version=target.version_str)

@@ -1,0 +1,239 @@
+"""Drop folder: zips are installed only when complete, exactly once, and rejects are visible."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.config import Settings
+from runner.errors import RunnerError
+from runner.package.installer import Installer, InstallResult
+from runner.package.watcher import DropFolderWatcher, is_candidate_name
+from runner.store.registry import Registry
+from tests.support.packages import build_package, hostile_zip, manifest_for, valid_entries
+
+STABLE_S = 0.5
+
+
+class RecordingInstaller(Installer):
+    """The real installer, noting when each install starts and what the file looked like then."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        super().__init__(settings, registry)
+        self.calls: list[tuple[str, float, int]] = []
+
+    def install(self, zip_path: Path, progress: Callable[[str], None] | None = None) -> InstallResult:
+        self.calls.append((zip_path.name, time.monotonic(), zip_path.stat().st_size))
+        return super().install(zip_path, progress)
+
+
+class Harness:
+    def __init__(self, root: Path, uv_cache: Path) -> None:
+        self.settings = Settings(root=root, uv_cache_dir=uv_cache, drop_stable_s=STABLE_S)
+        self.registry = Registry(self.settings.layout)
+        self.installer = RecordingInstaller(self.settings, self.registry)
+        self.results: list[tuple[Path, InstallResult | RunnerError, float]] = []
+        self._lock = threading.Lock()
+        self.watcher = DropFolderWatcher(self.settings, self.installer, self._on_result)
+        self.drop = self.settings.layout.zips
+
+    def _on_result(self, path: Path, outcome: InstallResult | RunnerError) -> None:
+        with self._lock:
+            self.results.append((path, outcome, time.monotonic()))
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached in time")
+            time.sleep(0.02)
+
+    def wait_results(self, count: int, timeout: float = 180.0) -> None:
+        self.wait_for(lambda: len(self.results) >= count, timeout)
+
+    def settle(self) -> None:
+        """Rescan and wait until the watcher has nothing left to do."""
+        self.watcher.scan()
+        self.wait_for(self.watcher.idle, 60)
+
+
+@pytest.fixture
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "uv-cache-watcher"
+
+
+@pytest.fixture
+def harness(tmp_path: Path, uv_cache: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path / "root", uv_cache)
+    h.settings.layout.ensure()
+    yield h
+    h.watcher.stop()
+
+
+def _slow_copy(src: Path, dest: Path, seconds: float, reopen: bool) -> None:
+    """Write ``src`` to ``dest`` in chunks over ``seconds`` (kept open, or reopened for each chunk)."""
+    data = src.read_bytes()
+    chunks = 10
+    size = len(data) // chunks + 1
+    parts = [data[i * size:(i + 1) * size] for i in range(chunks)]
+    # The sleeps simulate a slow network copy; they are not waits for the code under test.
+    if reopen:
+        for part in parts:
+            with open(dest, "ab") as handle:
+                handle.write(part)
+            time.sleep(seconds / chunks)
+        return
+    with open(dest, "wb") as handle:
+        for part in parts:
+            handle.write(part)
+            handle.flush()
+            os.fsync(handle.fileno())
+            time.sleep(seconds / chunks)
+
+
+@pytest.mark.slow
+def test_slow_copy_is_installed_once_after_it_completes(harness: Harness, tmp_path: Path) -> None:
+    package = build_package(tmp_path / "src")
+    harness.watcher.start()
+    _slow_copy(package, harness.drop / package.name, 2.0, reopen=False)
+    copied_at = time.monotonic()
+    harness.wait_results(1)
+    name, started, size = harness.installer.calls[0]
+    assert started >= copied_at and size == package.stat().st_size, "never opened while being copied"
+    outcome = harness.results[0][1]
+    assert isinstance(outcome, InstallResult) and outcome.state == "installed"
+    harness.settle()
+    assert len(harness.installer.calls) == 1 and len(harness.results) == 1
+    assert (harness.drop / package.name).exists(), "installed zips stay in the archive"
+    assert [r["state"] for r in harness.registry.list()] == ["installed"]
+
+
+def _no_wheels_zip(path: Path, name: str = "nowheels", padding: int = 0) -> Path:
+    """A well-formed package zip without wheels: complete, it is rejected with 2004 (2001 if read early)."""
+    entries = valid_entries(manifest_for(name=name))
+    if padding:
+        entries.append(("algo/blob.bin", os.urandom(padding)))
+    return hostile_zip(path, entries)
+
+
+def test_chunked_writer_that_closes_each_time_is_not_read_early(harness: Harness, tmp_path: Path) -> None:
+    """Each chunk is a separate open/append/close: the size keeps changing, so the zip waits.
+    Read early it would be an unreadable zip (2001); read complete it is a package without wheels (2004)."""
+    src = _no_wheels_zip(tmp_path / "src" / "p.zip", padding=300_000)
+    harness.watcher.start()
+    _slow_copy(src, harness.drop / "p.zip", 2.0, reopen=True)
+    harness.wait_results(1)
+    outcome = harness.results[0][1]
+    assert isinstance(outcome, RunnerError)
+    assert outcome.code == "2004", outcome
+
+
+def test_renamed_in_zip_is_rejected_visibly(harness: Harness, tmp_path: Path) -> None:
+    harness.watcher.start()
+    staged = _no_wheels_zip(harness.settings.layout.root / "incoming.zip.part")
+    os.rename(staged, harness.drop / "pkg.zip")
+    harness.wait_results(1)
+    outcome = harness.results[0][1]
+    assert isinstance(outcome, RunnerError) and outcome.code == "2004"
+    rejected = harness.settings.layout.rejected
+    assert (rejected / "pkg.zip").is_file() and not (harness.drop / "pkg.zip").exists()
+    error = json.loads((rejected / "pkg.zip.error.json").read_text())
+    assert error["code"] == "2004" and error["name"] == "wheels_missing" and error["message"]
+    assert "details" in error
+    record = harness.registry.require("nowheels", "1.0.0")
+    assert record["state"] == "invalid" and record["last_error"]["code"] == "2004"
+
+
+def test_part_file_renamed_in_place_is_picked_up(harness: Harness) -> None:
+    """The usual upload pattern: write ``x.zip.part`` (ignored), then rename it to ``x.zip``."""
+    harness.watcher.start()
+    part = _no_wheels_zip(harness.drop / "up.zip.part", name="renamed")
+    harness.settle()
+    assert harness.installer.calls == [], "a .part file is never opened"
+    os.rename(part, harness.drop / "up.zip")
+    harness.wait_results(1)
+    outcome = harness.results[0][1]
+    assert isinstance(outcome, RunnerError) and outcome.code == "2004"
+    assert harness.registry.require("renamed", "1.0.0")["state"] == "invalid"
+
+
+def test_a_writer_that_pauses_mid_file_is_not_read_early(harness: Harness, tmp_path: Path) -> None:
+    """Half the zip, then a pause longer than every quiet period: the central directory is not there
+    yet, so the file is left alone; complete, it is a package without wheels (2004), not 2001."""
+    data = _no_wheels_zip(tmp_path / "src" / "p.zip", padding=200_000).read_bytes()
+    harness.watcher.start()
+    target = harness.drop / "paused.zip"
+    with open(target, "wb") as handle:
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        # Longer than the quiet period for files that were never closed (4 x 0.5 s, at least 2 s)
+        # and than the grace for unreadable closed files (5 x 0.5 s).
+        time.sleep(4.0)
+        assert harness.installer.calls == [], "a half-written zip was opened"
+        handle.write(data[len(data) // 2:])
+    harness.wait_results(1)
+    outcome = harness.results[0][1]
+    assert isinstance(outcome, RunnerError) and outcome.code == "2004", outcome
+
+
+def test_observer_death_is_followed_by_a_rescan(harness: Harness) -> None:
+    harness.watcher.start()
+    observer = harness.watcher._observer
+    assert observer is not None
+    observer.stop()
+    observer.join(timeout=10)
+    _no_wheels_zip(harness.drop / "while-blind.zip", name="blind")
+    harness.wait_results(1)
+    restarted = harness.watcher._observer
+    assert restarted is not None and restarted is not observer and restarted.is_alive()
+    outcome = harness.results[0][1]
+    assert isinstance(outcome, RunnerError) and outcome.code == "2004"
+
+
+def test_partial_names_and_dotfiles_are_ignored(harness: Harness, tmp_path: Path) -> None:
+    assert not is_candidate_name("a.zip.part") and not is_candidate_name(".a.zip")
+    assert not is_candidate_name("a.tmp") and not is_candidate_name("notes.txt") and is_candidate_name("A.ZIP")
+    for name in ("a.zip.part", ".hidden.zip", "b.zip.tmp", "readme.txt"):
+        (harness.drop / name).write_bytes(b"not a zip")
+    harness.watcher.start()
+    harness.settle()
+    assert harness.results == [] and harness.installer.calls == []
+    assert sorted(p.name for p in harness.drop.iterdir() if p.is_file()) == \
+        [".hidden.zip", "a.zip.part", "b.zip.tmp", "readme.txt"]
+
+
+def test_startup_scan_and_processed_once_by_hash(harness: Harness, tmp_path: Path) -> None:
+    _no_wheels_zip(harness.drop / "first.zip")
+    harness.watcher.start()
+    harness.wait_results(1)
+    assert not (harness.drop / "first.zip").exists()
+    # The same bytes under another name: remembered by hash, not installed again, still moved aside.
+    (harness.drop / "again.zip").write_bytes((harness.settings.layout.rejected / "first.zip").read_bytes())
+    harness.wait_for(lambda: (harness.settings.layout.rejected / "again.zip").exists())
+    harness.settle()
+    assert len(harness.installer.calls) == 1 and len(harness.results) == 1
+
+
+def test_garbage_named_zip_is_rejected_after_it_settles(harness: Harness) -> None:
+    harness.watcher.start()
+    (harness.drop / "garbage.zip").write_bytes(b"definitely not a zip" * 100)
+    harness.wait_results(1, timeout=60)
+    outcome = harness.results[0][1]
+    assert isinstance(outcome, RunnerError) and outcome.code == "2001"
+    assert (harness.settings.layout.rejected / "garbage.zip.error.json").is_file()
+
+
+def test_stop_is_prompt(harness: Harness) -> None:
+    harness.watcher.start()
+    started = time.monotonic()
+    harness.watcher.stop()
+    assert time.monotonic() - started < 10
+    assert harness.watcher._thread is not None and not harness.watcher._thread.is_alive()
+
+
