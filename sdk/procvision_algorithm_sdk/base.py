@@ -53,7 +53,7 @@ class BaseAlgorithm(ABC):
     @abstractmethod
     def get_info(self) -> dict[str, Any]:
         """``{name, version, description, supported_pids, steps}``; must agree with the manifest."""
-        raise NotImplementedError
+        ...
 
     @abstractmethod
     def pre_execute(
@@ -66,7 +66,7 @@ class BaseAlgorithm(ABC):
         image_meta: dict[str, Any],
     ) -> dict[str, Any]:
         """Prepare a step (for example calibration); returns ``{status, message, data}``."""
-        raise NotImplementedError
+        ...
 
     @abstractmethod
     def execute(
@@ -79,4 +79,4 @@ class BaseAlgorithm(ABC):
         image_meta: dict[str, Any],
     ) -> dict[str, Any]:
         """Run a step; returns ``{status, message?, error_code?, data: {result_status, ...}}``."""
-        raise NotImplementedError
+        ...
