@@ -28,7 +28,10 @@ from typing import Any
 import numpy as np
 
 from procvision_algorithm_sdk.errors import ErrorCode
+from procvision_algorithm_sdk.shared_memory import SHM_DIR_ENV, ImageSegment, default_shm_dir
 from runner.errors import RunnerError
+
+from .segments import SegmentPool
 
 #: Our SDK's capability for real POSIX shared memory images.
 SHM_POSIX_CAPABILITY = "pv:shm-posix:v1"
@@ -125,19 +128,35 @@ def _encoded_size(data: bytes) -> tuple[int, int]:
         raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED, f"image bytes are not a readable image: {exc}") from exc
 
 
+def posix_shm_dir() -> Path:
+    """The folder the runner creates POSIX shared memory segments in (``PROC_SHM_POSIX_DIR`` or
+    ``/dev/shm``). Workers are told this folder explicitly (``worker_environment``)."""
+    return Path(default_shm_dir())
+
+
 class ImageHandoff:
     """Puts a worker's call images where that worker's dialect reads them, and frees them after.
 
-    One per worker (a worker runs one call at a time). ``release_all`` runs after every call and when
-    the worker crashes or stops, so no segment or file outlives its call.
+    One per worker process (a worker runs one call at a time). ``release_all`` runs after every call:
+    no image id outlives its call (a used segment is renamed at once; its memory is freed on a
+    background thread). ``close`` runs when the worker crashes or stops and frees everything,
+    stopping that thread.
+
+    For our SDK's workers, raw images go into fresh segments taken from a ``SegmentPool`` of
+    pre-faulted spares, so a call costs one copy; a segment is never reused for a later call.
     """
 
-    def __init__(self, dialect: Dialect, shm_dir: Path) -> None:
+    def __init__(self, dialect: Dialect, shm_dir: Path, posix_dir: Path | str | None = None,
+                 spares: int = 0) -> None:
         self.dialect = dialect
         self.shm_dir = Path(shm_dir)
+        self.posix_dir = Path(posix_dir) if posix_dir is not None else posix_shm_dir()
+        self._spares = spares
         self._lock = threading.Lock()
-        self._segments: list[Any] = []
+        self._segments: list[ImageSegment] = []
         self._files: list[Path] = []
+        self._pool: SegmentPool | None = None
+        self._closed = False
 
     @property
     def uses_posix_shm(self) -> bool:
@@ -156,19 +175,54 @@ class ImageHandoff:
             return self._put_segment(image, timestamp_ms)
         return self._put_file(image, timestamp_ms)
 
-    def _put_segment(self, image: ImageInput, timestamp_ms: int) -> tuple[str, dict[str, Any]]:
-        from procvision_algorithm_sdk.shared_memory import ImageSegment
+    def _segment_pool(self) -> SegmentPool | None:
+        with self._lock:
+            if self._pool is None and not self._closed and self._spares > 0:
+                self._pool = SegmentPool(self.posix_dir, self._spares, name=f"pv-segments-{self.shm_dir.name}")
+            return self._pool
 
-        if image.array is not None:
-            segment = ImageSegment.create_array(np.ascontiguousarray(image.array))
-        else:
-            assert image.encoded is not None
-            segment = ImageSegment.create_encoded(image.encoded)
+    def _put_segment(self, image: ImageInput, timestamp_ms: int) -> tuple[str, dict[str, Any]]:
+        posix_dir = str(self.posix_dir)
+        try:
+            if image.array is not None:
+                try:
+                    segment = self._put_array(image.array, posix_dir)
+                except ValueError as exc:
+                    raise _invalid(f"cannot pass this image to the worker: {exc}") from exc
+            else:
+                assert image.encoded is not None
+                try:
+                    segment = ImageSegment.create_encoded(image.encoded, posix_dir)
+                except ValueError as exc:
+                    raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED,
+                                      f"image bytes are not a readable image: {exc}") from exc
+        except OSError as exc:
+            raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED,
+                              f"could not create a shared memory segment for the image in {posix_dir}: {exc}; "
+                              f"free space there or point {SHM_DIR_ENV} at a writable tmpfs folder",
+                              shm_dir=posix_dir) from exc
         with self._lock:
             self._segments.append(segment)
         meta = segment.image_meta(color_space=image.color_space, camera_id=image.camera_id,
                                   timestamp_ms=timestamp_ms)
         return str(segment.id), dict(meta)
+
+    def _put_array(self, array: np.ndarray, posix_dir: str) -> ImageSegment:
+        arr = array[:, :, None] if array.ndim == 2 else array
+        if arr.dtype != np.uint8 or arr.shape[2] not in (1, 3):
+            # Let the SDK say what is wrong with it.
+            return ImageSegment.write_array(arr, posix_dir)
+        pool = self._segment_pool()
+        segment = pool.take(*(int(n) for n in arr.shape)) if pool is not None else None
+        if segment is None:
+            return ImageSegment.write_array(arr, posix_dir)
+        assert segment.array is not None
+        try:
+            segment.array[...] = arr
+        except BaseException:
+            segment.unlink()
+            raise
+        return segment
 
     def _put_file(self, image: ImageInput, timestamp_ms: int) -> tuple[str, dict[str, Any]]:
         # The id only uses [A-Za-z0-9._-], so the public adapters' name mangling leaves it unchanged.
@@ -202,13 +256,17 @@ class ImageHandoff:
             segments, self._segments = self._segments, []
             files, self._files = self._files, []
             errors: list[str] = []
-            for segment in segments:
+            if self._pool is not None:
                 try:
-                    segment.unlink()
-                except FileNotFoundError:
-                    continue  # already gone: the goal is reached
+                    self._pool.retire(segments)
                 except OSError as exc:
-                    errors.append(f"{getattr(segment, 'id', '?')}: {exc}")
+                    errors.append(str(exc))
+            else:
+                for segment in segments:
+                    try:
+                        segment.unlink()
+                    except OSError as exc:
+                        errors.append(f"{segment.id}: {exc}")
             for path in files:
                 try:
                     path.unlink(missing_ok=True)
@@ -216,6 +274,30 @@ class ImageHandoff:
                     errors.append(f"{path}: {exc}")
         if errors:
             raise OSError("could not free call images: " + "; ".join(errors))
+
+    def close(self) -> None:
+        """Free every image and spare segment and stop the background thread (the worker stopped or
+        died). Idempotent; later ``put`` calls still work but create their segments inline."""
+        errors: list[str] = []
+        try:
+            self.release_all()
+        except OSError as exc:
+            errors.append(str(exc))
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                pool.close()
+            except OSError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise OSError("; ".join(errors))
+
+    @property
+    def pool(self) -> SegmentPool | None:
+        """The spare-segment pool (None until the first raw image, or after ``close``)."""
+        return self._pool
 
 
 def _phase_data(request: CallRequest, handoff: ImageHandoff, dialect: Dialect) -> dict[str, Any]:
@@ -268,21 +350,28 @@ def build_call_data(dialect: Dialect, request: CallRequest, handoff: ImageHandof
     return _phase_data(request, handoff, dialect)
 
 
-def worker_environment(base: Mapping[str, str], cwd: Path, shm_dir: Path, max_frame_bytes: int) -> dict[str, str]:
+def worker_environment(base: Mapping[str, str], cwd: Path, shm_dir: Path, max_frame_bytes: int,
+                       posix_dir: Path | str | None = None) -> dict[str, str]:
     """The environment of a worker process: ``base`` scrubbed of Python and ProcVision settings
-    that could leak in, plus what the adapter needs."""
+    that could leak in, plus what the adapter needs.
+
+    ``PROC_SHM_POSIX_DIR`` is always set to the folder the runner writes segments to
+    (``posix_dir``, default ``posix_shm_dir()``, the same default ``ImageHandoff`` uses), so the
+    worker never looks in another one.
+    """
     env = {k: v for k, v in base.items() if k not in _SCRUBBED and not k.startswith("PROC_")}
     env.update({
         "PYTHONNOUSERSITE": "1",
         "PYTHONUNBUFFERED": "1",
         "PROC_ALGO_ROOT": str(cwd),
         "PROC_SHM_DIR": str(shm_dir),
+        SHM_DIR_ENV: str(posix_dir if posix_dir is not None else posix_shm_dir()),
         "PROC_MAX_FRAME_BYTES": str(int(max_frame_bytes)),
     })
     return env
 
 
 __all__ = ["Dialect", "detect_dialect", "ImageInput", "CallRequest", "ImageHandoff", "build_call_data",
-           "worker_environment", "SHM_POSIX_CAPABILITY", "IMPORT_BEFORE_HELLO_CAPABILITY",
+           "worker_environment", "posix_shm_dir", "SHM_POSIX_CAPABILITY", "IMPORT_BEFORE_HELLO_CAPABILITY",
            "BUSY_PONG_CAPABILITY", "PHASES"]
 

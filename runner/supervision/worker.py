@@ -192,7 +192,7 @@ class Worker:
             self.hello = hello
             self.dialect = dialect
             self.info = info
-            self._handoff = ImageHandoff(dialect, shm_dir)
+            self._handoff = ImageHandoff(dialect, shm_dir, spares=2)
             self.started_at = time.time()
             self._up_since = time.monotonic()
             self.machine.transition(State.RUNNING, f"ready ({dialect.value}, sdk {hello.get('sdk_version')})",
@@ -277,7 +277,7 @@ class Worker:
     def _free(self, handoff: ImageHandoff | None, shm_dir: Path | None) -> None:
         if handoff is not None:
             try:
-                handoff.release_all()
+                handoff.close()  # frees images and spare segments, stops the handoff's thread
             except OSError as exc:
                 self.log.write(f"could not free call images: {exc}", "[runner] ")
         if shm_dir is not None:

@@ -98,7 +98,7 @@ class ImageSegment:
     under the shm directory, so it can be handed to a worker as ``shared_mem_id``.
     """
 
-    def __init__(self, segment_id: str, path: str, mm: mmap.mmap, kind: int, height: int, width: int,
+    def __init__(self, segment_id: str, path: str, mm: mmap.mmap | None, kind: int, height: int, width: int,
                  channels: int, nbytes: int) -> None:
         self.id = segment_id
         self.path = path
@@ -109,7 +109,7 @@ class ImageSegment:
         self.nbytes = nbytes
         self._mm: mmap.mmap | None = mm
         self.array: np.ndarray | None = None
-        if kind == KIND_RAW:
+        if kind == KIND_RAW and mm is not None:
             self.array = np.ndarray((height, width, channels), dtype=np.uint8, buffer=mm, offset=HEADER_SIZE)
 
     # --- creation -------------------------------------------------------------------------------
@@ -152,6 +152,48 @@ class ImageSegment:
         assert seg.array is not None
         seg.array[...] = arr
         return seg
+
+    @classmethod
+    def adopt_raw(cls, segment_id: str, path: str, mm: mmap.mmap, height: int, width: int,
+                  channels: int = 3) -> ImageSegment:
+        """Wrap a segment file the caller created and mapped read-write ahead of time (for example
+        pre-allocated and pre-faulted off the hot path), writing the raw-image header into it.
+
+        ``mm`` must hold at least ``HEADER_SIZE + height * width * channels`` bytes; fill ``.array``.
+        The segment then belongs to the returned object (``unlink`` removes ``path``).
+        """
+        if height <= 0 or width <= 0 or channels not in (1, 3):
+            raise ValueError(f"bad raw segment geometry {height}x{width}x{channels}")
+        _segment_path(segment_id, os.path.dirname(path))  # validates the id
+        payload_len = height * width * channels
+        if len(mm) < HEADER_SIZE + payload_len:
+            raise ValueError(f"mapping of {len(mm)} bytes is too small for a {height}x{width}x{channels} image")
+        mm[:_HEADER.size] = _HEADER.pack(MAGIC, FORMAT_VERSION, KIND_RAW, 0, height, width, channels, payload_len)
+        return cls(segment_id, path, mm, KIND_RAW, height, width, channels, payload_len)
+
+    @classmethod
+    def write_array(cls, array: np.ndarray, shm_dir: str | None = None, *,
+                    segment_id: str | None = None) -> ImageSegment:
+        """A new segment holding a copy of ``array``, written with ``pwrite`` and not mapped here.
+
+        Cheaper than ``create_array`` for a one-off segment (no page faults in this process); the
+        returned segment has ``.array`` None and is removed with ``unlink`` as usual.
+        """
+        arr = np.ascontiguousarray(_as_uint8_image(array))
+        segment_id = segment_id or SHM_PREFIX + uuid.uuid4().hex
+        path = _segment_path(segment_id, shm_dir)
+        height, width, channels = (int(n) for n in arr.shape)
+        header = _HEADER.pack(MAGIC, FORMAT_VERSION, KIND_RAW, 0, height, width, channels, arr.nbytes)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            _pwrite_all(fd, memoryview(header.ljust(HEADER_SIZE, b"\0")), 0)
+            _pwrite_all(fd, arr.data.cast("B"), HEADER_SIZE)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(fd)
+        return cls(segment_id, path, None, KIND_RAW, height, width, channels, arr.nbytes)
 
     @classmethod
     def create_encoded(cls, data: bytes, shm_dir: str | None = None, *, width: int | None = None,
@@ -210,6 +252,14 @@ class ImageSegment:
 
     def __repr__(self) -> str:
         return f"ImageSegment(id={self.id!r}, kind={self.kind}, {self.height}x{self.width}x{self.channels})"
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while len(data):  # tmpfs writes everything at once; a short write just continues
+        done = os.pwrite(fd, data, offset)
+        if done <= 0:
+            raise OSError(f"short write to shared memory segment at offset {offset}")
+        data, offset = data[done:], offset + done
 
 
 def _probe_size(data: bytes) -> tuple[int, int]:
