@@ -7,15 +7,19 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from runner.cli import exitcodes
 from tests.api.support import NAME, install, make_zip, png_bytes, wait_for
@@ -75,15 +79,23 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(") ", 1)[-1].startswith("Z"))
 
 
-def _segments() -> set[str]:
-    shm = Path("/dev/shm")
+def _segments(shm: Path) -> set[str]:
     return {p.name for p in shm.iterdir() if p.name.startswith("pvshm-")} if shm.is_dir() else set()
 
 
-def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path) -> None:
+@pytest.fixture
+def private_shm() -> Iterator[Path]:
+    """A shm folder of this test's own, so segments of tests running in parallel cannot mask a leak."""
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    folder = Path(tempfile.mkdtemp(prefix="pv-daemon-test-", dir=base))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: Path) -> None:
     root = tmp_path / "root"
-    env = dict(os.environ)
-    segments_before = _segments()
+    env = dict(os.environ, PROC_SHM_POSIX_DIR=str(private_shm))
+    segments_before = _segments(private_shm)
     zip_path = make_zip(tmp_path / "pkgs")
     daemon = ServeProcess(root, env)
     try:
@@ -122,7 +134,7 @@ def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path) -> None:
         assert daemon.stop() == 0, daemon.stderr[-30:]
         wait_for(lambda: not any(_alive(p) for p in pids), 30, "the worker processes to be gone")
         # Segments of calls other tests run in parallel come and go within milliseconds; a leak stays.
-        wait_for(lambda: not (_segments() - segments_before), 10, "no shared-memory segment left behind")
+        wait_for(lambda: not (_segments(private_shm) - segments_before), 10, "no shared-memory segment left behind")
         assert not (root / ".daemon.lock.pid").exists()
     finally:
         daemon.stop()
