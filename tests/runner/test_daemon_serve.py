@@ -127,6 +127,8 @@ def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: P
             caller.start()
             wait_for(lambda: client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]["in_flight"] > 0, 30,
                      "the call to be in flight")
+            # The in-flight image lives in the private folder: proof the daemon and its workers use it.
+            assert _segments(private_shm) - segments_before
             daemon.proc.send_signal(signal.SIGTERM)
             caller.join(60)
         assert answers and answers[0].status_code == 200, answers and answers[0].text
