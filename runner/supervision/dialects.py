@@ -138,12 +138,14 @@ class ImageHandoff:
     """Puts a worker's call images where that worker's dialect reads them, and frees them after.
 
     One per worker process (a worker runs one call at a time). ``release_all`` runs after every call:
-    no image id outlives its call (a used segment is renamed at once; its memory is freed on a
-    background thread). ``close`` runs when the worker crashes or stops and frees everything,
-    stopping that thread.
+    no image id outlives its call (a used segment is renamed at once; its memory is reused for a
+    later call if no worker holds it, else freed on a background thread). ``close`` runs when the
+    worker crashes or stops and frees everything, stopping that thread.
 
-    For our SDK's workers, raw images go into fresh segments taken from a ``SegmentPool`` of
-    pre-faulted spares, so a call costs one copy; a segment is never reused for a later call.
+    For our SDK's workers, raw images go into segments taken from a ``SegmentPool`` of pre-faulted
+    spares, so a call costs one copy. Every call gets a fresh id; a segment's memory serves a later
+    call only once the kernel proves no worker holds it any more (see ``segments``), so an array an
+    algorithm kept never changes.
     """
 
     def __init__(self, dialect: Dialect, shm_dir: Path, posix_dir: Path | str | None = None,
@@ -220,7 +222,8 @@ class ImageHandoff:
         try:
             segment.array[...] = arr
         except BaseException:
-            segment.unlink()
+            assert pool is not None
+            pool.retire([segment])  # the pool keeps a descriptor on each segment it hands out
             raise
         return segment
 

@@ -2,31 +2,48 @@
 
 Creating a fresh tmpfs segment costs far more than copying an image into it: the kernel allocates
 and zeroes every page, and each first write to a page faults. Freeing it (unmap + unlink) costs
-about as much again. A worker must get a *new* segment for every call, though: an algorithm may keep
-the array it was handed, and its pixels must never change underneath it, so a segment is never
-rewritten once a worker has seen its id.
+about as much again. An algorithm may keep the array it was handed, though, and its pixels must
+never change underneath it: a segment is rewritten for a later call only once it is *proved* that
+no other process has it open or mapped any more.
 
 ``SegmentPool`` therefore keeps a few spare segments ready (allocated with ``posix_fallocate`` and
-faulted into this process, sized like the last image) so a call only copies its pixels in, and it
-frees used segments on a background thread:
+faulted into this process, sized like the last image) so a call only copies its pixels in:
 
-- a spare is an unnamed tmpfs file (``O_TMPFILE``) until a call takes it and links it under its id,
-  so spares are invisible to everyone else and vanish with the process, even on SIGKILL;
-- a used segment's name is unlinked at once when it is handed back (cheap: this process still holds
-  the file, so no page is freed yet; the worker can no longer open the id, a mapping it still holds
-  stays valid), and the pages are released off the call path when the background thread drops the
-  last reference.
+- a new spare is an unnamed tmpfs file (``O_TMPFILE``) until a call takes it and links it under its
+  id, so it is invisible to everyone else and vanishes with the process, even on SIGKILL;
+- when the call ends its id stops existing at once: the file is renamed to a fresh, never published
+  id. Then a write lease is asked for on this process's own descriptor (``unused_elsewhere``): the
+  kernel grants it only if no other open file description of the file exists, and a worker's
+  mapping keeps its description alive until it is unmapped. Granted (the worker dropped the array):
+  the lease is released at once and the segment becomes a spare again under its new id, its pages
+  still allocated and mapped. Refused (the algorithm kept the array, or the worker died holding it):
+  the new name is removed and the pages are freed by a background thread, exactly as before; the
+  worker's mapping stays valid and unchanged;
+- just before a recycled spare is handed to the next call the lease test is repeated, so a process
+  that found the parked name in the folder and mapped it meanwhile also keeps its pixels.
+
+A lease is only ever held for the instant of a test. A process opening the file during that instant
+breaks it: the kernel signals this process (``_LEASE_SIGNAL``, ignored by default, instead of SIGIO,
+whose default action would end the runner) and the opener waits until the lease is released.
+
+Recycled spares have names, so a runner killed by SIGKILL leaves them behind: ``remove_stale_segments``
+(called when a supervisor starts) removes ``pvshm-*`` files that are old and that nobody holds.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
+import signal
+import stat
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from procvision_algorithm_sdk.shared_memory import HEADER_SIZE, SHM_PREFIX, ImageSegment
@@ -34,16 +51,22 @@ from procvision_algorithm_sdk.shared_memory import HEADER_SIZE, SHM_PREFIX, Imag
 #: Used segments waiting to be freed beyond this count are freed inline instead (bounds the memory
 #: held when calls come faster than the background thread frees).
 MAX_BACKLOG = 8
+#: ``remove_stale_segments`` leaves younger files alone (a call's segment may not be opened yet).
+STALE_SEGMENT_AGE_S = 300.0
+#: Sent to this process when someone opens a file while it holds a lease (only for an instant).
+#: Ignored by default; the kernel's default, SIGIO, would terminate the process.
+_LEASE_SIGNAL = signal.SIGURG
 
 Shape = tuple[int, int, int]
 
 
 class SegmentPool:
-    """Spare pre-faulted segments for one worker, and background freeing of used ones.
+    """Spare pre-faulted segments for one worker: recycled when provably unused, else freed off the call path.
 
     Thread-safe. ``take`` hands out a spare of the requested shape (or None: the caller creates a
-    segment inline); ``retire`` takes used segments back; ``close`` stops the background thread and
-    removes every file the pool still holds. The thread starts on the first ``take``.
+    segment inline); ``retire`` takes used segments back (recycling those nobody else holds);
+    ``close`` stops the background thread and removes every file the pool still holds. The thread
+    starts on the first ``take``.
     """
 
     def __init__(self, shm_dir: str | Path, spares: int = 2, *, name: str = "pv-segments",
@@ -54,22 +77,30 @@ class SegmentPool:
         self.join_timeout_s = join_timeout_s
         self._cond = threading.Condition()
         self._shape: Shape | None = None  # shape of the last image taken: spares are made like it
-        # These lists are only changed in place: the exit finalizer below holds them too.
+        # These containers are only changed in place: the exit finalizer below holds them too.
         self._spares: list[_Spare] = []
         self._retired: list[_Held] = []
+        self._out: dict[str, _Spare] = {}  # taken by a call and not handed back yet, by id
         self._errors: list[str] = []
         self._preparing = 0
-        # Between a take and the following retire a call runs: spares are made only outside calls,
-        # so the worker does not compete with this pool's kernel work for the CPU.
+        # Between a take and the following retire a call runs: spares are made outside calls (but
+        # for the first when none is left), so the worker does not compete with this pool's kernel
+        # work for the CPU.
         self._in_call = False
+        self._recycling = True  # False once leases proved unusable here (not owner, leases off...)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Last error of a spare's preparation (diagnostics; calls then create segments inline).
         self.last_prepare_error: str | None = None
+        #: Why recycling was switched off (diagnostics; used segments are then always freed).
+        self.last_recycle_error: str | None = None
+        #: Used segments made spares again / refused because another process still held them.
+        self.recycled = 0
+        self.refused = 0
         # A process that exits without close() (a runner that never shut down) must not leave its
         # spares behind: free them at interpreter exit too.
         self._finalizer = weakref.finalize(self, _release_at_exit, self._cond, self._stop, self._spares,
-                                           self._retired)
+                                           self._retired, self._out)
 
     # --- call path -------------------------------------------------------------------------------
 
@@ -85,11 +116,16 @@ class SegmentPool:
                 self._retired.extend(_Held(spare.segment, spare.fd) for spare in self._spares)
                 self._spares.clear()
                 self._shape = shape
-            spare = self._spares.pop() if self._spares else None
+                self._cond.notify_all()
             self._in_call = True
+            # Chosen under the lock: a pool without a usable spare at the start of the call answers
+            # None, even if its thread makes one meanwhile.
+            spare = self._pop_usable()
+            if spare is not None and spare.named:
+                self._out[spare.segment.id] = spare
             self._start_thread()
-        if spare is None:
-            return None
+        if spare is None or spare.named:
+            return spare.segment if spare is not None else None
         try:
             _link(spare, self.shm_dir)
         except OSError as exc:
@@ -102,11 +138,33 @@ class SegmentPool:
                 self._spares.clear()
                 self._cond.notify_all()
             return None
+        with self._cond:
+            self._out[spare.segment.id] = spare
         return spare.segment
 
+    def _pop_usable(self) -> _Spare | None:
+        """The next spare to hand out (lock held). A recycled one gets the lease test again right
+        before its pixels are overwritten: one a process found and mapped meanwhile is freed."""
+        while self._spares:
+            spare = self._spares.pop()
+            if not spare.named:
+                return spare
+            try:
+                free = unused_elsewhere(spare.fd)
+            except OSError as exc:
+                free = False
+                self._disable_recycling(exc)
+            if free:
+                return spare
+            self.refused += 1
+            self._retired.append(_Held(spare.segment, spare.fd))
+            self._cond.notify_all()
+        return None
+
     def retire(self, segments: Iterable[ImageSegment]) -> None:
-        """The call ended: take back its segments (may be none). Their ids stop existing now, their
-        memory is freed later, and spares for the next call are prepared.
+        """The call ended: take back its segments (may be none). Their ids stop existing now; a
+        segment no other process holds becomes a spare again (under a new id), any other is freed
+        later; missing spares are prepared.
 
         Raises OSError (after handling all of them) if a segment could not be unlinked or freed, and
         reports errors the background thread met since the last call.
@@ -115,6 +173,13 @@ class SegmentPool:
         inline: list[_Held] = []
         queued: list[_Held] = []
         for segment in segments:
+            with self._cond:
+                spare = self._out.pop(segment.id, None)
+            if spare is not None:
+                held = self._recycle(spare, errors)
+                if held is not None:
+                    queued.append(held)
+                continue
             held = _Held(segment, None)
             try:
                 # Holding the file keeps its pages: the unlink below is then only a name removal.
@@ -145,6 +210,62 @@ class SegmentPool:
         if errors:
             raise OSError("could not free call images: " + "; ".join(errors))
 
+    def _recycle(self, spare: _Spare, errors: list[str]) -> _Held | None:
+        """Make a used pooled segment a spare again if nobody else holds it; else return it to free.
+
+        Its call id is removed first (renamed to a fresh id nobody was told), so no process can
+        open it by that id any more; whoever opened it before still holds a description, which the
+        lease test then sees.
+        """
+        segment = spare.segment
+        with self._cond:
+            wanted = self._recycling and not self._stop.is_set()
+        if wanted:
+            new_id = SHM_PREFIX + uuid.uuid4().hex
+            new_path = os.path.join(self.shm_dir, new_id)
+            try:
+                os.rename(segment.path, new_path)
+            except OSError as exc:
+                wanted = False
+                if not isinstance(exc, FileNotFoundError):
+                    errors.append(f"{segment.id}: {exc}")
+        if not wanted:
+            try:
+                os.unlink(segment.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                errors.append(f"{segment.id}: {exc}")
+            return _Held(segment, spare.fd)
+        try:
+            free = unused_elsewhere(spare.fd)
+        except OSError as exc:
+            free = False
+            self._disable_recycling(exc)
+        shape = (segment.height, segment.width, segment.channels)
+        with self._cond:
+            if not free:
+                self.refused += 1
+            keep = (free and not self._stop.is_set() and shape == self._shape
+                    and len(self._spares) < self.spares_wanted)
+            if keep:
+                self._spares.append(_Spare(segment.moved(new_id, new_path), spare.fd, named=True))
+                self.recycled += 1
+                return None
+        try:
+            os.unlink(new_path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            errors.append(f"{new_id}: {exc}")
+        return _Held(segment, spare.fd)
+
+    def _disable_recycling(self, exc: OSError) -> None:
+        with self._cond:
+            self._recycling = False
+            self.last_recycle_error = (f"cannot tell whether a used segment is still held (file lease refused: "
+                                       f"{exc}); every call now gets a fresh segment")
+
     # --- state -----------------------------------------------------------------------------------
 
     @property
@@ -159,6 +280,12 @@ class SegmentPool:
             return len(self._retired)
 
     @property
+    def recycling(self) -> bool:
+        """Whether used segments nobody holds are made spares again (False if leases do not work here)."""
+        with self._cond:
+            return self._recycling
+
+    @property
     def thread(self) -> threading.Thread | None:
         """The background thread (None until the first ``take``)."""
         return self._thread
@@ -166,13 +293,19 @@ class SegmentPool:
     def close(self) -> None:
         """Stop the background thread and remove every segment the pool holds. Idempotent.
 
+        Segments taken and not handed back stay until ``retire`` (which then frees them).
         Raises OSError if a file could not be removed or the thread did not stop in time.
         """
+        # Nothing is added to the spares once stop is set, so they are freed before the thread is
+        # joined: by the time it has stopped, they are gone.
         with self._cond:
             self._stop.set()
             self._cond.notify_all()
             thread = self._thread
-        errors: list[str] = []
+            leftovers = [_Held(s.segment, s.fd) for s in self._spares] + self._retired
+            self._spares.clear()
+            self._retired.clear()
+        errors = _free_all(leftovers)
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.join_timeout_s)
             if thread.is_alive():
@@ -184,7 +317,6 @@ class SegmentPool:
             errors.extend(self._errors)
             self._errors.clear()
         errors.extend(_free_all(leftovers))
-        self._finalizer.detach()
         if errors:
             raise OSError("could not free call images: " + "; ".join(errors))
 
@@ -207,7 +339,11 @@ class SegmentPool:
                     retired = list(self._retired)
                     self._retired.clear()
                     return retired, None
-                if (not self._in_call and self._shape is not None
+                # Spares are made between calls, except when the pool holds none at all (not even
+                # one in use that may come back): back-to-back calls leave no gap, and one spare is
+                # enough to start recycling.
+                starved = not self._spares and not self._out and self._preparing == 0
+                if ((not self._in_call or starved) and self._shape is not None
                         and len(self._spares) + self._preparing < self.spares_wanted):
                     self._preparing += 1
                     return [], self._shape
@@ -232,13 +368,14 @@ class SegmentPool:
                 self.last_prepare_error = str(exc)
         with self._cond:
             self._preparing -= 1
-            if spare is not None and not self._stop.is_set() and shape == self._shape:
+            if (spare is not None and not self._stop.is_set() and shape == self._shape
+                    and len(self._spares) < self.spares_wanted):
                 self._spares.append(spare)
                 return
             if spare is None and shape == self._shape:
                 # Preparation failed (no O_TMPFILE, tmpfs full?): stop trying until a call asks again.
                 self._shape = None
-        if spare is not None:  # stopped or resized meanwhile
+        if spare is not None:  # stopped, resized or refilled by recycling meanwhile
             self._report(_free_all([_Held(spare.segment, spare.fd)]))
 
     def _report(self, errors: list[str]) -> None:
@@ -249,10 +386,15 @@ class SegmentPool:
 
 @dataclass
 class _Spare:
-    """A prepared segment not yet linked under its id: ``fd`` is its unnamed file."""
+    """A prepared segment and the read-write fd this pool keeps on its file (for lease tests).
+
+    ``named`` False: a new unnamed file, linked under ``segment.id`` when taken. True: a recycled
+    segment, already parked under ``segment.id`` (an id no one was told yet).
+    """
 
     segment: ImageSegment
     fd: int
+    named: bool = False
 
 
 @dataclass
@@ -261,6 +403,27 @@ class _Held:
 
     segment: ImageSegment
     fd: int | None
+
+
+def unused_elsewhere(fd: int) -> bool:
+    """Whether ``fd``'s file is, at this instant, open or mapped through no other open file
+    description than ``fd``'s own (and its dups, such as this process's own mapping of it).
+
+    Asks for a write lease and releases it at once: Linux grants one only in that case, and a
+    mapping keeps its file description alive until it is unmapped. False if refused because the
+    file is held elsewhere. Raises OSError if leases cannot be used here at all (EACCES: not the
+    file's owner and no CAP_LEASE; EINVAL: leases disabled or unsupported by the file system).
+    """
+    # Releasing a lease resets the descriptor's signal: set it before every lease.
+    fcntl.fcntl(fd, fcntl.F_SETSIG, _LEASE_SIGNAL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EBUSY):
+            return False
+        raise
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return True
 
 
 def make_spare(shm_dir: str, shape: Shape) -> _Spare:
@@ -295,7 +458,7 @@ def make_spare(shm_dir: str, shape: Shape) -> _Spare:
 
 
 def _link(spare: _Spare, shm_dir: str) -> None:
-    """Give an unnamed spare its id (its file name), then drop the fd (the mapping keeps the file)."""
+    """Give an unnamed spare its id (its file name). The fd stays open for later lease tests."""
     dir_fd = os.open(shm_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         # Relative to a directory fd: an absolute target can fail with EXDEV where /dev/shm is
@@ -303,7 +466,6 @@ def _link(spare: _Spare, shm_dir: str) -> None:
         os.link(f"/proc/self/fd/{spare.fd}", os.path.basename(spare.segment.path), dst_dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
-    os.close(spare.fd)
 
 
 def _fault_in(mm: mmap.mmap) -> None:
@@ -321,14 +483,15 @@ def _fault_in(mm: mmap.mmap) -> None:
 
 
 def _release_at_exit(cond: threading.Condition, stop: threading.Event, spares: list[_Spare],
-                     retired: list[_Held]) -> None:
+                     retired: list[_Held], out: dict[str, _Spare]) -> None:
     """Exit-time cleanup of a pool never closed (a spare finished later frees itself: stop is set)."""
     with cond:
         stop.set()
         cond.notify_all()
-        leftovers = [_Held(s.segment, s.fd) for s in spares] + retired
+        leftovers = [_Held(s.segment, s.fd) for s in spares] + retired + [_Held(s.segment, s.fd) for s in out.values()]
         spares.clear()
         retired.clear()
+        out.clear()
     _free_all(leftovers)  # at exit nobody is left to report a failure to
 
 
@@ -348,4 +511,90 @@ def _free_all(held: Iterable[_Held]) -> list[str]:
     return errors
 
 
-__all__ = ["SegmentPool", "make_spare", "MAX_BACKLOG"]
+# --- stale segments ------------------------------------------------------------------------------
+
+@dataclass
+class StaleSweep:
+    """What ``remove_stale_segments`` did: names removed, old ones kept because held, and errors."""
+
+    removed: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def remove_stale_segments(shm_dir: str | Path, older_than_s: float = STALE_SEGMENT_AGE_S) -> StaleSweep:
+    """Remove ``pvshm-*`` files in ``shm_dir`` last modified more than ``older_than_s`` seconds ago
+    that no process has open or mapped (the lease test of ``unused_elsewhere``).
+
+    For a runner's start: a runner killed mid-call (or holding recycled spares) leaves named
+    segments behind. A live runner's segments are kept: it holds every spare open, and a call's
+    segment is younger than the age limit. A file whose state cannot be proved (lease refused for
+    another reason than use) is kept and reported in ``errors``. Never raises for a single file.
+    """
+    sweep = StaleSweep()
+    directory = str(shm_dir)
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return sweep
+    except OSError as exc:
+        sweep.errors.append(f"{directory}: {exc}")
+        return sweep
+    try:
+        cutoff = time.time() - older_than_s
+        for name in os.listdir(dir_fd):
+            if name.startswith(SHM_PREFIX):
+                _sweep_one(dir_fd, name, cutoff, sweep)
+    except OSError as exc:
+        sweep.errors.append(f"{directory}: {exc}")
+    finally:
+        os.close(dir_fd)
+    return sweep
+
+
+def _sweep_one(dir_fd: int, name: str, cutoff: float, sweep: StaleSweep) -> None:
+    try:
+        # O_NONBLOCK: a file another runner holds a lease on at this instant fails with EWOULDBLOCK
+        # instead of blocking; O_NOFOLLOW: a symlink is never followed out of the folder.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno == errno.EWOULDBLOCK:
+            sweep.held.append(name)
+        elif exc.errno == errno.ELOOP:
+            sweep.errors.append(f"{name}: a symbolic link, not a segment; left alone")
+        else:
+            sweep.errors.append(f"{name}: {exc}")
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime > cutoff:
+            return
+        fcntl.fcntl(fd, fcntl.F_SETSIG, _LEASE_SIGNAL)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EBUSY):
+                sweep.held.append(name)
+            else:
+                sweep.errors.append(f"{name}: cannot tell whether it is in use (file lease refused: {exc})")
+            return
+        try:
+            # Held under the lease: nobody can open it meanwhile without waiting for the release.
+            # Unlink only the file that was tested, not one put there under the same name since.
+            if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == st.st_ino:
+                os.unlink(name, dir_fd=dir_fd)
+                sweep.removed.append(name)
+        finally:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        sweep.errors.append(f"{name}: {exc}")
+    finally:
+        os.close(fd)
+
+
+__all__ = ["SegmentPool", "StaleSweep", "make_spare", "remove_stale_segments", "unused_elsewhere", "MAX_BACKLOG",
+           "STALE_SEGMENT_AGE_S"]

@@ -14,7 +14,9 @@ from runner.config import Settings
 from runner.errors import RunnerError
 from runner.store.layout import RootLayout
 
+from .dialects import posix_shm_dir
 from .pool import VersionPool
+from .segments import StaleSweep, remove_stale_segments
 from .spec import WorkerSpec
 from .states import LIVE_STATES, SupervisorEvent
 
@@ -29,7 +31,8 @@ class Supervisor:
     """Owns the worker pools of all running versions.
 
     Each worker gets a private folder (its ``PROC_SHM_DIR``) under one runtime folder that this
-    supervisor creates and removes in ``shutdown``.
+    supervisor creates and removes in ``shutdown``. Creating one first removes stale image segments
+    (``remove_stale_segments``) from the shared memory folder.
     """
 
     def __init__(self, settings: Settings, layout: RootLayout,
@@ -44,6 +47,9 @@ class Supervisor:
         self._pools: dict[tuple[str, str], VersionPool] = {}
         self._closed = False
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="procvision-runner-", dir=_runtime_parent()))
+        #: Image segments a killed predecessor left in the segment folder, removed now if nobody
+        #: holds them (what was removed, kept and could not be checked: for diagnostics).
+        self.stale_segments: StaleSweep = remove_stale_segments(posix_shm_dir())
 
     def start(self, spec: WorkerSpec, wait_ready: bool = True) -> VersionPool:
         """Start the workers of ``spec``'s version (or return its pool if already live).

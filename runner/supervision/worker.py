@@ -192,7 +192,7 @@ class Worker:
             self.hello = hello
             self.dialect = dialect
             self.info = info
-            self._handoff = ImageHandoff(dialect, shm_dir, spares=2)
+            self._handoff = ImageHandoff(dialect, shm_dir, spares=self.settings.shm_spares_per_worker)
             self.started_at = time.time()
             self._up_since = time.monotonic()
             self.machine.transition(State.RUNNING, f"ready ({dialect.value}, sdk {hello.get('sdk_version')})",

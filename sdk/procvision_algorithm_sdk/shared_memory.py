@@ -227,6 +227,17 @@ class ImageSegment:
                 "timestamp_ms": int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms),
                 "camera_id": camera_id, "color_space": color_space}
 
+    def moved(self, segment_id: str, path: str) -> ImageSegment:
+        """The same segment under a new id: its file was renamed to ``path`` by the caller.
+
+        The returned object takes over the mapping (header and ``.array`` stay as they are); this
+        one lets go of it, so closing or unlinking it later no longer touches the segment.
+        """
+        _segment_path(segment_id, os.path.dirname(path))  # validates the id
+        mm, self._mm = self._mm, None
+        self.array = None
+        return type(self)(segment_id, path, mm, self.kind, self.height, self.width, self.channels, self.nbytes)
+
     def close(self) -> None:
         """Unmap the segment from this process (idempotent). The segment itself stays."""
         self.array = None

@@ -17,7 +17,7 @@ from procvision_algorithm_sdk.shared_memory import HEADER_SIZE, SHM_DIR_ENV
 from runner.errors import RunnerError
 from runner.supervision import CallRequest, ImageInput, State, Supervisor
 from runner.supervision.dialects import Dialect, ImageHandoff, posix_shm_dir, worker_environment
-from runner.supervision.segments import MAX_BACKLOG, SegmentPool
+from runner.supervision.segments import MAX_BACKLOG, SegmentPool, remove_stale_segments
 from tests.runner.supervision_support import ALGO, fast_settings, wait_for
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
 
@@ -53,7 +53,8 @@ def test_pool_prepares_spares_of_the_last_shape_and_hands_out_each_once(shm: Pat
     pool = SegmentPool(shm, spares=2)
     try:
         assert pool.take(40, 60, 3) is None  # nothing ready yet: the caller creates one inline
-        assert pool.spare_count == 0  # spares are made between calls, not during one
+        # Spares are made between calls; only a pool with none at all makes one during a call.
+        wait_for(lambda: pool.spare_count == 1, what="the first spare")
         pool.retire([])  # the call ended
         wait_for(lambda: pool.spare_count == 2, what="two spares")
         assert files(shm) == []  # spares have no name until a call takes one
@@ -70,11 +71,23 @@ def test_pool_prepares_spares_of_the_last_shape_and_hands_out_each_once(shm: Pat
         assert second is not None and second.id != first.id
         # The worker still maps the first image when the call ends.
         held = read_image_from_shared_memory(first.id, first.image_meta())
+        del out  # dropped: only ``held`` maps the first segment now
         pool.retire([first, second])
-        # The ids are gone at once; the memory is freed in the background.
-        assert files(shm) == []
-        wait_for(lambda: pool.backlog == 0 and pool.spare_count == 2, what="used segments freed, spares refilled")
+        # The call ids are gone at once. Nobody else holds the second segment: it is a spare again,
+        # parked under a fresh id. The first is still mapped: it is freed in the background.
+        assert not (shm / first.id).exists() and not (shm / second.id).exists()
+        assert pool.recycled == 1 and pool.refused == 1
+        parked = files(shm)
+        assert len(parked) == 1 and parked[0] not in (first.id, second.id)
+        wait_for(lambda: pool.backlog == 0 and pool.spare_count == 2, what="used segment freed, spares refilled")
         assert np.array_equal(held, pixels)  # a mapping the worker kept stays valid
+        # Overwriting every spare never reaches the kept mapping.
+        for _ in range(2):
+            seg = pool.take(40, 60, 3)
+            assert seg is not None and seg.array is not None
+            seg.array[...] = 255 - pixels
+            pool.retire([seg])
+        assert pool.recycled == 3 and np.array_equal(held, pixels)
     finally:
         pool.close()
     assert files(shm) == []
@@ -141,15 +154,23 @@ def test_a_runner_that_ends_without_closing_leaves_no_segment(shm: Path, ending:
         while pool.spare_count < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         used = pool.take(32, 32, 3)
-        pool.retire([used])  # queued for the background thread
-        print(pool.spare_count, flush=True)
+        pool.retire([used])  # nobody else holds it: parked under a new name as a spare again
+        in_call = pool.take(32, 32, 3)  # a call is running when the process ends
+        print(pool.recycled, in_call is not None, flush=True)
         if {ending!r} == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == (0 if ending == "exit" else -9), proc.stderr
-    assert proc.stdout.strip() in ("1", "2")
+    assert proc.stdout.split() == ["1", "True"]
+    if ending == "sigkill":
+        # Named segments outlive a killed process (the call's, a parked spare): the next start's
+        # sweep removes them, as nobody holds them any more.
+        left = files(shm)
+        assert left
+        sweep = remove_stale_segments(shm, older_than_s=0)
+        assert sorted(sweep.removed) == left and sweep.held == [] and sweep.errors == []
     assert files(shm) == []
 
 
@@ -175,6 +196,8 @@ def test_handoff_gives_every_image_a_fresh_segment_and_kept_arrays_never_change(
         assert len(set(ids)) == len(ids)
         for held, expected in kept:
             assert np.array_equal(held, expected)
+        pool = handoff.pool
+        assert pool is not None and pool.recycled == 0  # every image is still mapped here
     finally:
         handoff.close()
     assert files(shm) == []
@@ -260,11 +283,43 @@ def test_workers_read_segments_from_the_runners_private_folder(deployer: Deploye
         segment_pool = handoff.pool
         assert segment_pool is not None and segment_pool.thread is not None
         wait_for(lambda: segment_pool.spare_count == 2, what="spares")
-        assert files(shm) == []  # no image id outlives its call; spares have no name
+        # Every image is still held by the algorithm: none was recycled, no id outlived its call.
+        assert segment_pool.recycled == 0
+        assert files(shm) == []
         thread = segment_pool.thread
     finally:
         sup.shutdown(timeout_s=2)
     assert not thread.is_alive()
+    assert files(shm) == []
+
+
+def test_segments_a_worker_let_go_of_are_reused_and_kept_ones_never_change(deployer: Deployer, shm: Path) -> None:  # noqa: F811
+    """The worker unmaps an image the algorithm did not keep before it replies: back-to-back calls
+    then reuse that segment's pages; an image the algorithm kept is never rewritten."""
+    dep = deployer.deploy("algo", "1.0.0", KEEPER)
+    sup = Supervisor(fast_settings(deployer.layout.root), deployer.layout)
+    try:
+        pool = sup.start(dep.spec())
+        assert pool.call(CallRequest("execute", image=ImageInput(array=image(0)))).status == "OK"
+        handoff = pool.workers[0]._handoff
+        assert handoff is not None and handoff.pool is not None
+        segment_pool = handoff.pool
+        wait_for(lambda: segment_pool.spare_count == 2, what="spares")
+        kept: list[int] = []
+        for i in range(1, 9):
+            pixels = image(i)
+            keep = i % 4 == 0
+            out = pool.call(CallRequest("execute", user_params={"keep": keep}, image=ImageInput(array=pixels)))
+            assert out.status == "OK", out
+            assert out.data["sum"] == int(pixels.astype(np.int64).sum())
+            if keep:
+                kept.append(out.data["sum"])
+                assert out.data["kept_sums"] == kept
+        # Back to back, each of the 6 calls whose image was dropped handed its segment back unused.
+        assert segment_pool.refused == 2 and segment_pool.recycled == 6, (segment_pool.refused, segment_pool.recycled)
+        assert len(files(shm)) <= 2  # parked spares only
+    finally:
+        sup.shutdown(timeout_s=2)
     assert files(shm) == []
 
 
@@ -281,9 +336,10 @@ def test_a_crash_frees_the_old_workers_spares_and_stops_its_thread(deployer: Dep
         wait_for(lambda: segment_pool.spare_count == 2, what="spares")
         out = pool.call(CallRequest("execute", user_params={"mode": "crash"}, image=ImageInput(array=image(2))))
         assert out.status == "ERROR" and out.error_code == "1011", out
-        wait_for(lambda: not thread.is_alive(), what="old generation's thread to stop")
+        # The crash handler closes the old handoff: its thread stops, its spares (some parked
+        # under names) are removed.
+        wait_for(lambda: not thread.is_alive() and files(shm) == [], what="old generation's pool closed")
         assert segment_pool.spare_count == 0 and segment_pool.backlog == 0 and handoff.pool is None
-        assert files(shm) == []
         wait_for(lambda: worker.state is State.RUNNING, what="restart")
         assert pool.call(CallRequest("execute", image=ImageInput(array=image(3)))).status == "OK"
     finally:
