@@ -14,7 +14,14 @@ Nothing is opened while ``created``/``modified`` events say it is being written.
 is rescanned at start, when the observer thread dies, and every ``RESCAN_INTERVAL_S`` (inotify queue
 overflows lose events silently).
 
+Only regular files count. Every entry is looked at with ``lstat`` and files are opened with
+``O_NOFOLLOW | O_NONBLOCK``: a symlink is never followed and a FIFO, socket or device is never opened (a
+FIFO would block the install thread forever). Such an entry is rejected visibly: moved (renamed, never
+copied) to ``zips/rejected/`` with an ``.error.json`` (2001, saying what it is). Directories are ignored.
+
 Each zip is processed once per content hash: outcomes are remembered in ``<root>/.drop-state.json``.
+A file already processed by this watcher is not hashed again while its (inode, size, mtime) stay the
+same, so the periodic rescan costs one ``lstat`` per archived zip.
 Installed zips stay in ``zips/`` (the archive); rejected ones move to ``zips/rejected/`` with
 ``<zip>.error.json`` (code, name, message, details) beside them; the installer records a failed version
 in the registry when the manifest named it.
@@ -22,10 +29,13 @@ in the registry when the manifest named it.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -43,7 +53,8 @@ from ..config import Settings
 from ..errors import PackageErrorCode, RunnerError
 from ..store.atomic import read_json, write_json_atomic
 from ..store.registry import utc_now
-from .installer import Installer, InstallResult, sha256_file
+from .archive import CHUNK
+from .installer import Installer, InstallResult
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,70 @@ QUIET_MIN_S = 2.0
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".download")
 
 OnResult = Callable[[Path, "InstallResult | RunnerError"], None]
+#: What identifies "the same file, unchanged" between rescans without reading it.
+_Signature = tuple[int, int, int]
+#: Flags for every open of a drop file: never follow a symlink, never block on a FIFO.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+class NotRegularFile(Exception):
+    """A drop-folder entry that is not a regular file (``what`` says what it is)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def describe_entry(path: Path, st: os.stat_result) -> str | None:
+    """None for a regular file, else what the entry is (from ``lstat``), for messages."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        try:
+            return f"a symbolic link (to {os.readlink(path)})"
+        except OSError:
+            return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file; never follows a symlink and never
+    blocks on a FIFO. Raises NotRegularFile (or OSError if it cannot be opened)."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
+            raise NotRegularFile("a symbolic link") from None
+        raise
+    try:
+        what = describe_entry(path, os.fstat(fd))
+        if what is not None:
+            raise NotRegularFile(what)
+        # O_NONBLOCK means nothing for regular files; clear it so reads behave normally anyway.
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def hash_regular(path: Path) -> tuple[str, _Signature]:
+    """SHA-256 of a regular file opened without following links, and its (inode, size, mtime_ns)."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular(path), "rb") as handle:
+        st = os.fstat(handle.fileno())
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest(), (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def is_candidate_name(name: str) -> bool:
@@ -116,6 +191,12 @@ class DropFolderWatcher:
         self._thread: threading.Thread | None = None
         self._last_scan = 0.0
         self._busy = False
+        # Entries that are not regular files, waiting to be moved aside (path -> what it is).
+        self._special: dict[Path, str] = {}
+        # Files processed and still here, by (inode, size, mtime_ns): a rescan does not hash them again.
+        self._processed: dict[Path, _Signature] = {}
+        # Entries already reported as impossible to move aside (logged once, then skipped).
+        self._stuck: dict[Path, _Signature] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -148,18 +229,25 @@ class DropFolderWatcher:
         except OSError as exc:
             log.error("cannot list the drop folder %s: %s", self.folder, exc)
             return
+        present = {self.folder / name for name in names}
+        with self._cond:
+            for gone in [p for p in self._processed if p not in present]:
+                del self._processed[gone]
+            for gone in [p for p in self._stuck if p not in present]:
+                del self._stuck[gone]
         for name in names:
             path = self.folder / name
-            if is_candidate_name(name) and path.is_file():
-                with self._cond:
-                    if path in self._writing:
-                        continue
-                self._offer(path, done_writing=True)
+            if not is_candidate_name(name):
+                continue
+            with self._cond:
+                if path in self._writing:
+                    continue
+            self._offer(path, done_writing=True)
 
     def idle(self) -> bool:
         """True when nothing is pending and no install runs (zips being written count as pending)."""
         with self._cond:
-            return not self._busy and not self._pending
+            return not self._busy and not self._pending and not self._special
 
     def _start_observer(self) -> None:
         observer: BaseObserver
@@ -181,15 +269,34 @@ class DropFolderWatcher:
     def _in_folder(self, path: Path) -> bool:
         return path.parent == self.folder and is_candidate_name(path.name)
 
+    def _lstat_regular(self, path: Path) -> os.stat_result | None:
+        """``lstat`` of a drop entry if it is a regular file; anything else except a directory is queued
+        to be moved aside, and None is returned."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        what = describe_entry(path, st)
+        if what is None:
+            return st
+        if not stat.S_ISDIR(st.st_mode):
+            with self._cond:
+                self._pending.pop(path, None)
+                self._writing.discard(path)
+                if self._stuck.get(path) != _signature(st):
+                    self._special[path] = what
+                    self._cond.notify_all()
+        return None
+
     def _activity(self, path: Path) -> None:
         if not self._in_folder(path):
             return
-        try:
-            st = path.stat()
-        except OSError:
+        st = self._lstat_regular(path)
+        if st is None:
             return
         now = time.monotonic()
         with self._cond:
+            self._processed.pop(path, None)
             self._writing.add(path)
             entry = self._pending.get(path)
             if entry is None:
@@ -203,12 +310,16 @@ class DropFolderWatcher:
     def _offer(self, path: Path, done_writing: bool, already_stable: bool = False) -> None:
         if not self._in_folder(path):
             return
-        try:
-            st = path.stat()
-        except OSError:
+        st = self._lstat_regular(path)
+        if st is None:
             return
         now = time.monotonic()
         with self._cond:
+            if self._processed.get(path) == _signature(st):
+                # Processed already and unchanged (a rescan, or a reader closing it): nothing to do.
+                log.debug("drop folder: %s is unchanged since it was processed", path.name)
+                self._writing.discard(path)
+                return
             if done_writing:
                 self._writing.discard(path)
             entry = self._pending.get(path)
@@ -229,6 +340,9 @@ class DropFolderWatcher:
         with self._cond:
             self._pending.pop(path, None)
             self._writing.discard(path)
+            self._special.pop(path, None)
+            self._processed.pop(path, None)
+            self._stuck.pop(path, None)
 
     # --- the install thread ---------------------------------------------------------------------
 
@@ -247,6 +361,8 @@ class DropFolderWatcher:
             with self._cond:
                 self._busy = True
             try:
+                if self._move_special():
+                    continue
                 path = self._next_ready()
                 if path is not None:
                     self._process(path)
@@ -263,10 +379,12 @@ class DropFolderWatcher:
         with self._cond:
             items = list(self._pending.items())
         for path, entry in items:
-            try:
-                st = path.stat()
-            except OSError:
-                self._forget(path)
+            st = self._lstat_regular(path)
+            if st is None:
+                with self._cond:
+                    if self._pending.get(path) is entry:
+                        del self._pending[path]
+                        self._writing.discard(path)
                 continue
             with self._cond:
                 if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
@@ -292,11 +410,41 @@ class DropFolderWatcher:
                     return path
         return None
 
+    def _move_special(self) -> bool:
+        """Move one non-regular entry aside (renamed, never opened); True if there was one."""
+        with self._cond:
+            if not self._special:
+                return False
+            path, what = next(iter(self._special.items()))
+            del self._special[path]
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return True  # gone already
+        if describe_entry(path, st) is None:
+            self._offer(path, done_writing=True)  # replaced by a regular file meanwhile
+            return True
+        error = RunnerError(PackageErrorCode.INVALID_ZIP,
+                            f"zips/{path.name} is {what}, not a regular file; the drop folder never follows "
+                            "links nor opens special files: copy or move the zip file itself into zips/",
+                            entry=path.name, file_type=what)
+        log.warning("drop folder: rejected %s: %s", path.name, error)
+        if not self._reject(path, error, rename_only=True):
+            with self._cond:
+                self._stuck[path] = _signature(st)
+        if self.on_result is not None:
+            self.on_result(path, error)
+        return True
+
     def _process(self, path: Path) -> None:
         try:
-            sha = sha256_file(path)
-        except RunnerError as exc:
-            log.warning("drop folder: %s vanished before it could be read: %s", path.name, exc.message)
+            sha, signature = hash_regular(path)
+        except NotRegularFile as exc:
+            with self._cond:
+                self._special[path] = exc.what
+            return
+        except OSError as exc:
+            log.warning("drop folder: %s vanished before it could be read: %s", path.name, exc.strerror or exc)
             return
         seen = self._remembered(sha)
         if seen is not None:
@@ -304,7 +452,11 @@ class DropFolderWatcher:
                 error = RunnerError(str(seen.get("code") or PackageErrorCode.INVALID_ZIP.value),
                                     str(seen.get("message") or "rejected before"), **dict(seen.get("details") or {}))
                 self._reject(path, error)
-            log.info("drop folder: %s was already processed (%s)", path.name, seen.get("outcome"))
+            else:
+                self._mark_processed(path, signature)
+            # The same name again is the archive being rescanned after a restart; another name is news.
+            level = logging.DEBUG if seen.get("zip") == path.name else logging.INFO
+            log.log(level, "drop folder: %s was already processed (%s)", path.name, seen.get("outcome"))
             return
         outcome: InstallResult | RunnerError
         try:
@@ -325,21 +477,42 @@ class DropFolderWatcher:
         else:
             log.info("drop folder: installed %s %s from %s", outcome.name, outcome.version, path.name)
             self._remember(sha, path.name, "installed", None, outcome)
+            self._mark_processed(path, signature)
         if self.on_result is not None:
             self.on_result(path, outcome)
 
-    def _reject(self, path: Path, error: RunnerError) -> None:
+    def _mark_processed(self, path: Path, signature: _Signature) -> None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        if _signature(st) == signature:  # not changed while it was being installed
+            with self._cond:
+                self._processed[path] = signature
+
+    def _reject(self, path: Path, error: RunnerError, rename_only: bool = False) -> bool:
+        """Move ``path`` to ``rejected/`` with its ``.error.json``; False (logged) if it cannot be moved.
+        ``rename_only``: a special file is renamed, never copied (copying would open it)."""
         rejected = self.layout.rejected
         rejected.mkdir(parents=True, exist_ok=True)
         target = rejected / path.name
-        if target.exists():
+        if os.path.lexists(target):
             target = rejected / f"{path.stem}-{int(time.time() * 1000)}{path.suffix}"
         body = json.loads(json.dumps({**error.to_dict(), "zip": path.name, "rejected_at": utc_now()}, default=str))
-        write_json_atomic(target.with_name(target.name + ".error.json"), body)
+        error_file = target.with_name(target.name + ".error.json")
+        write_json_atomic(error_file, body)
         try:
-            shutil.move(str(path), str(target))
+            if rename_only:
+                os.rename(path, target)
+            else:
+                shutil.move(str(path), str(target))
         except OSError as exc:
-            log.error("drop folder: cannot move %s to %s: %s", path, target, exc)
+            log.error("drop folder: cannot move %s to %s: %s; it is skipped until it changes", path, target, exc)
+            error_file.unlink(missing_ok=True)  # no report without the file it describes
+            return False
+        with self._cond:
+            self._processed.pop(path, None)
+        return True
 
     # --- processed-zip memory -------------------------------------------------------------------
 
@@ -371,10 +544,14 @@ class DropFolderWatcher:
         return state if isinstance(state, dict) else {}
 
 
+def _signature(st: os.stat_result) -> _Signature:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _central_directory_readable(path: Path) -> bool:
     try:
-        with zipfile.ZipFile(path) as zf:
+        with os.fdopen(open_regular(path), "rb") as handle, zipfile.ZipFile(handle) as zf:
             zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotRegularFile):
         return False
     return True

@@ -6,6 +6,10 @@ markers evaluated for the target interpreter) must have a wheel in ``wheels/`` t
 interpreter's tags and the version specifier.
 
 * no wheel with the requirement's name, or none in the right version -> 2004 wheels_missing;
+* a requirements line that cannot be honoured offline (``-r``/``-c``, ``-e``, a bare URL or path, a
+  ``name @ URL`` whose wheel is not bundled) or cannot be parsed -> 2004 naming the file and line. (A
+  broken requirements file is not a broken zip (2001) nor a manifest problem (2002): it is the list the
+  wheels are checked against, so it shares their code; ``details.problem`` tells the cases apart.)
 * wheels with that name exist but none fits the interpreter's tags, or every fitting one declares a
   ``Requires-Python`` that excludes the interpreter -> 2003 incompatible_python naming the wheels and the
   interpreter.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import email.parser
 import io
+import re
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -75,32 +80,97 @@ def parse_wheel_names(filenames: Iterable[str]) -> list[WheelFile]:
     return wheels
 
 
+class LineRequirement(Requirement):
+    """A requirement from a requirements file, remembering where it was written (for messages)."""
+
+    def __init__(self, text: str, source: str, line: int, location: str | None = None) -> None:
+        super().__init__(text)
+        self.source = source
+        self.line = line
+        #: The URL of a ``name @ URL`` line (the requirement itself is kept by name only).
+        self.location = location
+
+    @property
+    def origin(self) -> str:
+        return f"{self.source} line {self.line}"
+
+
+def offline_hint(name: str, source: str) -> str:
+    """What to do instead of a requirement that needs a network or a local checkout."""
+    return (f"cannot be installed offline: bundle a wheel for {name} in wheels/ and name it by version "
+            f"({name}==<version>) in {source}")
+
+
+def _name_of_location(location: str) -> str:
+    """Best guess at the distribution a URL or path points at (for the message only)."""
+    if "#egg=" in location:
+        return location.split("#egg=", 1)[1].split("&", 1)[0] or "it"
+    base = location.rstrip("/").rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
+    if "+" in location.split("://", 1)[0]:  # VCS URL: drop the "@revision"
+        base = base.split("@", 1)[0]
+    if base.endswith(".whl"):
+        try:
+            return str(parse_wheel_filename(base)[0])
+        except InvalidWheelFilename:
+            pass
+    for suffix in (".tar.gz", ".zip", ".tar.bz2", ".git"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)].rsplit("-", 1)[0] if suffix != ".git" else base[: -len(suffix)]
+    return base or "it"
+
+
+def _looks_like_location(line: str) -> bool:
+    return ("://" in line or line.startswith((".", "/", "~", "\\")) or (len(line) > 1 and line[1] == ":")
+            or line.endswith((".whl", ".tar.gz", ".zip")))
+
+
 def parse_requirements(text: str, source: str) -> list[Requirement]:
-    """Requirement lines of a requirements file. Options (``--find-links`` ...) and comments are
-    skipped; ``-r``/``-e`` and URLs cannot be honoured offline and are 2004."""
-    reqs = []
+    """Requirement lines of a requirements file (each a ``LineRequirement``). Comments and index
+    options (``--find-links`` ...) are skipped. 2004 naming the file and line for what cannot be honoured
+    offline (``-r``/``-c``, ``-e``, bare URLs and paths) and for a line that is not PEP 508.
+
+    ``name @ URL`` (as ``pip freeze`` writes for local wheels) is kept: it is checked by name against
+    the bundled wheels, and ``resolve`` says "cannot be installed offline" if none is bundled."""
+    reqs: list[Requirement] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith(("-r", "--requirement", "-c", "--constraint", "-e", "--editable")):
+        where = f"{source} line {number}"
+        if line.startswith(("-r", "--requirement", "-c", "--constraint")):
             raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{source} line {number}: {line!r} cannot be installed offline; list plain "
-                              "requirements (name==version) whose wheels are in wheels/",
-                              requirement=line, line=number)
+                              f"{where}: {line!r} refers to another file, which is not part of the package; "
+                              f"list the requirements themselves (name==version) in {source}",
+                              requirement=line, line=number, file=source, problem="not_offline")
+        if line.startswith(("-e", "--editable")):
+            location = re.sub(r"^(--editable|-e)[=\s]*", "", line)
+            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                              f"{where}: editable requirement {line!r} "
+                              f"{offline_hint(_name_of_location(location.strip()), source)}",
+                              requirement=line, line=number, file=source, problem="not_offline")
         if line.startswith("-"):
             continue  # index options; the install is offline with --no-index anyway
         line = " ".join(p for p in line.split() if not p.startswith("--hash"))
-        try:
-            req = Requirement(line)
-        except InvalidRequirement as exc:
+        if _looks_like_location(line) and "@" not in line.split("://", 1)[0]:
+            kind = "URL" if "://" in line else "local path"
             raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{source} line {number}: {line!r} is not a valid requirement ({exc})",
-                              requirement=line, line=number) from exc
-        if req.url:
-            # "name @ file:///..." from pip freeze: the wheel must still be bundled, so check by name.
-            req = Requirement(f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}"
-                              f"{'; ' + str(req.marker) if req.marker else ''}")
+                              f"{where}: {kind} requirement {line!r} {offline_hint(_name_of_location(line), source)}",
+                              requirement=line, line=number, file=source, problem="not_offline")
+        try:
+            req = LineRequirement(line, source, number)
+            if req.url:
+                # "name @ file:///..." from pip freeze: usable only if the wheel is bundled, so it is
+                # checked by name; resolve() explains the offline rule when it is not.
+                extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+                marker = f"; {req.marker}" if req.marker else ""
+                req = LineRequirement(f"{req.name}{extras}{marker}", source, number, location=req.url)
+        except InvalidRequirement as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                              f"{where}: {line!r} is not a valid requirement ({reason}); write one PEP 508 "
+                              "requirement per line, e.g. numpy==1.26.4",
+                              requirement=line, line=number, file=source, problem="invalid_requirement",
+                              parse_error=str(exc)) from exc
         reqs.append(req)
     return reqs
 
@@ -160,6 +230,10 @@ def _label(req: Requirement) -> str:
     return str(req)
 
 
+def _parent(req: Requirement, default: str) -> str:
+    return req.origin if isinstance(req, LineRequirement) else default
+
+
 def resolve(requirements: list[Requirement], wheels: list[WheelFile], target: Interpreter,
             read_metadata: Callable[[WheelFile], bytes]) -> Resolution:
     """Check that ``requirements`` and their closure are covered by ``wheels`` for ``target``."""
@@ -177,7 +251,8 @@ def resolve(requirements: list[Requirement], wheels: list[WheelFile], target: In
     env = dict(target.markers)
     resolution = Resolution()
     extras_done: dict[str, set[str]] = {}
-    queue: list[tuple[Requirement, str, frozenset[str]]] = [(r, "requirements", frozenset({""})) for r in requirements]
+    queue: list[tuple[Requirement, str, frozenset[str]]] = [
+        (r, _parent(r, "requirements"), frozenset({""})) for r in requirements]
     while queue:
         req, parent, parent_extras = queue.pop(0)
         if req.marker is not None and not _marker_applies(req.marker, env, parent_extras):
@@ -209,6 +284,12 @@ def _marker_applies(marker: Marker, env: dict[str, str], extras: frozenset[str])
 
 def _choose(req: Requirement, parent: str, candidates: list[WheelFile], supported: set[Tag],
             target: Interpreter, metadata: Callable[[WheelFile], bytes]) -> WheelFile:
+    location = req.location if isinstance(req, LineRequirement) else req.url
+    if not candidates and location:
+        source = req.source if isinstance(req, LineRequirement) else "requirements.txt"
+        raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                          f"{parent}: {req.name} @ {location} {offline_hint(req.name, source)}",
+                          requirement=f"{req.name} @ {location}", required_by=parent, problem="not_offline")
     if not candidates:
         raise RunnerError(PackageErrorCode.WHEELS_MISSING,
                           f"requirement {_label(req)} (from {parent}) has no wheel in wheels/; add it with "

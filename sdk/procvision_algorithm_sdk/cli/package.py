@@ -6,6 +6,10 @@ requirements with the SDK pinned to the version that built the package), ``.proc
 (never downloaded: another project of the same name is on the public index), plus third-party
 wheels fetched with ``pip download``. Entries are sorted and time-stamped 1980-01-01, so packaging
 the same project twice gives the same bytes.
+
+Before anything is downloaded the manifest is validated and every ``.py`` file of the project is
+compiled (with this interpreter's grammar): a syntax error fails packaging naming ``file:line``
+instead of surfacing at install time as a failed smoke test.
 """
 
 from __future__ import annotations
@@ -69,11 +73,56 @@ def source_files(project: Path) -> list[tuple[str, Path]]:
     return sorted(files)
 
 
+def check_sources(files: Sequence[tuple[str, Path]]) -> None:
+    """Compile every ``.py`` among ``(archive name, path)``; PackageError naming each ``file:line``."""
+    problems = []
+    for rel, path in files:
+        if not rel.endswith(".py"):
+            continue
+        try:
+            compile(path.read_bytes(), rel, "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            where = f"{rel}:{exc.lineno}" if exc.lineno else rel
+            text = f"\n    {exc.text.rstrip()}" if exc.text and exc.text.strip() else ""
+            problems.append(f"{where}: {type(exc).__name__}: {exc.msg}{text}")
+        except ValueError as exc:  # e.g. NUL bytes in the source
+            problems.append(f"{rel}: cannot be compiled: {exc}")
+    if problems:
+        raise PackageError("the project has Python files that do not compile; fix them and package again:\n"
+                           + "\n".join(problems))
+
+
+def merge_requirements(lines: Sequence[str]) -> list[str]:
+    """One line per distribution: plain requirements of the same name are merged (extras and version
+    specifiers combined, first position kept); lines with markers or URLs are kept as written, once."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    merged: dict[str, Any] = {}
+    for line in lines:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            merged.setdefault(line, line)  # pip reports it in its own words
+            continue
+        if req.marker is not None or req.url:
+            merged.setdefault(str(req), str(req))
+            continue
+        key = f"name:{canonicalize_name(req.name)}"
+        previous = merged.get(key)
+        if previous is None:
+            merged[key] = req
+        else:
+            previous.extras |= req.extras
+            previous.specifier &= req.specifier
+    return [str(v) for v in merged.values()]
+
+
 def _pip_requirements(lines: list[str]) -> list[str]:
     """What pip must download: the project's requirements without the SDK, plus the SDK's own needs."""
     third = [line for line in lines if not line.startswith("-") and not is_sdk_requirement(line)]
     sdk_deps = [r for r in REQUIRES_DIST if "extra ==" not in r]
-    return third + sdk_deps
+    return merge_requirements(third + sdk_deps)
 
 
 def pip_download(requirements: list[str], dest: Path, target: Any, *, find_links: Sequence[Path] = (),
@@ -137,6 +186,7 @@ def build_package(project: Path, out_dir: Path, target: Any, *, wheels_from: Seq
     packaged_reqs = [line for line in lines if not line.startswith("-") and not is_sdk_requirement(line)]
     packaged_reqs.append(f"procvision-algorithm-sdk=={version}")
     files = source_files(project)
+    check_sources(files)
     out_dir.mkdir(parents=True, exist_ok=True)
     target_zip = out_dir / output_name(manifest)
     with tempfile.TemporaryDirectory(prefix="procvision-package-") as tmp:
