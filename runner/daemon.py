@@ -2,12 +2,15 @@
 
 Start: take the single-instance lock (a second daemon on the root exits with 2012), reconcile the
 root (``installer.recover``), restart the workers of active versions (``router.resume``), then
-serve. Stop (SIGTERM/SIGINT): refuse new work, let running requests finish (bounded), stop the
-watcher, wait for a running install (bounded), stop every worker, release the lock.
+serve. The API port is bound right after the lock, before any worker starts (a busy port fails
+with 2016 port_in_use). Stop (SIGTERM/SIGINT): refuse new work (503, 1016), let running requests
+finish within their own call deadlines, stop the watcher, wait for a running install (bounded),
+stop every worker, release the lock.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import signal
@@ -23,9 +26,10 @@ import uvicorn
 from runner.api.app import create_app
 from runner.api.auth import resolve_token
 from runner.api.context import AppContext
+from runner.api.drain import Drain
 from runner.api.uploads import uploads_dir
 from runner.config import Settings
-from runner.errors import RunnerError
+from runner.errors import PackageErrorCode, RunnerError
 from runner.package.installer import InstallResult
 from runner.package.watcher import DropFolderWatcher
 from runner.service import RunnerService
@@ -37,11 +41,14 @@ INSTALL_DRAIN_S = 60.0
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server with hooks: announce when listening, flag the app before it drains."""
+    """uvicorn's server with a drain phase: the first SIGTERM/SIGINT refuses new work and waits until
+    the running requests finished (or their deadline passed) before uvicorn closes the connections.
+    A second signal stops at once (a second SIGINT also skips uvicorn's own wait)."""
 
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[_Server], None],
+    def __init__(self, config: uvicorn.Config, drain: Drain, on_started: Callable[[_Server], None],
                  on_stopping: Callable[[], None]) -> None:
         super().__init__(config)
+        self._drain = drain
         self._on_started = on_started
         self._on_stopping = on_stopping
 
@@ -49,6 +56,29 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self._on_started(self)
+
+    def begin_drain(self) -> None:
+        """Refuse new work from now on; the main loop exits once the drain settled."""
+        if not self._drain.draining:
+            self._on_stopping()
+            self._drain.begin()
+            _log.info("draining: %d request(s) in flight", self._drain.in_flight)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Replaces uvicorn's handler while it serves: a handler only sets flags; on_tick acts on them.
+        if self._drain.draining:
+            _log.info("received %s again, stopping without waiting", signal.Signals(sig).name)
+            self.should_exit = True
+            if sig == signal.SIGINT:
+                self.force_exit = True
+            return
+        _log.info("received %s, shutting down", signal.Signals(sig).name)
+        self.begin_drain()
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain.draining and not self.should_exit and self._drain.settled():
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._on_stopping()
@@ -59,6 +89,37 @@ class _Server(uvicorn.Server):
             for sock in server.sockets:
                 return int(sock.getsockname()[1])
         return None
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """Bind the API socket now (before any worker starts) so a busy port fails fast and clearly.
+
+    RunnerError PORT_IN_USE (2016) if another process holds it; INVALID_REQUEST if the host is wrong.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise RunnerError(PackageErrorCode.INVALID_REQUEST, f"cannot bind to host {host!r}: {exc}; fix --host",
+                          host=host, port=port) from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As uvicorn does: a port in TIME_WAIT after a restart is not "in use".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise RunnerError(PackageErrorCode.PORT_IN_USE,
+                              f"port {port} on {host} is in use: stop the other process or pass --port",
+                              host=host, port=port) from exc
+        raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                          f"cannot bind {host}:{port}: {exc.strerror or exc}; fix --host/--port",
+                          host=host, port=port) from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def configure_logging(settings: Settings) -> None:
@@ -87,10 +148,10 @@ class Daemon:
         self._ctx: AppContext | None = None
 
     def request_stop(self) -> None:
-        """Ask a running daemon to shut down (what SIGTERM does)."""
+        """Ask a running daemon to shut down (what SIGTERM does): drain, then stop."""
         self._stop.set()
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.begin_drain()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only record: the main loop does the work (a handler must not block or take locks).
@@ -104,6 +165,11 @@ class Daemon:
         layout.ensure()
         lock = DaemonLock(layout)
         lock.acquire()
+        try:
+            sock = bind_port(settings.host, settings.port)
+        except RunnerError:
+            lock.release()
+            raise
         in_main = threading.current_thread() is threading.main_thread()
         previous: dict[int, Any] = {}
         if in_main:
@@ -113,18 +179,19 @@ class Daemon:
             shutil.rmtree(uploads_dir(layout.root), ignore_errors=True)  # leftovers of a crash
             service = RunnerService.create(settings)
             try:
-                self._serve(service)
+                self._serve(service, sock)
             finally:
                 _log.info("stopping workers")
                 service.close()
         finally:
+            sock.close()
             lock.release()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         _log.info("daemon stopped")
         return 0
 
-    def _serve(self, service: RunnerService) -> None:
+    def _serve(self, service: RunnerService, sock: socket.socket) -> None:
         settings = self.settings
         service.start()
         if self.before_serve is not None and not self._stop.is_set():
@@ -139,12 +206,14 @@ class Daemon:
         try:
             config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                                     access_log=settings.log_level == "debug", lifespan="off",
+                                    # Running calls were drained before (see _Server); this only
+                                    # bounds writing their answers and closing idle connections.
                                     timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)))
-            server = _Server(config, self._started, ctx.stopping.set)
+            server = _Server(config, ctx.drain, self._started, ctx.stopping.set)
             self._server = server
             if self._stop.is_set():
                 return
-            server.run()
+            server.run(sockets=[sock])
         finally:
             ctx.stopping.set()
             if watcher is not None:
@@ -163,7 +232,7 @@ class Daemon:
         if self.on_listening is not None:
             self.on_listening(self.url)
         if self._stop.is_set():
-            server.should_exit = True
+            server.begin_drain()
 
     def _start_watcher(self, service: RunnerService) -> Any:
         if not self.settings.watch_drop_folder:

@@ -32,6 +32,7 @@ class PackageErrorCode(StrEnum):
     INVALID_REQUEST = "2013"  # a request that is well-formed but makes no sense
     PAYLOAD_TOO_LARGE = "2014"  # an upload over the configured limit
     UNAUTHORIZED = "2015"  # missing or wrong bearer token
+    PORT_IN_USE = "2016"  # the daemon's API port is taken by another process
 
     @property
     def error_name(self) -> str:

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from procvision_algorithm_sdk.errors import ErrorCode
 from runner.api.metrics import Metrics
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.atomic import read_json
+from runner.store.registry import INVALID
 from runner.supervision.dialects import CallRequest, Dialect
 from runner.supervision.states import SERVING_STATES, State
 
@@ -120,9 +122,19 @@ class RunnerService:
     # --- packages --------------------------------------------------------------------------------
 
     def install(self, zip_path: Path, progress: Progress | None = None) -> dict[str, Any]:
-        """Install a package zip; returns the install result as JSON."""
-        result = self.installer.install(Path(zip_path), progress=progress)
-        return jsonable(result)
+        """Install a package zip; returns the install result as JSON.
+
+        A version installed over a record of a failed attempt (state invalid) is a new install: its
+        ``created_at`` is the time of this install, not of the failed one.
+        """
+        invalid_before = {(str(r["name"]), str(r["version"])) for r in self.registry.list(state=INVALID)}
+        result = jsonable(self.installer.install(Path(zip_path), progress=progress))
+        key = (str(result.get("name")), str(result.get("version")))
+        if key in invalid_before and not result.get("idempotent"):
+            record = self.registry.get(*key)
+            if record is not None and record.get("state") != INVALID:
+                self.registry.update(key[0], key[1], created_at=record.get("updated_at"))
+        return dict(result)
 
     def validate_zip(self, zip_path: Path) -> dict[str, Any]:
         """Check a package zip without installing it (SDK report shape)."""
@@ -131,12 +143,42 @@ class RunnerService:
     def validate_installed(self, name: str, version: str, rerun: bool = False) -> dict[str, Any]:
         """The smoke report of an installed version in the SDK report shape; ``rerun`` runs it again."""
         record = self._record(name, version)
+        if rerun and not self._deployed(record):
+            return self._not_deployed_report(record)
         smoke: Any = self._rerun_smoke(record) if rerun else record.get("smoke")
         if not rerun and not smoke:
             raise RunnerError(PackageErrorCode.NOT_FOUND,
                               f"{name} {version} has no stored smoke report (installed with smoke_test off); "
                               "send {\"rerun\": true} to run the smoke test now", name=name, version=version)
         return smoke_to_report(name, version, jsonable(smoke), rerun)
+
+    def _deployed(self, record: dict[str, Any]) -> bool:
+        name, version = str(record["name"]), str(record["version"])
+        if record.get("state") == INVALID:
+            return False
+        package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
+        return (package_dir / "manifest.json").is_file()
+
+    def _not_deployed_report(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What ``--rerun`` answers for a version that has nothing deployed to test: the stored report."""
+        name, version = str(record["name"]), str(record["version"])
+        last_error = record.get("last_error") if isinstance(record.get("last_error"), dict) else {}
+        why = (f"{name} {version} is recorded invalid and is not deployed, so its smoke test cannot run again"
+               if record.get("state") == INVALID else
+               f"{name} {version} is not deployed (its folder is missing), so its smoke test cannot run again")
+        note = f"{why}; fix the package and install it again. Showing the stored report."
+        smoke = record.get("smoke")
+        if isinstance(smoke, dict) and smoke.get("steps"):
+            report = smoke_to_report(name, version, jsonable(smoke), rerun=False)
+        else:
+            check = {"name": str((last_error or {}).get("name") or "deployed"), "result": "FAIL",
+                     "message": str((last_error or {}).get("message") or why)}
+            report = {"name": name, "version": version, "rerun": False,
+                      "summary": {"status": "FAIL", "passed": 0, "failed": 1}, "checks": [check], "smoke": smoke}
+        report.update(state=record.get("state"), note=note, last_error=last_error or None)
+        if last_error and last_error.get("code"):
+            report["error"] = last_error
+        return report
 
     def _rerun_smoke(self, record: dict[str, Any]) -> dict[str, Any]:
         from procvision_algorithm_sdk.manifest import ManifestError, load_manifest
@@ -160,6 +202,8 @@ class RunnerService:
     def uninstall(self, name: str, version: str, force: bool = False) -> dict[str, Any]:
         self._record(name, version)
         self.router.uninstall(name, version, force=force)
+        # The stopped pool would otherwise shadow the record of a later reinstall ("stopped").
+        self.supervisor.forget(name, version)
         self.metrics.forget_version(name, version)
         return {"name": name, "version": version, "removed": True, "force": force}
 
@@ -226,13 +270,10 @@ class RunnerService:
     def execute(self, pid: str, request: CallRequest, timeout_s: float | None = None) -> dict[str, Any]:
         """Run one call on the version active for ``pid``; records metrics either way."""
         binding = self.router.active().get(pid)
-        if binding is not None and request.phase == "pre":
+        if binding is not None:
             record = self.registry.get(binding.name, binding.version) or {}
             if record.get("dialect") == Dialect.PUBLIC_EXECUTE_ONLY.value:
-                raise RunnerError(PackageErrorCode.INVALID_REQUEST,
-                                  f"{binding.name} {binding.version} is an execute-only worker (public SDK 0.3.x): "
-                                  "it has no 'pre' phase; send phase=execute with the image and guide_image",
-                                  name=binding.name, version=binding.version, phase="pre")
+                self._check_execute_only(binding.name, binding.version, request)
         started = time.monotonic()
         try:
             result = self.router.execute(pid, request, timeout_s=timeout_s)
@@ -250,6 +291,20 @@ class RunnerService:
                                  str(served.get("version") or (binding.version if binding else "")), status,
                                  float(latency_ms) / 1000.0 if isinstance(latency_ms, int | float) else None)
         return dict(out)
+
+    @staticmethod
+    def _check_execute_only(name: str, version: str, request: CallRequest) -> None:
+        """Refuse up front what an execute-only worker (public SDK 0.3.x) cannot run."""
+        if request.phase == "pre":
+            raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                              f"{name} {version} is an execute-only worker (public SDK 0.3.x): "
+                              "it has no 'pre' phase; send phase=execute with the image and guide_image",
+                              name=name, version=version, phase="pre")
+        if request.guide_image is None:
+            raise RunnerError(ErrorCode.INVALID_PARAMS,
+                              f"{name} {version} is an execute-only worker (public SDK 0.3.x): it needs the "
+                              "guide image too; send it as the multipart file 'guide_image'",
+                              name=name, version=version, field="guide_image")
 
     # --- logs and health -------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from runner.service import RunnerService
 
 from .auth import BearerAuth, resolve_token
 from .context import AppContext
+from .drain import Drain, DrainMiddleware
 from .operations import Operation, OperationManager
 from .problems import install_handlers
 from .routes import algorithms, execute, health, logs, operations
@@ -44,7 +45,9 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
     app = FastAPI(title="ProcVision Runner", version=getattr(runner, "__version__", "1.0.0"),
                   description="Management and execution API of the ProcVision runner daemon.",
                   docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.ctx = AppContext(service, settings, manager, auth, threading.Event())
+    drain = Drain(settings.shutdown_grace_s)
+    app.state.ctx = AppContext(service, settings, manager, auth, threading.Event(), drain)
+    app.add_middleware(DrainMiddleware, drain=drain)
     install_handlers(app)
     protected = [Depends(auth)]
     app.include_router(health.public)

@@ -11,6 +11,7 @@ from runner.config import Settings
 from runner.service import RunnerService
 
 from .auth import BearerAuth
+from .drain import Drain
 from .operations import OperationManager
 
 
@@ -24,6 +25,8 @@ class AppContext:
     auth: BearerAuth
     #: Set when the daemon shuts down: log streams end, new installs are refused.
     stopping: threading.Event
+    #: Requests in flight and the deadlines a graceful shutdown waits for.
+    drain: Drain
 
 
 def get_ctx(request: Request) -> AppContext:

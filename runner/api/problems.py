@@ -46,6 +46,7 @@ STATUS_BY_CODE: dict[str, int] = {
     _P.VERSION_CONFLICT.value: 409,
     _P.BUSY.value: 409,
     _P.ALREADY_RUNNING.value: 409,
+    _P.PORT_IN_USE.value: 409,
     _P.UNAUTHORIZED.value: 401,
     _P.PAYLOAD_TOO_LARGE.value: 413,
     # The worker did not answer in time.

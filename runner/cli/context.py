@@ -12,16 +12,30 @@ from runner.config import Settings
 
 from .client import RunnerClient, default_url, token_for
 
+#: Default of ``--timeout`` (seconds to wait for each API answer).
+DEFAULT_TIMEOUT_S = 30.0
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    """Options every subcommand accepts (so they can follow the command name)."""
-    parser.add_argument("--root", type=Path, help="runtime root (default ./algorithms; for the token file)")
-    parser.add_argument("--config", type=Path, help="runner_config.json to read settings from")
-    parser.add_argument("--url", help="daemon URL (default http://<host>:<port> from settings, "
-                                      "i.e. http://127.0.0.1:8765)")
-    parser.add_argument("--token", help="API token (default: PROCVISION_RUNNER_TOKEN, then <root>/.token)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each API answer")
+
+def add_common(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """Options accepted before the command (``top_level``) and after it (every subcommand).
+
+    A subcommand's copies default to "not given" (SUPPRESS) so a value given before the command is
+    not reset by the subcommand's parser.
+    """
+
+    def default(value: Any) -> Any:
+        return value if top_level else argparse.SUPPRESS
+
+    parser.add_argument("--root", type=Path, default=default(None),
+                        help="runtime root (default ./algorithms; for the token file)")
+    parser.add_argument("--config", type=Path, default=default(None), help="runner_config.json to read settings from")
+    parser.add_argument("--url", default=default(None), help="daemon URL (default http://<host>:<port> from "
+                                                             "settings, i.e. http://127.0.0.1:8765)")
+    parser.add_argument("--token", default=default(None),
+                        help="API token (default: PROCVISION_RUNNER_TOKEN, then <root>/.token)")
+    parser.add_argument("--json", action="store_true", default=default(False), help="print JSON instead of tables")
+    parser.add_argument("--timeout", type=float, default=default(DEFAULT_TIMEOUT_S),
+                        help=f"seconds to wait for each API answer (default {DEFAULT_TIMEOUT_S:.0f})")
 
 
 class SettingsProblem(Exception):
@@ -36,6 +50,8 @@ class CliContext:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _settings: Settings | None = None
+    #: Where the CLI's token came from (or where it looked), added to a 401's message.
+    token_hint: str | None = None
 
     @property
     def json(self) -> bool:
@@ -54,8 +70,18 @@ class CliContext:
             self._settings = built
         return self._settings
 
+    @property
+    def timeout_s(self) -> float:
+        return float(getattr(self.args, "timeout", DEFAULT_TIMEOUT_S))
+
     def client(self) -> RunnerClient:
         settings = self.settings()
         url = getattr(self.args, "url", None) or default_url(settings)
-        return RunnerClient(url, token_for(settings, getattr(self.args, "token", None)),
-                            timeout_s=float(getattr(self.args, "timeout", 30.0)))
+        token = token_for(settings, getattr(self.args, "token", None))
+        if token is None:
+            self.token_hint = (f"the CLI found no token: not in --token, PROCVISION_RUNNER_TOKEN or the "
+                               f"config, and no token file at {settings.layout.token_file}; pass --root of "
+                               "the daemon's root or --token")
+        elif not getattr(self.args, "token", None) and not settings.token:
+            self.token_hint = f"the CLI sent the token from {settings.layout.token_file}"
+        return RunnerClient(url, token, timeout_s=self.timeout_s)

@@ -1,12 +1,14 @@
 """The one place where error codes become process exit codes.
 
     0            success
-    1            unexpected failure (a bug, or a response the CLI does not understand)
+    1            unexpected failure (a bug, or a response the CLI does not understand); a validation
+                 report that failed without an error code
     2            usage error (bad flags; argparse's own code)
     3            the daemon cannot be reached (not running, wrong --url, timeout)
     4            not ready (``status`` while /readyz answers 503)
     5            the algorithm answered ERROR without an error code
-    10 + n       runner error 20nn (2001 invalid_zip -> 11 ... 2015 unauthorized -> 25)
+    10 + n       runner error 20nn (2001 invalid_zip -> 11 ... 2016 port_in_use -> 26); also
+                 ``validate`` when the report's failed check carries such a code
     30 + n       runtime error 10nn (1000 unknown_error -> 30 ... 1017 handshake_failed -> 47)
 """
 

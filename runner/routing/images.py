@@ -98,9 +98,10 @@ def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
         raise _fail(f"the .npy header could not be read ({exc})", format="npy") from exc
     if dtype != np.uint8:
         raise _fail(f"the .npy array has dtype {dtype}; images must be uint8", format="npy", dtype=str(dtype))
-    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
-        raise _fail(f"the .npy array has shape {tuple(shape)}; expected H x W or H x W x 1/3/4",
-                    format="npy", shape=list(shape))
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
+        # No H x W x 4: dropping an alpha channel silently could hide that the wrong array was sent.
+        raise _fail(f"the .npy array has shape {tuple(int(n) for n in shape)}; expected H x W (mono) or "
+                    "H x W x 3 (RGB/BGR); convert it before sending", format="npy", shape=list(shape))
     _check_pixels(int(shape[1]), int(shape[0]), max_pixels)
     stream.seek(0)
     try:
@@ -109,8 +110,6 @@ def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
         raise _fail(f"the .npy array could not be read ({exc}); is the file complete?", format="npy") from exc
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[:, :, :3]  # alpha carries nothing an inspection algorithm reads
     return arr
 
 

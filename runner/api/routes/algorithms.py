@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,19 +56,27 @@ def _as_model(model: type[M], data: Any) -> M:
 
 
 def _local_zip(ctx: AppContext, raw: str) -> Path:
+    """The regular ``.zip`` file ``raw`` names on the runner's machine (symlinks resolved)."""
     path = Path(raw)
     if not path.is_absolute():
         raise RunnerError(PackageErrorCode.INVALID_REQUEST,
                           f"'path' must be an absolute path on the runner's machine, got {raw!r}", path=raw)
-    if not path.is_file():
+    try:
+        # The daemon opens what the link points at: check the target, not the link.
+        resolved = path.resolve(strict=True)
+        info = resolved.stat()
+    except (OSError, RuntimeError) as exc:
         raise RunnerError(PackageErrorCode.INVALID_REQUEST,
-                          f"no zip file at {raw!r} on the runner's machine; upload it instead", path=raw)
-    size = path.stat().st_size
-    if size > ctx.settings.max_zip_bytes:
+                          f"no zip file at {raw!r} on the runner's machine; upload it instead", path=raw) from exc
+    if not stat.S_ISREG(info.st_mode) or resolved.suffix.lower() != ".zip" or path.suffix.lower() != ".zip":
+        raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                          f"{raw!r} is not a package: 'path' must name a regular file ending in .zip "
+                          "(<name>-v<version>-offline.zip)", path=raw, resolved=str(resolved))
+    if info.st_size > ctx.settings.max_zip_bytes:
         raise RunnerError(PackageErrorCode.PAYLOAD_TOO_LARGE,
-                          f"{raw} is {size} bytes, over max_zip_bytes={ctx.settings.max_zip_bytes}",
-                          path=raw, size=size, max_zip_bytes=ctx.settings.max_zip_bytes)
-    return path
+                          f"{raw} is {info.st_size} bytes, over max_zip_bytes={ctx.settings.max_zip_bytes}",
+                          path=raw, size=info.st_size, max_zip_bytes=ctx.settings.max_zip_bytes)
+    return resolved
 
 
 async def _receive(request: Request, ctx: AppContext) -> ReceivedZip:
@@ -87,8 +96,8 @@ async def install(request: Request, ctx: AppContext = Depends(get_ctx),
     if _is_json(request):
         body = _as_model(ZipPath, await _read_json(request))
         path = _local_zip(ctx, body.path)
-        stat = path.stat()
-        fingerprint = fingerprint_of("path", str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns))
+        found = path.stat()
+        fingerprint = fingerprint_of("path", str(path), str(found.st_size), str(found.st_mtime_ns))
         request_info: dict[str, Any] = {"path": str(path)}
         cleanup = None
     else:

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from procvision_algorithm_sdk.errors import ErrorCode
+from runner.config import Settings
 from runner.errors import RunnerError
 from runner.routing.images import decode_image
 from runner.supervision.dialects import CallRequest, ImageInput
@@ -19,6 +20,15 @@ from ..problems import INFRASTRUCTURE_CODES, problem_dict, problem_response, sta
 from ..schemas import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["execute"], responses={401: PROBLEM_RESPONSES[401]})
+
+
+def call_budget_s(settings: Settings, phase: str, timeout_s: float | None) -> float:
+    """Longest a call can take: each attempt may wait ``timeout`` for a worker and ``timeout`` for
+    the answer, and a retryable failure is tried again up to ``max_retries`` times."""
+    if timeout_s is None:
+        timeout_ms = settings.pre_execute_timeout_ms if phase == "pre" else settings.execute_timeout_ms
+        timeout_s = timeout_ms / 1000.0
+    return 2.0 * timeout_s * (1 + settings.max_retries)
 
 
 def _json_field(field: str, raw: str | None, kind: type, default: Any) -> Any:
@@ -78,6 +88,7 @@ async def execute(
     if request.image is None:
         raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED, "send the camera image as the multipart file 'image'")
     timeout_s = timeout_ms / 1000.0 if timeout_ms is not None else None
+    ctx.drain.expect(call_budget_s(ctx.settings, phase, timeout_s))
     result = await run_in_threadpool(ctx.service.execute, pid, request, timeout_s)
     code = result.get("error_code")
     if result.get("status") != "OK" and code is not None and str(code) in INFRASTRUCTURE_CODES:

@@ -24,7 +24,11 @@ def register(sub: Any) -> None:
     p.add_argument("--params", default="{}", help="user_params as a JSON object")
     p.add_argument("--color-space", choices=("RGB", "BGR"), default="RGB")
     p.add_argument("--camera-id", default="")
-    p.add_argument("--timeout-ms", type=int, help="call deadline (default: the daemon's)")
+    p.add_argument("--timeout-ms", type=int, help="call deadline (default: the daemon's); the CLI waits for "
+                                                   "the answer as long as the daemon may take with it")
+    p.add_argument("--step-desc", default="", help="step description (execute-only workers)")
+    p.add_argument("--guide-info", help="guide_info as a JSON list (execute-only workers)")
+    p.add_argument("--end-session", action="store_true", help="end the session after this call")
     add_common(p)
     p.set_defaults(func=execute)
 
@@ -33,15 +37,34 @@ def _file(path: Path) -> tuple[str, bytes, str]:
     return path.name, path.read_bytes(), _TYPES.get(path.suffix.lower(), "application/octet-stream")
 
 
+def _json_option(ctx: CliContext, flag: str, raw: str, kind: type) -> Any:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        error(f"{flag} is not valid JSON: {exc}", ctx.err)
+        return None
+    if not isinstance(value, kind):
+        error(f"{flag} must be a JSON {'object' if kind is dict else 'list'}", ctx.err)
+        return None
+    return value
+
+
+def http_wait_s(ctx: CliContext, phase: str, timeout_ms: int | None) -> float:
+    """How long to wait for the answer: at least --timeout, and at least what the daemon may spend
+    on the call (each attempt waits up to the deadline for a worker and up to it for the answer;
+    retryable failures are tried max_retries more times), plus a margin for the transfer."""
+    if not timeout_ms:
+        settings = ctx.settings()
+        timeout_ms = settings.pre_execute_timeout_ms if phase == "pre" else settings.execute_timeout_ms
+    budget_s = 2.0 * timeout_ms / 1000.0 * (1 + ctx.settings().max_retries)
+    return max(ctx.timeout_s, budget_s + 10.0)
+
+
 def execute(ctx: CliContext) -> int:
     args = ctx.args
-    try:
-        params = json.loads(args.params)
-    except ValueError as exc:
-        error(f"--params is not valid JSON: {exc}", ctx.err)
-        return exitcodes.USAGE
-    if not isinstance(params, dict):
-        error("--params must be a JSON object", ctx.err)
+    params = _json_option(ctx, "--params", args.params, dict)
+    guide_info = _json_option(ctx, "--guide-info", args.guide_info, list) if args.guide_info else []
+    if params is None or guide_info is None:
         return exitcodes.USAGE
     for path in (args.image, args.guide_image):
         if path is not None and not path.is_file():
@@ -53,10 +76,16 @@ def execute(ctx: CliContext) -> int:
         form["session_id"] = args.session
     if args.timeout_ms:
         form["timeout_ms"] = str(args.timeout_ms)
+    if args.step_desc:
+        form["step_desc"] = args.step_desc
+    if args.guide_info:
+        form["guide_info"] = json.dumps(guide_info)
+    if args.end_session:
+        form["end_session"] = "true"
     files = {"image": _file(args.image)}
     if args.guide_image is not None:
         files["guide_image"] = _file(args.guide_image)
-    wait_s = max(float(args.timeout), (args.timeout_ms or 0) / 1000.0 + 5.0)
+    wait_s = http_wait_s(ctx, args.phase, args.timeout_ms)
     with ctx.client() as client:
         result = client.execute(form, files, timeout_s=wait_s)
     if ctx.json:

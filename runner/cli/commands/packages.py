@@ -99,8 +99,15 @@ def _print_report(ctx: CliContext, report: dict[str, Any]) -> int:
         ctx.out.write(f"status: {summary.get('status')}  passed: {summary.get('passed')}  "
                       f"failed: {summary.get('failed')}\n")
         table(report.get("checks") or [], ["name", "result", "message"], ctx.out, empty="(no checks)")
+    if report.get("note") and not ctx.json:
+        error(str(report["note"]), ctx.err)
     status = str((report.get("summary") or {}).get("status", "")).upper()
-    return exitcodes.OK if status in ("PASS", "PASSED", "OK") else exitcodes.FAILURE
+    if status in ("PASS", "PASSED", "OK"):
+        return exitcodes.OK
+    # A failed check that carries an error code exits like that error (2001 invalid_zip -> 11).
+    codes = [str(c.get("code")) for c in report.get("checks") or [] if isinstance(c, dict) and c.get("code")]
+    code = codes[0] if codes else str((report.get("error") or {}).get("code") or "")
+    return exitcodes.exit_code_for(code) if code else exitcodes.FAILURE
 
 
 def validate(ctx: CliContext) -> int:
