@@ -159,21 +159,41 @@ class Router:
     def resume(self) -> None:
         """At daemon start: load the bindings from ``active/`` and start the workers they need.
 
-        A version that cannot start stays bound (calls get 1016 worker_unavailable with the reason)
-        and its error is kept in ``resume_errors``; the daemon still starts.
+        Pools start without giving up on a first failure: a worker that fails keeps restarting
+        with backoff (until the crash-loop limit), so a cause that goes away (a camera, a licence
+        server, a mount not up yet at boot) heals by itself. Every version stays bound. Resume
+        waits, bounded and for all versions at once, for each one's first start attempt; a version
+        not ready by then has its error in ``resume_errors`` (and readiness reports it).
         """
         with self._ops:
             bindings = self.store.all()
             with self._cond:
                 self._routes = dict(bindings)
             self.resume_errors = {}
+            started: list[tuple[VersionKey, Any]] = []
             for key in sorted({b.key for b in bindings.values()}):
                 try:
                     record = self._require_installed(*key)
-                    self._ensure_started(record)
+                    pool = self.supervisor.get(*key)
+                    if pool is None or not _serving(pool):
+                        pool = self.supervisor.start(self._spec(record), wait_ready=False)
+                    started.append((key, pool))
                 except RunnerError as exc:
                     self.resume_errors[_version_label(key)] = exc.to_dict()
                     _log.warning("could not start %s at resume: %s", _version_label(key), exc)
+            deadline = time.monotonic() + max((_ready_budget(p) for _, p in started), default=0.0)
+            for key, pool in started:
+                waiter = getattr(pool, "wait_first_attempt", None)
+                if waiter is None or waiter(max(0.0, deadline - time.monotonic())) or _serving(pool):
+                    continue
+                last = getattr(pool, "last_error", None) or {}
+                down = RunnerError(ErrorCode.WORKER_UNAVAILABLE,
+                                   f"{_version_label(key)} did not start at resume: "
+                                   f"{last.get('reason', 'no worker became ready')}; it keeps restarting "
+                                   "with backoff", state=str(getattr(pool.state, "value", pool.state)),
+                                   last_error=last or None)
+                self.resume_errors[_version_label(key)] = down.to_dict()
+                _log.warning("%s", down.message)
 
     # --- binding -------------------------------------------------------------------------------
 
@@ -628,6 +648,11 @@ class Router:
             except RunnerError as exc:
                 # Pruning is housekeeping: the switch already succeeded, so report and go on.
                 _log.warning("could not prune %s: %s", _version_label(key), exc)
+
+
+def _ready_budget(pool: Any) -> float:
+    budget = getattr(pool, "ready_budget_s", None)
+    return float(budget()) if callable(budget) else 0.0
 
 
 def _serving(pool: Any) -> bool:

@@ -3,7 +3,9 @@
 Calls wait in a bounded FIFO queue (``settings.queue_max``; beyond it they are rejected at once with
 1015 queue_full). A free worker takes the oldest waiting call it may serve: calls that carry a
 session id go to the worker that served the session before (session state lives in one process).
-Retryable failures are sent again, on a fresh worker when the old one was recycled.
+A call has one deadline (its timeout) for everything: the wait in the queue, the attempt and any
+retry. Only retryable failures (the algorithm's RecoverableError) are sent again, and only while the
+deadline allows; a call that runs out of time ends with 1005 and its worker is recycled.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .logs import RotatingLineLog
 from .outcomes import error_outcome
 from .spec import CallOutcome, WorkerSpec
 from .states import LIVE_STATES, TERMINAL_STATES, EventSink, State, SupervisorEvent, derive_version_state
-from .worker import Worker
+from .worker import Worker, short_text
 
 
 class VersionPool:
@@ -41,11 +43,13 @@ class VersionPool:
         self._cond = threading.Condition()
         self._lifecycle = threading.Lock()  # serialises start/stop of the whole pool
         self.workers = [Worker(spec, i, settings, self.log, shm_root / f"{_safe(spec.name)}@{_safe(spec.version)}",
-                               base_env, self._on_event) for i in range(settings.workers_per_version)]
+                               base_env, self._on_event, self._claim_info)
+                        for i in range(settings.workers_per_version)]
         self._dispatcher = Dispatcher(self._cond, self.workers)
         self._accepting = False
         self._stopping = False
         self._in_flight = 0
+        self._info_claimed = False  # get_info is fetched once per start, by the first ready worker
 
     # --- views ---------------------------------------------------------------------------------
 
@@ -73,6 +77,21 @@ class VersionPool:
             if worker.info is not None:
                 return worker.info
         return None
+
+    @property
+    def info_error(self) -> dict[str, Any] | None:
+        """Why fetching get_info after start failed (it is not fatal), or None."""
+        if self.info is not None:
+            return None
+        errors = [w.info_error for w in self.workers if w.info_error]
+        return max(errors, key=lambda e: e.get("at", 0)) if errors else None
+
+    def _claim_info(self) -> bool:
+        with self._cond:
+            if self._info_claimed or self.info is not None:
+                return False
+            self._info_claimed = True
+            return True
 
     @property
     def last_error(self) -> dict[str, Any] | None:
@@ -105,7 +124,7 @@ class VersionPool:
             "hello": {"sdk_version": hello.get("sdk_version"), "capabilities": list(hello.get("capabilities") or [])},
             "workers": [w.status() for w in self.workers],
             "queue_depth": self.queue_depth(), "in_flight": self.in_flight(),
-            "last_error": self.last_error, "counters": counters,
+            "last_error": self.last_error, "info_error": self.info_error, "counters": counters,
         }
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -117,26 +136,38 @@ class VersionPool:
             with self._cond:
                 self._accepting = True
                 self._stopping = False
+                self._info_claimed = False
             for worker in self.workers:
                 worker.start()
             if wait_ready:
                 self._wait_ready()
 
-    def _wait_ready(self) -> None:
+    def ready_budget_s(self) -> float:
+        """How long a start may take to produce a ready worker (handshake, get_info, slack)."""
         s = self.settings
-        budget = (s.handshake_timeout_ms + s.info_timeout_ms) / 1000 + 10.0
-        deadline = time.monotonic() + budget
+        return (s.handshake_timeout_ms + s.info_timeout_ms) / 1000 + 10.0
+
+    def wait_first_attempt(self, timeout_s: float) -> bool:
+        """Wait until a worker serves (True) or every worker's first start attempt has ended or
+        ``timeout_s`` passed (False). Failed workers keep restarting with backoff meanwhile."""
+        deadline = time.monotonic() + timeout_s
         with self._cond:
             while True:
                 if any(w.state in (State.RUNNING, State.EXECUTING) for w in self.workers):
-                    return
-                if all(w.first_attempt_done.is_set() for w in self.workers):
-                    break
+                    return True
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
+                if all(w.first_attempt_done.is_set() for w in self.workers) or remaining <= 0:
+                    return False
                 self._cond.wait(min(remaining, 0.2))
+
+    def _wait_ready(self) -> None:
+        budget = self.ready_budget_s()
+        if self.wait_first_attempt(budget):
+            return
         failure = next((w.first_failure for w in self.workers if w.first_failure is not None), None)
+        why = failure.message if failure is not None else f"no worker became ready within {budget:.0f}s"
+        self.log.write(f"FAILED, start given up (start it again after fixing the cause): {short_text(why)}",
+                       "[runner] ")
         for worker in self.workers:
             worker.stop(0.5, final_state=State.FAILED, reason="no worker became ready")
         with self._cond:
@@ -220,34 +251,58 @@ class VersionPool:
                 self._cond.notify_all()
 
     def _call_with_retries(self, request: CallRequest, timeout: float) -> CallOutcome:
+        # One deadline covers the whole call: queue wait, every attempt and every retry. An attempt
+        # gets what is left of it, so a hung call ends after ``timeout``, not after each retry.
+        started = time.monotonic()
+        deadline = started + timeout
         retries = 0
         requeues = 0
-        started = time.monotonic()
         while True:
-            worker = self._acquire(request.session_id, timeout, front=retries > 0 or requeues > 0)
-            if worker is None:
-                outcome = error_outcome(ErrorCode.TIMEOUT, f"no worker of {self.spec.name} {self.spec.version} "
-                                        "became free in time", self.dialect, None,
-                                        (time.monotonic() - started) * 1000)
+            remaining = deadline - time.monotonic()
+            worker = None
+            if remaining > 0:
+                worker = self._acquire(request.session_id, remaining, front=retries > 0 or requeues > 0)
+            remaining = deadline - time.monotonic()
+            if worker is None or remaining <= 0:
+                if worker is not None:
+                    with self._cond:
+                        self._dispatcher.release(worker, None, False)  # not run: affinity unchanged
+                outcome = self._expired(request, timeout, started, retries)
             else:
                 try:
-                    outcome = worker.call(request, timeout)
+                    outcome = worker.call(request, remaining)
                 finally:
                     with self._cond:
                         self._dispatcher.release(worker, request.session_id, request.end_session)
-            if outcome.details.get("not_sent") and requeues < 3:
+                if outcome.details.get("timed_out") is True:
+                    outcome.message = (f"{request.phase} call got no reply within its timeout of "
+                                       f"{timeout * 1000:.0f} ms (queue wait included); the worker was "
+                                       "recycled, later calls run on a fresh one")
+                    outcome.details["timeout_ms"] = round(timeout * 1000)
+            budget_left = deadline - time.monotonic() > 0
+            if outcome.details.get("not_sent") and requeues < 3 and budget_left:
                 # The worker went down between dispatch and send (it crashed while idle): the call
                 # never reached it, so it simply waits for a worker again.
                 requeues += 1
                 continue
             # Retrying is safe: info, pre and execute with the same inputs have no side effects the
             # runner relies on, and a recycled worker is replaced before the retry runs.
-            if retries < self.settings.max_retries and _retryable(outcome) and worker is not None:
+            if retries < self.settings.max_retries and _retryable(outcome) and worker is not None and budget_left:
                 retries += 1
                 continue
             outcome.retries = retries
             outcome.latency_ms = (time.monotonic() - started) * 1000
             return outcome
+
+    def _expired(self, request: CallRequest, timeout: float, started: float, retries: int) -> CallOutcome:
+        """The 1005 outcome of a call whose deadline passed before a worker could take it."""
+        waited = (time.monotonic() - started) * 1000
+        return error_outcome(ErrorCode.TIMEOUT,
+                             f"{request.phase} call reached its timeout of {timeout * 1000:.0f} ms while waiting "
+                             f"for a free worker of {self.spec.name} {self.spec.version} (busy or restarting); "
+                             "it was not run. Retry later, add workers or raise the timeout",
+                             self.dialect, None, waited, phase=request.phase, queued=True,
+                             timeout_ms=round(timeout * 1000), retries_done=retries)
 
     def _check_available(self, admitting: bool = False) -> None:
         # Calls admitted before a stop keep waiting (they drain); new ones are refused.
@@ -262,13 +317,9 @@ class VersionPool:
                               f"{last.get('reason', 'no worker is running')}; start it again after fixing the cause",
                               state=self.state.value, last_error=self.last_error)
 
-    def _acquire(self, session_id: str | None, timeout: float, front: bool) -> Worker | None:
-        s = self.settings
+    def _acquire(self, session_id: str | None, budget_s: float, front: bool) -> Worker | None:
         with self._cond:
-            # Bounded wait: the calls ahead (each up to its deadline) plus one restart of a worker.
-            ahead = self._dispatcher.depth() + self._dispatcher.busy() + 1
-            budget = timeout * ahead + (s.handshake_timeout_ms + s.restart_backoff_max_ms) / 1000
-            return self._dispatcher.acquire(session_id, budget, front, self._check_available)
+            return self._dispatcher.acquire(session_id, budget_s, front, self._check_available)
 
     def live(self) -> bool:
         return any(w.state in LIVE_STATES for w in self.workers)
@@ -277,7 +328,9 @@ class VersionPool:
 def _retryable(outcome: CallOutcome) -> bool:
     if outcome.status == "OK":
         return False
-    return outcome.error_code == ErrorCode.TIMEOUT.value or outcome.details.get("retryable") is True
+    # Only the algorithm's own "try again" (RecoverableError) is retried. A timeout used up the
+    # call's deadline; a crash or fatal error would most likely repeat on the same input.
+    return outcome.details.get("retryable") is True
 
 
 def _safe(text: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from runner.store.layout import RootLayout
 
 from .dialects import posix_shm_dir
 from .pool import VersionPool
+from .runtime_dirs import create_runtime_dir, remove_orphaned_runtime_dirs
 from .segments import StaleSweep, remove_stale_segments
 from .spec import WorkerSpec
 from .states import LIVE_STATES, SupervisorEvent
@@ -32,7 +32,8 @@ class Supervisor:
 
     Each worker gets a private folder (its ``PROC_SHM_DIR``) under one runtime folder that this
     supervisor creates and removes in ``shutdown``. Creating one first removes stale image segments
-    (``remove_stale_segments``) from the shared memory folder.
+    (``remove_stale_segments``) from the shared memory folder, and the runtime folders of daemons
+    that are gone (killed before their ``shutdown``).
     """
 
     def __init__(self, settings: Settings, layout: RootLayout,
@@ -46,7 +47,10 @@ class Supervisor:
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], VersionPool] = {}
         self._closed = False
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="procvision-runner-", dir=_runtime_parent()))
+        parent = _runtime_parent()
+        self.runtime_dir = create_runtime_dir(parent)
+        #: Runtime folders of dead daemons removed at start (for diagnostics).
+        self.stale_runtime_dirs: list[Path] = remove_orphaned_runtime_dirs(parent, keep=self.runtime_dir)
         #: Image segments a killed predecessor left in the segment folder, removed now if nobody
         #: holds them (what was removed, kept and could not be checked: for diagnostics).
         self.stale_segments: StaleSweep = remove_stale_segments(posix_shm_dir())
@@ -77,6 +81,20 @@ class Supervisor:
         """The pool of a version, whatever its state, or None if it was never started."""
         with self._lock:
             return self._pools.get((name, version))
+
+    def forget(self, name: str, version: str) -> bool:
+        """Drop the pool of a version that is gone (uninstalled), stopping any worker it still has.
+
+        Returns True if there was a pool. A later ``start`` builds a fresh one.
+        """
+        with self._lock:
+            pool = self._pools.pop((name, version), None)
+        if pool is None:
+            return False
+        if pool.live():
+            pool.stop()
+        pool.close()
+        return True
 
     def pools(self) -> list[VersionPool]:
         with self._lock:

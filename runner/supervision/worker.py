@@ -4,7 +4,12 @@ A ``Worker`` spawns ``<venv>/bin/python -m procvision_algorithm_sdk.adapter`` th
 ``AdapterClient``, confirms the algorithm loaded, pings it, runs calls one at a time with deadlines,
 and restarts the process (exponential backoff with jitter) when it crashes, hangs, misses heartbeats
 or asks to be recycled. Too many crashes in a window end in FAILED, with the exit code and stderr
-tail kept, until an explicit ``start``.
+tail kept, until an explicit ``start``. Only failures of the process count toward that limit
+(unexpected exits, failed handshakes, lost heartbeats); recycling after a call's timeout or a
+FatalError is a per-call event that never puts the version in FAILED.
+
+Every crash, recycle, restart and FAILED transition is noted in the version's worker.log as a line
+prefixed ``[runner]``.
 
 Every failure path of a process generation funnels into ``_handle_failure``, which runs once per
 generation no matter whether the call thread, the heartbeat or the stdout reader noticed first.
@@ -13,10 +18,11 @@ generation no matter whether the call thread, the heartbeat or the stdout reader
 from __future__ import annotations
 
 import shutil
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +53,35 @@ from .spec import CallOutcome, WorkerSpec
 from .states import LIVE_STATES, SERVING_STATES, EventSink, State, StateMachine, SupervisorEvent
 
 _TAIL = 20  # stderr lines kept in errors and outcomes
+_QUOTE = 300  # characters of worker output quoted in a message
+
+
+def short_text(text: str, limit: int = _QUOTE) -> str:
+    """``text`` on one line and at most ``limit`` characters: a multi-line text (a traceback) keeps
+    its first and last lines, which name where and what."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    one = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}" if lines else ""
+    return one if len(one) <= limit else one[:limit - 1] + "\u2026"
+
+
+def exit_text(code: int | None) -> str:
+    """How a process ended, for people: ``exit code 7`` or ``killed by SIGKILL``."""
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 class Worker:
     """One worker slot: owns successive process generations of the same version."""
 
     def __init__(self, spec: WorkerSpec, index: int, settings: Settings, log: RotatingLineLog,
-                 shm_root: Path, base_env: Mapping[str, str], sink: EventSink) -> None:
+                 shm_root: Path, base_env: Mapping[str, str], sink: EventSink,
+                 claim_info: Callable[[], bool] | None = None) -> None:
         self.spec = spec
         self.index = index
         self.settings = settings
@@ -59,11 +89,19 @@ class Worker:
         self.shm_root = shm_root
         self.base_env = dict(base_env)
         self._sink = sink
+        # Says (once per pool start) that this worker should fetch get_info for the version.
+        self._claim_info = claim_info
         self.machine = StateMachine(spec.name, spec.version, index, sink)
         self._lock = threading.RLock()
         self._client: AdapterClient | None = None
         self._generation = 0
         self._handled_generation = 0
+        # The generation whose handshake is running: its spawn thread reports its failure (with the
+        # worker's own reason), so the exit callback of the process it killed must not race it.
+        self._starting_generation = 0
+        # A start attempt whose process was recycled for a hung get_info continues in its restart.
+        self._attempt_is_first = False
+        self._carry_first = False
         self._handoff: ImageHandoff | None = None
         self._shm_dir: Path | None = None
         self._run_stop = threading.Event()  # set by stop(): cancels pending restarts
@@ -77,6 +115,8 @@ class Worker:
         self.dialect: Dialect | None = None
         self.hello: dict[str, Any] | None = None
         self.info: dict[str, Any] | None = None
+        #: Why fetching get_info after start failed (not fatal), or None.
+        self.info_error: dict[str, Any] | None = None
         self.started_at: float | None = None
         self._up_since: float | None = None
         self.busy_request_id: str | None = None
@@ -136,16 +176,21 @@ class Worker:
                          name=f"pv-start-{self.spec.name}-{self.index}").start()
 
     def _spawn(self, run_stop: threading.Event, first: bool) -> None:
+        with self._lock:
+            self._attempt_is_first = first
+        carried = False
         try:
-            self._spawn_once(run_stop)
+            carried = self._spawn_once(run_stop)
         finally:
-            if first:
+            if first and not carried:
                 self.first_attempt_done.set()
 
-    def _spawn_once(self, run_stop: threading.Event) -> None:
+    def _spawn_once(self, run_stop: threading.Event) -> bool:
+        """One start attempt. True if it was recycled for a per-call reason (a hung get_info) and
+        its restart carries on the same attempt (so a waiting start does not give up on it)."""
         with self._lock:
             if run_stop.is_set() or self.state is not State.STARTING:
-                return
+                return False
             self._generation += 1
             generation = self._generation
             self._kill_reason = None
@@ -159,7 +204,7 @@ class Worker:
                 self.first_failure = WorkerFailure(reason, ErrorCode.WORKER_UNAVAILABLE.value)
                 self._gen_stop = threading.Event()
                 self.machine.transition(State.INVALID, reason, allowed_from=[State.STARTING])
-            return
+            return False
         shm_dir = self.shm_root / f"w{self.index}-g{generation}"
         shm_dir.mkdir(parents=True, exist_ok=True)
         prefix = f"[w{self.index}] "
@@ -170,28 +215,43 @@ class Worker:
         with self._lock:
             if run_stop.is_set():  # stop() ran since the check above: it must not miss this process
                 shutil.rmtree(shm_dir, ignore_errors=True)
-                return
+                return False
             self._client = client
             self._gen_stop = gen_stop
             self._shm_dir = shm_dir
             self._handoff = None
+            self._starting_generation = generation
         try:
-            hello, dialect, info = handshake(client, self.settings)
+            try:
+                hello, dialect, info = handshake(client, self.settings)
+            except OSError as exc:  # the interpreter could not be executed at all
+                client.kill()
+                raise HandshakeFailed(f"cannot start the worker process: {exc}", exit_code=None) from exc
+            if info is None and dialect is Dialect.PROCVISION and self._claim_info is not None \
+                    and self._claim_info():
+                info = self._fetch_info(client, generation)
         except HandshakeFailed as failure:
+            # _starting_generation stays set until _handle_failure has run: the exit callback of
+            # the process the handshake killed must not report its SIGKILL as the cause.
             with self._lock:
                 if self.first_failure is None:
                     self.first_failure = failure
-            self._handle_failure(generation, failure.message, failure.error_code,
-                                 failure.exit_code if failure.exit_code is not None else client.wait(2.0),
-                                 failure.stderr_tail or client.stderr_tail)
-            return
+            exit_code = failure.exit_code if failure.exit_code is not None else client.wait(2.0)
+            self._handle_failure(generation, failure.message, failure.error_code, exit_code,
+                                 failure.stderr_tail or client.stderr_tail,
+                                 killed_by_runner=exit_code == -signal.SIGKILL)
+            return False
         with self._lock:
+            self._starting_generation = 0
             if generation != self._generation or self.state is not State.STARTING or run_stop.is_set():
                 client.kill()
-                return
+                return False
+            if self._kill_reason is not None:  # recycled while fetching info; its restart is scheduled
+                return True
             self.hello = hello
             self.dialect = dialect
-            self.info = info
+            if info is not None:  # a restart keeps what an earlier generation reported
+                self.info = info
             self._handoff = ImageHandoff(dialect, shm_dir, spares=self.settings.shm_spares_per_worker)
             self.started_at = time.time()
             self._up_since = time.monotonic()
@@ -200,7 +260,7 @@ class Worker:
         if not client.alive:  # exited between readiness and now: on_exit may have been ignored
             self._handle_failure(generation, "worker exited right after it became ready",
                                  ErrorCode.WORKER_CRASHED.value, client.wait(2.0), client.stderr_tail)
-            return
+            return False
         s = self.settings
         threading.Thread(
             target=run_heartbeat, daemon=True, name=f"pv-heartbeat-{spec.name}-{self.index}",
@@ -208,19 +268,66 @@ class Worker:
                   lambda: generation == self._generation and self.state in SERVING_STATES,
                   None if self.pongs_while_busy else self._call_gate,
                   lambda reason: self._lost_heartbeat(generation, reason))).start()
+        return False
+
+    def _fetch_info(self, client: AdapterClient, generation: int) -> dict[str, Any] | None:
+        """Ask a freshly started worker for get_info() (our adapter proves the load by its hello,
+        so the handshake does not). A failure is recorded and logged, not fatal; a hung get_info
+        recycles the process like a timed-out call. Raises HandshakeFailed if the process died."""
+        timeout = self.settings.info_timeout_ms / 1000
+        try:
+            frame = client.call({"phase": "info", "step_index": 0, "pid": "", "user_params": {},
+                                 "shared_mem_id": "", "image_meta": {}}, timeout)
+        except CallTimedOut:
+            reason = f"get_info() gave no reply within {timeout * 1000:.0f} ms; worker recycled"
+            self._record_info_error(reason, ErrorCode.TIMEOUT.value)
+            with self._lock:
+                self._kill_reason = {"message": reason, "code": ErrorCode.TIMEOUT.value, "counts": False}
+                self._starting_generation = 0
+                self._carry_first = self._attempt_is_first
+            self._note(f"recycling pid {client.pid}: {reason}")
+            client.kill()
+            self._handle_failure(generation, reason, ErrorCode.TIMEOUT.value, client.wait(5.0), client.stderr_tail)
+            return None
+        except WorkerFailure as exc:
+            raise HandshakeFailed(f"worker failed while answering get_info(): {exc.message}", exc.error_code,
+                                  exit_code=exc.exit_code, stderr_tail=exc.stderr_tail) from exc
+        data = frame.get("data")
+        info = data.get("info") if isinstance(data, dict) else None
+        if frame.get("type") == protocol.RESULT and frame.get("status") == "OK" and isinstance(info, dict):
+            self.info_error = None
+            return dict(info)
+        reason = f"get_info() failed: {short_text(str(frame.get('message') or frame.get('type')))}"
+        self._record_info_error(reason, str(frame.get("error_code") or ErrorCode.UNKNOWN_ERROR.value))
+        return None
+
+    def _record_info_error(self, reason: str, code: str) -> None:
+        self.info_error = {"reason": reason, "code": code, "at": time.time()}
+        self._note(reason)
+
+    def _note(self, text: str) -> None:
+        """One ``[runner]`` line in the version's worker.log."""
+        self.log.write(text, f"[runner] [w{self.index}] ")
 
     def _lost_heartbeat(self, generation: int, reason: str) -> None:
         if generation == self._generation:
             self.recycle(reason, ErrorCode.HEARTBEAT_LOST)
 
     def _on_exit(self, generation: int, client: AdapterClient, code: int | None, message: str) -> None:
+        with self._lock:
+            if generation == self._starting_generation:
+                return  # the handshake in progress reports this with the worker's own reason
         failure = client.failure
         self._handle_failure(generation, message, failure.error_code if failure else ErrorCode.WORKER_CRASHED.value,
                              code, client.stderr_tail)
 
     def _handle_failure(self, generation: int, message: str, code: str, exit_code: int | None,
-                        stderr_tail: list[str]) -> None:
-        """End a process generation that died or was recycled; restart it or give up (FAILED)."""
+                        stderr_tail: list[str], killed_by_runner: bool = False) -> None:
+        """End a process generation that died or was recycled; restart it or give up (FAILED).
+
+        ``killed_by_runner``: the exit code is the runner's SIGKILL after a failed start, so the
+        message (the worker's own reason) is the cause, not the signal.
+        """
         with self._lock:
             if generation != self._generation or generation <= self._handled_generation:
                 return
@@ -240,39 +347,55 @@ class Worker:
         self._free(handoff, shm_dir)
         if planned_stop:
             return
-        reason = kill_reason["message"] if kill_reason else message
+        reason = short_text(kill_reason["message"] if kill_reason else message)
+        # Recycling after a call's timeout or a FatalError is about that call, not the process.
+        counts = kill_reason.get("counts", True) if kill_reason else True
         tail = list(stderr_tail)[-_TAIL:]
+        ended = "stopped by the runner" if killed_by_runner else exit_text(exit_code)
+        if not kill_reason:
+            self._note(f"worker process ended ({ended}): {reason}")
         with self._lock:
             self.last_error = {"reason": reason, "code": kill_reason["code"] if kill_reason else code,
                                "exit_code": exit_code, "stderr_tail": tail, "at": time.time()}
-            self.counters["crashes"] += 1
             self.backoff.reset_if_healthy(self._up_since)
             self._up_since = None
-            looping = self.crash_loop.record()
             run_stop = self._run_stop
-            if looping:
-                why = (f"crash loop: more than {self.settings.crash_loop_max} failures within "
-                       f"{self.settings.crash_loop_window_s:g}s; last: {reason} (exit code {exit_code})")
-                self.last_error["reason"] = why
-                self.machine.transition(State.FAILED, why, allowed_from=LIVE_STATES)
-                self.machine.emit(SupervisorEvent("failed", self.spec.name, self.spec.version, self.index,
-                                                  None, None, State.FAILED, why,
-                                                  {"exit_code": exit_code, "stderr_tail": tail}))
-                return
-            delay = self.backoff.next_delay()
+            if counts:
+                self.counters["crashes"] += 1
+                if self.crash_loop.record():
+                    why = (f"crash loop: more than {self.settings.crash_loop_max} failures within "
+                           f"{self.settings.crash_loop_window_s:g}s; last: {reason} ({ended})")
+                    self.last_error["reason"] = why
+                    self.machine.transition(State.FAILED, why, allowed_from=LIVE_STATES)
+                    self._note(f"FAILED, no more restarts until an explicit start: {why}")
+                    self.machine.emit(SupervisorEvent("failed", self.spec.name, self.spec.version, self.index,
+                                                      None, None, State.FAILED, why,
+                                                      {"exit_code": exit_code, "stderr_tail": tail}))
+                    return
+                delay = self.backoff.next_delay()
+            else:
+                delay = self.backoff.initial_s  # no growing backoff: the process itself was fine
             self.restart_at = time.time() + delay
             self.counters["restarts"] += 1
+            attempt = self.counters["restarts"]
             self.machine.transition(State.STARTING, f"restart in {delay:.2f}s: {reason}",
                                     allowed_from=LIVE_STATES)
-        self._event("crash", reason, exit_code=exit_code, stderr_tail=tail, restart_in_s=delay)
+        self._note(f"restart #{attempt} in {delay:.2f}s (backoff; {self.crash_loop.recent} of at most "
+                   f"{self.settings.crash_loop_max} failures counted in the last "
+                   f"{self.settings.crash_loop_window_s:g}s)")
+        if counts:  # a recycle already had its "recycle" event
+            self._event("crash", reason, exit_code=exit_code, stderr_tail=tail, restart_in_s=delay)
         threading.Thread(target=self._restart_after, args=(delay, run_stop), daemon=True,
                          name=f"pv-restart-{self.spec.name}-{self.index}").start()
 
     def _restart_after(self, delay: float, run_stop: threading.Event) -> None:
         if run_stop.wait(delay):
             return
+        with self._lock:
+            first, self._carry_first = self._carry_first, False
+        self._note("restarting the worker process")
         self._event("restart", "restarting after backoff")
-        self._spawn(run_stop, False)
+        self._spawn(run_stop, first)
 
     def _free(self, handoff: ImageHandoff | None, shm_dir: Path | None) -> None:
         if handoff is not None:
@@ -283,15 +406,19 @@ class Worker:
         if shm_dir is not None:
             shutil.rmtree(shm_dir, ignore_errors=True)
 
-    def recycle(self, reason: str, code: ErrorCode) -> None:
-        """Kill the current process on purpose (timeout, fatal error, lost heartbeat); it restarts."""
+    def recycle(self, reason: str, code: ErrorCode, counts: bool = True) -> None:
+        """Kill the current process on purpose (timeout, fatal error, lost heartbeat); it restarts.
+
+        ``counts`` False (a call's timeout or FatalError) keeps it out of the crash-loop count.
+        """
         with self._lock:
             client, generation = self._client, self._generation
             if client is None or self.state not in SERVING_STATES:
                 return
-            self._kill_reason = {"message": reason, "code": code.value}
+            self._kill_reason = {"message": reason, "code": code.value, "counts": counts}
             self.machine.transition(State.STARTING, f"recycling: {reason}", pid=client.pid,
                                     allowed_from=SERVING_STATES)
+        self._note(f"recycling pid {client.pid} ({code.value} {code.name.lower()}): {short_text(reason)}")
         self._event("recycle", reason, code=code.value)
         client.kill()
         self._handle_failure(generation, reason, code.value, client.wait(5.0), client.stderr_tail)
@@ -391,9 +518,9 @@ class Worker:
             self.counters["timeouts"] += 1
             tail = client.stderr_tail[-_TAIL:]
             reason = f"{request.phase} call timed out after {timeout_s * 1000:.0f} ms; worker recycled"
-            self.recycle(reason, ErrorCode.TIMEOUT)
+            self.recycle(reason, ErrorCode.TIMEOUT, counts=False)
             return error_outcome(ErrorCode.TIMEOUT, reason, dialect, client.pid, elapsed(),
-                                 stderr_tail=tail, exit_code=None, phase=request.phase)
+                                 stderr_tail=tail, exit_code=None, phase=request.phase, timed_out=True)
         except WorkerFailure as exc:
             # The exit handler runs once the worker's stderr is fully read; waiting for it (bounded)
             # makes the tail include the worker's last words.
@@ -404,13 +531,15 @@ class Worker:
             code = kill["code"] if kill else exc.error_code
             message = kill["message"] if kill else exc.message
             self._handle_failure(generation, message, code, exit_code, tail)
-            text = message if f"code {exit_code}" in message else f"{message} (exit code {exit_code})"
-            return error_outcome(code, f"{text}; worker restarts; last stderr lines: "
-                                 f"{' | '.join(tail[-3:]) or '(none)'}", dialect, client.pid, elapsed(),
-                                 exit_code=exit_code, stderr_tail=tail)
+            text = short_text(message)
+            text = text if f"code {exit_code}" in text else f"{text} (exit code {exit_code})"
+            quoted = short_text(" | ".join(tail[-3:])) or "(none)"
+            return error_outcome(code, f"{text}; worker restarts; last stderr lines: {quoted}",
+                                 dialect, client.pid, elapsed(), exit_code=exit_code, stderr_tail=tail)
         outcome = outcome_from_frame(frame, dialect, client.pid, elapsed())
         if outcome.details.get("fatal") is True:
-            self.recycle(f"algorithm raised a fatal error: {outcome.message}", ErrorCode.WORKER_CRASHED)
+            self.recycle(f"algorithm raised a fatal error: {outcome.message}", ErrorCode.WORKER_CRASHED,
+                         counts=False)
             outcome.details["recycled"] = True
         return outcome
 

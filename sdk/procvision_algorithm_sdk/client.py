@@ -16,13 +16,18 @@ import signal
 import subprocess
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import IO, Any, Callable
 
 from . import protocol
 from .errors import ErrorCode, ProcVisionError
+
+#: Longest stderr line kept (bytes); the rest of a longer line is counted and dropped unread-into-memory.
+DEFAULT_MAX_STDERR_LINE_BYTES = 8192
+#: Characters of the last stderr line quoted in an exit message.
+_QUOTE_CHARS = 300
 
 
 class WorkerFailure(ProcVisionError):
@@ -93,6 +98,7 @@ class AdapterClient:
         on_stderr_line: Callable[[str], None] | None = None,
         on_exit: Callable[[AdapterClient, int | None, str], None] | None = None,
         on_frame: Callable[[dict[str, Any]], None] | None = None,
+        max_stderr_line_bytes: int = DEFAULT_MAX_STDERR_LINE_BYTES,
     ) -> None:
         self.argv = list(argv)
         self.cwd = cwd
@@ -101,6 +107,7 @@ class AdapterClient:
         self._on_stderr_line = on_stderr_line
         self._on_exit = on_exit
         self._on_frame = on_frame
+        self.max_stderr_line_bytes = max(256, max_stderr_line_bytes)
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_tail_lines)
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
@@ -362,11 +369,13 @@ class AdapterClient:
     def _read_stderr(self) -> None:
         proc = self._proc
         assert proc is not None and proc.stderr is not None
-        for raw in iter(proc.stderr.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            self._stderr_tail.append(line)
-            if self._on_stderr_line is not None:
-                self._on_stderr_line(line)
+        # The pipe is unbuffered (bufsize=0 keeps stdin/stdout framing exact), and readline on a raw
+        # pipe reads one byte per system call: read stderr through its own buffer instead.
+        with os.fdopen(proc.stderr.fileno(), "rb", buffering=64 * 1024, closefd=False) as reader:
+            for line in iter_capped_lines(reader, self.max_stderr_line_bytes):
+                self._stderr_tail.append(line)
+                if self._on_stderr_line is not None:
+                    self._on_stderr_line(line)
 
     def _close(self, failure: WorkerFailure) -> None:
         hint = self._closed_reason_hint
@@ -394,6 +403,8 @@ class AdapterClient:
 
     def _exit_message(self, code: int | None) -> str:
         tail = self.stderr_tail[-1] if self._stderr_tail else ""
+        if len(tail) > _QUOTE_CHARS:
+            tail = tail[:_QUOTE_CHARS] + "\u2026"
         if code is None:
             text = "worker closed its stdout but is still running"
         elif code < 0:
@@ -433,3 +444,28 @@ class AdapterClient:
                 proc.stdin.close()
             except (BrokenPipeError, OSError):
                 return
+
+
+def iter_capped_lines(stream: IO[bytes], max_bytes: int) -> Iterator[str]:
+    """The lines of ``stream`` (decoded, without line endings), each at most ``max_bytes`` long.
+
+    A longer line keeps its first ``max_bytes`` and gets a ``... [truncated N bytes]`` note; the
+    rest is read in bounded chunks and dropped, so a huge line without newline never sits in memory.
+    """
+    while True:
+        raw = stream.readline(max_bytes)
+        if not raw:
+            return
+        dropped = 0
+        if not raw.endswith(b"\n"):
+            while True:
+                more = stream.readline(64 * 1024)
+                if not more:
+                    break
+                dropped += len(more) - (1 if more.endswith(b"\n") else 0)
+                if more.endswith(b"\n"):
+                    break
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if dropped:
+            line += f"\u2026 [truncated {dropped} bytes]"
+        yield line

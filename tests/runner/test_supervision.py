@@ -115,11 +115,11 @@ def test_hang_only_in_pre_execute(start: StartFn) -> None:
     assert out.status == "OK", out
 
 
-def test_timeouts_are_retried_on_fresh_workers(start: StartFn) -> None:
-    _, pool, _ = start(execute_timeout_ms=500, max_retries=1)
+def test_a_timeout_uses_up_the_call_and_is_not_retried(start: StartFn) -> None:
+    _, pool, _ = start(execute_timeout_ms=500, max_retries=2)
     out = _execute(pool, mode="hang")
-    assert out.error_code == "1005" and out.retries == 1
-    assert pool.status()["counters"]["timeouts"] == 2
+    assert out.error_code == "1005" and out.retries == 0 and out.latency_ms >= 500
+    assert pool.status()["counters"]["timeouts"] == 1 and pool.status()["counters"]["calls"] == 1
 
 
 def test_stdout_prints_do_not_break_the_protocol(start: StartFn) -> None:
