@@ -188,7 +188,7 @@ class RunnerService:
         package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
         python = self.layout.venv_dir(name, version) / "bin" / "python"
         try:
-            manifest = load_manifest(package_dir / "manifest.json")
+            manifest = load_manifest(package_dir / "manifest.json", pids_required=False)
         except (OSError, ManifestError) as exc:
             raise RunnerError(PackageErrorCode.MANIFEST_MISSING,
                               f"{name} {version}: cannot read its deployed manifest: {exc}",
@@ -272,7 +272,10 @@ class RunnerService:
         binding = self.router.active().get(pid)
         if binding is not None:
             record = self.registry.get(binding.name, binding.version) or {}
-            if record.get("dialect") == Dialect.PUBLIC_EXECUTE_ONLY.value:
+            pool = self._pool(binding.name, binding.version)
+            # The registry has no dialect for a version installed without the smoke test.
+            live = getattr(getattr(pool, "dialect", None), "value", None)
+            if (live or record.get("dialect")) == Dialect.PUBLIC_EXECUTE_ONLY.value:
                 self._check_execute_only(binding.name, binding.version, request)
         started = time.monotonic()
         try:

@@ -138,7 +138,8 @@ class Installer:
             by_name = {i.filename: i for i in infos}
             data = archive.read_member(zf, by_name[found.manifest], MAX_SMALL_FILE)
             try:
-                manifest = parse_manifest_bytes(data)
+                # Public SDK 0.3.x manifests have no supported_pids: any pid may then be bound.
+                manifest = parse_manifest_bytes(data, pids_required=False)
             except ManifestError as exc:
                 raise RunnerError(PackageErrorCode.MANIFEST_MISSING, f"{exc}", field=exc.field,
                                   entry=found.manifest) from exc

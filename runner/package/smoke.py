@@ -156,7 +156,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
         report["sdk_version"] = hello.get("sdk_version")
         run.step("hello", "PASS", f"dialect {dialect.value}, sdk {hello.get('sdk_version')}")
         handoff = ImageHandoff(dialect, shm_dir)
-        pid = manifest.supported_pids[0]
+        pid = manifest.supported_pids[0] if manifest.supported_pids else ""  # 0.3.x manifests list none
         # Public adapters say hello before importing the algorithm: the import (a model load) happens
         # during the first call, so that call gets the handshake deadline, not the short call deadline.
         loaded = IMPORT_BEFORE_HELLO_CAPABILITY in client.capabilities
@@ -182,7 +182,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
             if frame.get("type") != protocol.RESULT or frame.get("status") != "OK":
                 raise run.fail("info", f"get_info() failed: {frame.get('error_code', '')} {frame.get('message', '')}")
             info = (frame.get("data") or {}).get("info")
-            issues = check_info(info, manifest)
+            issues = check_info(info, manifest, first_step_index=0)  # 0: the public 0.0.7 template
             if issues:
                 raise run.fail("info", "; ".join(str(i) for i in issues), issues=[str(i) for i in issues])
             run.step("info", "PASS", "name, version and supported_pids match the manifest")

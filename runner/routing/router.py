@@ -495,7 +495,8 @@ class Router:
         pids = self._check_pids(pids)
         record = self._require_installed(name, version)
         supported = [str(p) for p in record.get("supported_pids") or []]
-        unsupported = [p for p in pids if p not in supported]
+        # No supported_pids (a public SDK 0.3.x manifest): the operator's binding decides.
+        unsupported = [p for p in pids if p not in supported] if supported else []
         if unsupported:
             raise RunnerError(PackageErrorCode.ACTIVATION_CONFLICT,
                               f"{name} {version} does not support pid(s) {unsupported}; it supports {supported}",
@@ -535,7 +536,9 @@ class Router:
         except RunnerError as exc:
             raise RunnerError(exc.code, f"{name} {version} could not start, nothing was changed: {exc.message}",
                               name=name, version=version, **exc.details) from exc
-        if smoke and record.get("dialect") != Dialect.PUBLIC_EXECUTE_ONLY.value:
+        # The registry has no dialect for a version installed without the smoke test: ask the pool.
+        dialect = getattr(getattr(pool, "dialect", None), "value", None) or record.get("dialect")
+        if smoke and dialect != Dialect.PUBLIC_EXECUTE_ONLY.value:
             problem = self._smoke(pool)
             if problem is not None:
                 if not was_serving and not self._bound((name, version)):

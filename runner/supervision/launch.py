@@ -60,9 +60,12 @@ def confirm_ready(client: AdapterClient, hello: Mapping[str, Any], dialect: Dial
     if dialect is Dialect.PROCVISION and IMPORT_BEFORE_HELLO_CAPABILITY in caps:
         return None
     timeout = settings.info_timeout_ms / 1000
+    # Public adapters import the algorithm after their hello, so the first reply waits for that load:
+    # it gets the handshake deadline, as the wait for our adapter's hello does.
+    first_reply = max(timeout, settings.handshake_timeout_ms / 1000)
     if "info" in caps:
         frame = client.call({"phase": "info", "step_index": 0, "pid": "", "user_params": {},
-                             "shared_mem_id": "", "image_meta": {}}, timeout)
+                             "shared_mem_id": "", "image_meta": {}}, first_reply)
         if frame.get("type") != protocol.RESULT or frame.get("status") != "OK":
             raise HandshakeFailed(f"the algorithm did not load: info call answered "
                                   f"{frame.get('message') or frame.get('type')!r}",
@@ -73,6 +76,6 @@ def confirm_ready(client: AdapterClient, hello: Mapping[str, Any], dialect: Dial
         return dict(info) if isinstance(info, dict) else None
     # Upstream adapters read their first frame only after importing the algorithm, and report an
     # import failure with a null-request-id error frame before exiting: a pong proves the load.
-    client.ping(max(timeout, settings.handshake_timeout_ms / 1000))
+    client.ping(first_reply)
     return None
 

@@ -63,17 +63,21 @@ def _require_str(obj: dict[str, Any], key: str, pattern: re.Pattern[str], hint: 
     return value
 
 
-def parse_manifest(obj: Any) -> Manifest:
-    """Validate a decoded manifest and return it. Raises ManifestError naming the field."""
+def parse_manifest(obj: Any, *, pids_required: bool = True) -> Manifest:
+    """Validate a decoded manifest and return it. Raises ManifestError naming the field.
+
+    ``pids_required=False`` accepts a manifest without ``supported_pids`` (the public SDK 0.3.x
+    dropped the field): ``supported_pids`` is then empty.
+    """
     if not isinstance(obj, dict):
         raise ManifestError("", f"must hold a JSON object, got {type(obj).__name__}")
     name = _require_str(obj, "name", NAME_RE, "letters, digits, '.', '_', '-'; at most 64 characters")
     version = _require_str(obj, "version", VERSION_RE, "e.g. '1.2.0'; letters, digits, '.', '+', '_', '-'")
     entry = _require_str(obj, "entry_point", ENTRY_RE, "'package.module:ClassName'")
-    if "supported_pids" not in obj:
+    if "supported_pids" not in obj and pids_required:
         raise ManifestError("supported_pids", "required field is missing (a list of product id strings)")
-    pids = obj["supported_pids"]
-    if not isinstance(pids, list) or not pids:
+    pids = obj.get("supported_pids", [])
+    if not isinstance(pids, list) or (not pids and "supported_pids" in obj):
         raise ManifestError("supported_pids", "must be a non-empty list of product id strings")
     for i, pid in enumerate(pids):
         if not isinstance(pid, str) or not PID_RE.match(pid):
@@ -101,22 +105,22 @@ def parse_manifest(obj: Any) -> Manifest:
                     required_assets=tuple(assets), default_config=dict(default_config), raw=dict(obj))
 
 
-def parse_manifest_bytes(data: bytes) -> Manifest:
+def parse_manifest_bytes(data: bytes, *, pids_required: bool = True) -> Manifest:
     """Decode and validate manifest bytes (UTF-8 JSON, BOM tolerated)."""
     try:
         obj = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ManifestError("", f"is not valid UTF-8 JSON: {exc}") from exc
-    return parse_manifest(obj)
+    return parse_manifest(obj, pids_required=pids_required)
 
 
-def load_manifest(path: str | Path) -> Manifest:
+def load_manifest(path: str | Path, *, pids_required: bool = True) -> Manifest:
     """Read and validate a manifest file."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ManifestError("", f"cannot read {path}: {exc.strerror or exc}") from exc
-    return parse_manifest_bytes(data)
+    return parse_manifest_bytes(data, pids_required=pids_required)
 
 
 def manifest_problems(obj: Any) -> list[str]:

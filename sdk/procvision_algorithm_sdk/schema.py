@@ -76,8 +76,12 @@ def _check_param(param: Any, path: str) -> list[Issue]:
     return issues
 
 
-def check_info(info: Any, manifest: Manifest | None = None) -> list[Issue]:
-    """``get_info()``: fields and types, and agreement with the manifest when given."""
+def check_info(info: Any, manifest: Manifest | None = None, *, first_step_index: int = 1) -> list[Issue]:
+    """``get_info()``: fields and types, and agreement with the manifest when given.
+
+    ``first_step_index`` is the lowest step index accepted: 1 for new packages; the runner passes 0,
+    which the public SDK 0.0.7 ``init`` template uses.
+    """
     if not isinstance(info, dict):
         return [Issue("", f"get_info() must return a dict, got {type(info).__name__}")]
     issues: list[Issue] = []
@@ -98,8 +102,8 @@ def check_info(info: Any, manifest: Manifest | None = None) -> list[Issue]:
                 issues.append(Issue(path, "must be an object"))
                 continue
             index = step.get("index")
-            if not isinstance(index, int) or isinstance(index, bool) or index < 1:
-                issues.append(Issue(f"{path}.index", "must be an integer >= 1"))
+            if not isinstance(index, int) or isinstance(index, bool) or index < first_step_index:
+                issues.append(Issue(f"{path}.index", f"must be an integer >= {first_step_index}"))
             elif index in seen:
                 issues.append(Issue(f"{path}.index", f"step index {index} appears twice"))
             else:
