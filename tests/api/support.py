@@ -8,6 +8,12 @@ the real worker: ``sleep_s`` (slow call -> timeouts), ``crash`` (the process exi
 from __future__ import annotations
 
 import io
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -166,3 +172,58 @@ def wait_operation(client: httpx.Client, op_id: str, timeout_s: float = 240.0) -
         return op if op["state"] in ("succeeded", "failed") else None
 
     return dict(wait_for(done, timeout_s, f"operation {op_id}"))
+
+
+URL_LINE = re.compile(r"serving (http://\S+)")
+
+
+class ServeProcess:
+    """A real `procvision-runner serve` subprocess whose output lines are collected by reader threads."""
+
+    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.cli.main", "serve", "--root", str(root), "--no-watch", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env if env is not None else dict(os.environ))
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream: Any, sink: Any) -> None:
+        for line in stream:
+            sink(line.rstrip("\n"))
+
+    def url(self, timeout_s: float = 120.0) -> str:
+        """The URL the daemon printed once it was listening."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                match = URL_LINE.search(self.lines.get(timeout=0.5))
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            if match:
+                return match.group(1)
+        raise AssertionError(f"serve did not report its URL; stderr: {self.stderr[-20:]}")
+
+    def wait(self, timeout_s: float = 90.0) -> int:
+        """Wait for the daemon to exit on its own; kill it and fail if it does not."""
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"serve did not exit; stderr: {self.stderr[-30:]}") from None
+
+    def stop(self, timeout_s: float = 90.0) -> int:
+        """SIGTERM, then wait for the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

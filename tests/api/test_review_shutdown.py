@@ -5,68 +5,19 @@ gets a 503 problem 1016), a second SIGTERM cuts a call off with a problem docume
 from __future__ import annotations
 
 import os
-import queue
-import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from runner.cli import exitcodes
-from tests.api.support import NAME, install, make_zip, png_bytes, wait_for
-
-URL_LINE = re.compile(r"serving (http://\S+)")
+from tests.api.support import NAME, ServeProcess, install, make_zip, png_bytes, wait_for
 
 
-class Serve:
-    """A `serve` subprocess with its output collected by reader threads."""
-
-    def __init__(self, root: Path, *extra: str, grace_s: float = 1.0) -> None:
-        env = dict(os.environ, PROCVISION_RUNNER_SHUTDOWN_GRACE_S=str(grace_s))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.cli.main", "serve", "--root", str(root), "--no-watch", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True).start()
-
-    @staticmethod
-    def _pump(stream: Any, sink: Any) -> None:
-        for line in stream:
-            sink(line.rstrip("\n"))
-
-    def url(self, timeout_s: float = 120.0) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                match = URL_LINE.search(self.lines.get(timeout=0.5))
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            if match:
-                return match.group(1)
-        raise AssertionError(f"serve did not report its URL; stderr: {self.stderr[-20:]}")
-
-    def wait(self, timeout_s: float = 90.0) -> int:
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError(f"serve did not exit; stderr: {self.stderr[-30:]}") from None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+def serve(root: Path, *extra: str, grace_s: float = 1.0) -> ServeProcess:
+    return ServeProcess(root, *extra, env=dict(os.environ, PROCVISION_RUNNER_SHUTDOWN_GRACE_S=str(grace_s)))
 
 
 def _call(client: httpx.Client, sleep_s: float, answers: list[httpx.Response], timeout_ms: int = 20000) -> None:
@@ -91,7 +42,7 @@ def _assert_shutdown_problem(response: httpx.Response) -> None:
 
 def test_sigterm_lets_long_calls_finish_and_refuses_new_work(tmp_path: Path) -> None:
     zip_path = make_zip(tmp_path / "pkgs")
-    daemon = Serve(tmp_path / "root", "--port", "0", grace_s=1.0)
+    daemon = serve(tmp_path / "root", "--port", "0", grace_s=1.0)
     try:
         url = daemon.url()
         token = (tmp_path / "root" / ".token").read_text().strip()
@@ -134,7 +85,7 @@ def test_sigterm_lets_long_calls_finish_and_refuses_new_work(tmp_path: Path) -> 
 
 def test_second_sigterm_cuts_off_with_a_problem(tmp_path: Path) -> None:
     zip_path = make_zip(tmp_path / "pkgs")
-    daemon = Serve(tmp_path / "root", "--port", "0", grace_s=1.0)
+    daemon = serve(tmp_path / "root", "--port", "0", grace_s=1.0)
     try:
         url = daemon.url()
         token = (tmp_path / "root" / ".token").read_text().strip()
@@ -164,7 +115,7 @@ def test_busy_port_is_2016_before_workers_start(tmp_path: Path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen(1)
         port = holder.getsockname()[1]
-        daemon = Serve(tmp_path / "root", "--port", str(port))
+        daemon = serve(tmp_path / "root", "--port", str(port))
         try:
             code = daemon.wait(60)
         finally:

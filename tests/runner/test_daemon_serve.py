@@ -5,68 +5,20 @@ the active versions back without a new activation."""
 from __future__ import annotations
 
 import os
-import queue
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from runner.cli import exitcodes
-from tests.api.support import NAME, install, make_zip, png_bytes, wait_for
-
-URL_LINE = re.compile(r"serving (http://\S+)")
-
-
-class ServeProcess:
-    """A `serve` subprocess whose stdout/stderr lines are collected by reader threads."""
-
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.cli.main", "serve", "--root", str(root), "--port", "0", "--no-watch"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True).start()
-
-    @staticmethod
-    def _pump(stream: Any, sink: Any) -> None:
-        for line in stream:
-            sink(line.rstrip("\n"))
-
-    def url(self, timeout_s: float = 120.0) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            match = URL_LINE.search(line)
-            if match:
-                return match.group(1)
-        raise AssertionError(f"serve did not report its URL; stderr: {self.stderr[-20:]}")
-
-    def stop(self, timeout_s: float = 90.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError(f"serve did not exit after SIGTERM; stderr: {self.stderr[-30:]}") from None
+from tests.api.support import NAME, ServeProcess, install, make_zip, png_bytes, wait_for
 
 
 def _alive(pid: int) -> bool:
@@ -97,7 +49,7 @@ def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: P
     env = dict(os.environ, PROC_SHM_POSIX_DIR=str(private_shm))
     segments_before = _segments(private_shm)
     zip_path = make_zip(tmp_path / "pkgs")
-    daemon = ServeProcess(root, env)
+    daemon = ServeProcess(root, "--port", "0", env=env)
     try:
         url = daemon.url()
         token = (root / ".token").read_text().strip()
@@ -142,7 +94,7 @@ def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: P
         daemon.stop()
 
     # A restart resumes the active version without a new activation.
-    again = ServeProcess(root, env)
+    again = ServeProcess(root, "--port", "0", env=env)
     try:
         url = again.url()
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
