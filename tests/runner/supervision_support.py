@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
+from runner.supervision import Supervisor, SupervisorEvent, VersionPool
+
+#: What the ``start`` fixture (tests/runner/conftest.py) returns.
+StartFn = Callable[..., tuple[Supervisor, VersionPool, list[SupervisorEvent]]]
 
 #: One algorithm whose behaviour user_params choose, so one deployed version covers many cases.
 #: ``mode`` values: ok, crash, hang, print, malformed, fatal, recoverable, leak, nan, slow.

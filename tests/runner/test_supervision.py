@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,11 @@ import numpy as np
 import pytest
 
 from runner.errors import RunnerError
-from runner.supervision import CallRequest, ImageInput, State, Supervisor, SupervisorEvent, VersionPool
+from runner.supervision import CallRequest, ImageInput, State, Supervisor, VersionPool
 from tests.runner.supervision_support import (
     ALGO,
     ALGO_DIES_LOADING,
+    StartFn,
     fast_settings,
     pid_alive,
     shm_exists,
@@ -27,25 +27,6 @@ from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(120)
 
-StartFn = Callable[..., tuple[Supervisor, VersionPool, list[SupervisorEvent]]]
-
-
-@pytest.fixture
-def start(deployer: Deployer, tmp_path: Path) -> Iterator[StartFn]:  # noqa: F811
-    """Deploy ``source`` and start it under a fresh Supervisor; shut everything down afterwards."""
-    supervisors: list[Supervisor] = []
-
-    def _start(source: str = ALGO, wait_ready: bool = True, **overrides: Any
-               ) -> tuple[Supervisor, VersionPool, list[SupervisorEvent]]:
-        dep = deployer.deploy("algo", f"1.0.{len(supervisors)}", source)
-        events: list[SupervisorEvent] = []
-        sup = Supervisor(fast_settings(deployer.layout.root, **overrides), deployer.layout, events.append)
-        supervisors.append(sup)
-        return sup, sup.start(dep.spec(), wait_ready=wait_ready), events
-
-    yield _start
-    for sup in supervisors:
-        sup.shutdown(timeout_s=1.0)
 
 
 def _pids(pool: VersionPool) -> list[int]:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from procvision_algorithm_sdk.client import iter_capped_lines
 from runner.errors import RunnerError
 from runner.routing.router import Router
-from runner.supervision import CallRequest, State, Supervisor, SupervisorEvent, VersionPool
+from runner.supervision import CallRequest, State, Supervisor, VersionPool
 from runner.supervision.runtime_dirs import (
     OWNER_FILE,
     RUNTIME_PREFIX,
@@ -27,31 +26,12 @@ from runner.supervision.runtime_dirs import (
     owner_alive,
     remove_orphaned_runtime_dirs,
 )
-from tests.runner.supervision_support import ALGO, fast_settings, pid_alive, wait_for
+from tests.runner.supervision_support import ALGO, StartFn, fast_settings, pid_alive, wait_for
 from tests.support.deploy import REPO, Deployer, deployer  # noqa: F401 - fixture
 from tests.support.routing_fixtures import RoutingEnv, routing_env, routing_settings  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
 
-StartFn = Callable[..., tuple[Supervisor, VersionPool, list[SupervisorEvent]]]
-
-
-@pytest.fixture
-def start(deployer: Deployer) -> Iterator[StartFn]:  # noqa: F811
-    """Deploy ``source`` and start it under a fresh Supervisor; shut everything down afterwards."""
-    supervisors: list[Supervisor] = []
-
-    def _start(source: str = ALGO, wait_ready: bool = True, **overrides: Any
-               ) -> tuple[Supervisor, VersionPool, list[SupervisorEvent]]:
-        dep = deployer.deploy("algo", f"1.1.{len(supervisors)}", source)
-        events: list[SupervisorEvent] = []
-        sup = Supervisor(fast_settings(deployer.layout.root, **overrides), deployer.layout, events.append)
-        supervisors.append(sup)
-        return sup, sup.start(dep.spec(), wait_ready=wait_ready), events
-
-    yield _start
-    for sup in supervisors:
-        sup.shutdown(timeout_s=1.0)
 
 
 def _execute(pool: VersionPool, timeout_s: float | None = None, **params: Any) -> Any:
