@@ -288,10 +288,12 @@ class DropFolderWatcher:
                     self._cond.notify_all()
         return None
 
+    def _regular_drop_file(self, path: Path) -> os.stat_result | None:
+        """The lstat of ``path`` if it is a regular file directly in the drop folder, else None."""
+        return self._lstat_regular(path) if self._in_folder(path) else None
+
     def _activity(self, path: Path) -> None:
-        if not self._in_folder(path):
-            return
-        st = self._lstat_regular(path)
+        st = self._regular_drop_file(path)
         if st is None:
             return
         now = time.monotonic()
@@ -308,9 +310,7 @@ class DropFolderWatcher:
             self._cond.notify_all()
 
     def _offer(self, path: Path, done_writing: bool, already_stable: bool = False) -> None:
-        if not self._in_folder(path):
-            return
-        st = self._lstat_regular(path)
+        st = self._regular_drop_file(path)
         if st is None:
             return
         now = time.monotonic()

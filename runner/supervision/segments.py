@@ -60,6 +60,16 @@ _LEASE_SIGNAL = signal.SIGURG
 Shape = tuple[int, int, int]
 
 
+
+def _unlink_name(path: str, segment_id: str, errors: list[str]) -> None:
+    """Remove a segment's name; a name already gone is fine, any other failure is recorded."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        errors.append(f"{segment_id}: {exc}")
+
 class SegmentPool:
     """Spare pre-faulted segments for one worker: recycled when provably unused, else freed off the call path.
 
@@ -188,12 +198,7 @@ class SegmentPool:
                 pass  # already removed: only the mapping is left to free
             except OSError as exc:
                 errors.append(f"{segment.id}: {exc}")
-            try:
-                os.unlink(segment.path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                errors.append(f"{segment.id}: {exc}")
+            _unlink_name(segment.path, segment.id, errors)
             (queued if held.fd is not None else inline).append(held)
         with self._cond:
             self._in_call = False
@@ -230,12 +235,7 @@ class SegmentPool:
                 if not isinstance(exc, FileNotFoundError):
                     errors.append(f"{segment.id}: {exc}")
         if not wanted:
-            try:
-                os.unlink(segment.path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                errors.append(f"{segment.id}: {exc}")
+            _unlink_name(segment.path, segment.id, errors)
             return _Held(segment, spare.fd)
         try:
             free = unused_elsewhere(spare.fd)
@@ -252,12 +252,7 @@ class SegmentPool:
                 self._spares.append(_Spare(segment.moved(new_id, new_path), spare.fd, named=True))
                 self.recycled += 1
                 return None
-        try:
-            os.unlink(new_path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            errors.append(f"{new_id}: {exc}")
+        _unlink_name(new_path, new_id, errors)
         return _Held(segment, spare.fd)
 
     def _disable_recycling(self, exc: OSError) -> None:
