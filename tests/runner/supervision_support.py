@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from procvision_algorithm_sdk.shared_memory import SHM_DIR_ENV
 from runner.config import Settings
 from runner.supervision import Supervisor, SupervisorEvent, VersionPool
 
@@ -135,3 +138,24 @@ def pid_alive(pid: int) -> bool:
 
 def shm_exists(segment_id: str) -> bool:
     return os.path.exists(os.path.join("/dev/shm", segment_id))
+
+
+def private_segment_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str, *,
+                           require_tmpfs: bool = False) -> Iterator[Path]:
+    """Body of a fixture: a segment folder of the test's own, used by this process and its workers.
+
+    On /dev/shm when writable (leases need a real tmpfs; with ``require_tmpfs`` the test is skipped
+    otherwise). Fails the test if any segment is left behind.
+    """
+    tmpfs = os.access("/dev/shm", os.W_OK)
+    if require_tmpfs and not tmpfs:
+        pytest.skip("needs a writable /dev/shm")
+    folder = (Path("/dev/shm") if tmpfs else tmp_path) / f"{prefix}-{os.getpid()}-{tmp_path.name}"
+    folder.mkdir()
+    monkeypatch.setenv(SHM_DIR_ENV, str(folder))
+    yield folder
+    leftovers = sorted(p.name for p in folder.iterdir())
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    assert not leftovers, f"segments left behind: {leftovers}"

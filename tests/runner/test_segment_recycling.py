@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from procvision_algorithm_sdk import read_image_from_shared_memory
-from procvision_algorithm_sdk.shared_memory import SHM_DIR_ENV, ImageSegment
+from procvision_algorithm_sdk.shared_memory import ImageSegment
 from runner.store.layout import RootLayout
 from runner.supervision import Supervisor
 from runner.supervision.segments import SegmentPool, remove_stale_segments, unused_elsewhere
-from tests.runner.supervision_support import fast_settings, wait_for
+from tests.runner.supervision_support import fast_settings, private_segment_folder, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -82,17 +82,7 @@ class Holder:
 @pytest.fixture
 def shm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private segment folder on /dev/shm (leases need a real tmpfs), for this process and its children."""
-    if not os.access("/dev/shm", os.W_OK):
-        pytest.skip("needs a writable /dev/shm")
-    folder = Path("/dev/shm") / f"pv-test-recycle-{os.getpid()}-{tmp_path.name}"
-    folder.mkdir()
-    monkeypatch.setenv(SHM_DIR_ENV, str(folder))
-    yield folder
-    leftovers = sorted(p.name for p in folder.iterdir())
-    for p in folder.iterdir():
-        p.unlink()
-    folder.rmdir()
-    assert not leftovers, f"segments left behind: {leftovers}"
+    yield from private_segment_folder(tmp_path, monkeypatch, "pv-test-recycle", require_tmpfs=True)
 
 
 @pytest.fixture

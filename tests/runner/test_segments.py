@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ from runner.errors import RunnerError
 from runner.supervision import CallRequest, ImageInput, State, Supervisor
 from runner.supervision.dialects import Dialect, ImageHandoff, posix_shm_dir, worker_environment
 from runner.supervision.segments import MAX_BACKLOG, SegmentPool, remove_stale_segments
-from tests.runner.supervision_support import ALGO, fast_settings, wait_for
+from tests.runner.supervision_support import ALGO, fast_settings, private_segment_folder, wait_for
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(120)
@@ -27,16 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def shm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private segment folder on tmpfs (when there is one), used by this process and its workers."""
-    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else tmp_path
-    folder = base / f"pv-test-segments-{os.getpid()}-{tmp_path.name}"
-    folder.mkdir()
-    monkeypatch.setenv(SHM_DIR_ENV, str(folder))
-    yield folder
-    leftovers = sorted(p.name for p in folder.iterdir())
-    for p in folder.iterdir():
-        p.unlink()
-    folder.rmdir()
-    assert not leftovers, f"segments left behind: {leftovers}"
+    yield from private_segment_folder(tmp_path, monkeypatch, "pv-test-segments")
 
 
 def image(seed: int, shape: tuple[int, ...] = (40, 60, 3)) -> np.ndarray:
