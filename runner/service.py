@@ -236,11 +236,11 @@ class RunnerService:
     # --- activation ------------------------------------------------------------------------------
 
     def activate(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
-        self._record(name, version)
+        self.installer.trust.check_activation(self._record(name, version))
         return {"result": jsonable(self.router.activate(name, version, pids)), "active": self.active()}
 
     def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
-        self._record(name, version)
+        self.installer.trust.check_activation(self._record(name, version))
         return {"result": jsonable(self.router.switch(name, version, pids)), "active": self.active()}
 
     def rollback(self, pids: list[str]) -> dict[str, Any]:

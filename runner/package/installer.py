@@ -35,6 +35,7 @@ from ..errors import PackageErrorCode, RunnerError
 from ..store.atomic import fsync_dir, read_json, write_json_atomic
 from ..store.locks import version_lock
 from ..store.registry import INSTALLED, INVALID, Registry, utc_now
+from ..trust.gate import TrustGate
 from . import archive, layout, venv, wheels
 from .interpreters import Interpreter, InterpreterFinder
 from .smoke import SmokeFailure, run_smoke_test
@@ -120,6 +121,7 @@ class Installer:
         self.layout = settings.layout
         self.limits = archive.ArchiveLimits.from_settings(settings)
         self.finder = InterpreterFinder(settings.python)
+        self.trust = TrustGate(settings)
         # An install of the same version may wait for another one to finish completely.
         self._version_wait_s = settings.venv_timeout_s + settings.pip_timeout_s + settings.smoke_timeout_s + 60.0
 
@@ -281,6 +283,8 @@ class Installer:
         try:
             emit("extracting")
             archive.extract(zf, package.infos, staging, self.limits)
+            # Signature check before anything of the package runs (venv, wheel .pth files, smoke test).
+            signature = self.trust.admit(staging, package.layout)
             tool = venv.choose_tool(self.settings)
             env = venv.tool_environment(self.settings, os.environ)
             emit("creating venv")
@@ -308,7 +312,8 @@ class Installer:
                                       f"{manifest.name} {manifest.version} failed its smoke test: {exc.message}",
                                       name=manifest.name, version=manifest.version, report=exc.report) from exc
             emit("publishing")
-            record = self._record(manifest, sha, zip_path.name, package_rel, plan, tool, report)
+            record = {**self._record(manifest, sha, zip_path.name, package_rel, plan, tool, report),
+                      "signature": signature}
             return self._publish(staging, record, env)
         finally:
             _remove_tree(staging)

@@ -1,0 +1,34 @@
+"""What the installer and the activation path call: verify a staged package, check a version may serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..package.layout import PackageLayout
+from .modes import TrustMode, resolve_mode
+from .store import TrustStore
+
+SIGNATURE_FILE = "package.sig"  # procvision_algorithm_sdk.signing.SIGNATURE_FILE, without importing it
+
+
+class TrustGate:
+    """The trust policy of one root: the store plus the ``trust_mode`` setting."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.setting = settings.trust_mode
+        self.store = TrustStore(settings.layout)
+
+    def mode(self) -> TrustMode:
+        return resolve_mode(self.setting, self.store)
+
+    def admit(self, staging: Path, layout: PackageLayout) -> dict[str, Any]:
+        """Check the extracted package (before anything of it runs); the record's ``signature`` field.
+
+        Raises RunnerError 2030-2034 when the mode rejects the package."""
+        return self.mode().admit(staging, layout.member(SIGNATURE_FILE)).to_dict()
+
+    def check_activation(self, record: dict[str, Any]) -> None:
+        """Raise RunnerError 2035 when the mode refuses to serve this version."""
+        self.mode().check_activation(str(record["name"]), str(record["version"]), record.get("signature"))
