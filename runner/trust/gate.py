@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,8 @@ from ..config import Settings
 from ..package.layout import PackageLayout
 from .modes import TrustMode, resolve_mode
 from .store import TrustStore
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_FILE = "package.sig"  # procvision_algorithm_sdk.signing.SIGNATURE_FILE, without importing it
 
@@ -32,3 +36,21 @@ class TrustGate:
     def check_activation(self, record: dict[str, Any]) -> None:
         """Raise RunnerError 2035 when the mode refuses to serve this version."""
         self.mode().check_activation(str(record["name"]), str(record["version"]), record.get("signature"))
+
+    def warm_up(self) -> threading.Thread | None:
+        """Import the verifier in the background (model-signing takes over a second to import), so the
+        first install after the daemon starts does not pay for it. Nothing to do under trust_mode off."""
+        if self.setting == "off":
+            return None
+
+        def load() -> None:
+            try:
+                import model_signing.verifying  # noqa: F401
+
+                import procvision_algorithm_sdk.signing.verify  # noqa: F401
+            except ImportError as exc:
+                log.error("package signatures cannot be verified: %s (install model-signing)", exc)
+
+        thread = threading.Thread(target=load, name="trust-warm-up", daemon=True)
+        thread.start()
+        return thread
