@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from procvision_algorithm_sdk.signing.bundle import SIGNATURE_FILE
+
 from ..config import Settings
 from ..package.layout import PackageLayout
 from .modes import TrustMode, resolve_mode
@@ -14,7 +16,6 @@ from .store import TrustStore
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_FILE = "package.sig"  # procvision_algorithm_sdk.signing.SIGNATURE_FILE, without importing it
 
 
 class TrustGate:
