@@ -67,6 +67,7 @@ class InstallResult:
     dialect: str | None
     idempotent: bool
     report: dict[str, Any] | None
+    signature: dict[str, Any] | None = None  # runner/trust: {status, mode, signer, error}
 
 
 @dataclass
@@ -371,7 +372,8 @@ class Installer:
         return InstallResult(name=record["name"], version=record["version"], state=str(record.get("state")),
                              version_dir=version_dir, package_dir=version_dir / str(record.get("package_dir") or "."),
                              zip_sha256=str(record.get("zip_sha256")), python=record.get("python"),
-                             dialect=record.get("dialect"), idempotent=idempotent, report=record.get("smoke"))
+                             dialect=record.get("dialect"), idempotent=idempotent, report=record.get("smoke"),
+                             signature=record.get("signature"))
 
     # --- removal and recovery ---------------------------------------------------------------------
 

@@ -128,3 +128,16 @@ def test_cli_trust_add_list_remove(server: RunningServer, tmp_path: Path) -> Non
     assert code == 0 and "no longer trusted" in out
     code, _out, err = cli(server, "trust", "remove", "other")
     assert code == exitcodes.exit_code_for("2009") and "2009" in err
+
+
+def test_cli_install_under_warn_says_the_package_is_unsigned(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "root", trust_mode="warn")
+    try:
+        code, out, err = cli(srv, "install", str(make_zip(tmp_path / "pkg")))
+        assert code == 0, err
+        assert "installed: api_algo 1.0.0" in out
+        assert "WARNING: the package is unsigned" in err and "trust_mode is warn" in err
+        code, out, _err = cli(srv, "list")
+        assert "unsigned (NOT TRUSTED)" in out
+    finally:
+        srv.stop()

@@ -88,6 +88,10 @@ def install(ctx: CliContext) -> int:
         how = "already installed" if result.get("idempotent") else "installed"
         ctx.out.write(f"{how}: {result.get('name')} {result.get('version')} "
                       f"({result.get('dialect') or 'dialect unknown'})\n")
+        signature = result.get("signature") or {}
+        if signature.get("status") in ("unsigned", "unverified"):
+            error(f"WARNING: the package is {signature['status']} and was installed only because trust_mode is "
+                  f"{signature.get('mode')}: {(signature.get('error') or {}).get('message')}", ctx.err)
     return exitcodes.OK
 
 
