@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
     auth_enabled: bool = True
+    # Package trust.
+    # auto: require when <root>/trust/ holds a key or CA certificate, else warn. require: only packages
+    # signed by a trusted key/CA install and activate. warn: unsigned installs go on, marked. off: no check.
+    trust_mode: Literal["auto", "require", "warn", "off"] = "auto"
     token: str | None = Field(default=None, description="API bearer token; generated into <root>/.token if unset")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     watch_drop_folder: bool = True

@@ -194,6 +194,7 @@ class Daemon:
     def _serve(self, service: RunnerService, sock: socket.socket) -> None:
         settings = self.settings
         service.start()
+        service.installer.trust.warm_up()
         if self.before_serve is not None and not self._stop.is_set():
             self.before_serve(service)
         if self._stop.is_set():

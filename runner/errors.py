@@ -33,6 +33,13 @@ class PackageErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "2014"  # an upload over the configured limit
     UNAUTHORIZED = "2015"  # missing or wrong bearer token
     PORT_IN_USE = "2016"  # the daemon's API port is taken by another process
+    # Package trust (runner/trust): signatures checked before anything of a package runs.
+    UNSIGNED = "2030"  # the package has no signature and trust_mode requires one
+    SIGNATURE_MISMATCH = "2031"  # a file was changed, added or removed after signing (names the file)
+    UNKNOWN_SIGNER = "2032"  # signed by a key that is not in <root>/trust/ (names the fingerprint)
+    CERTIFICATE_INVALID = "2033"  # signing certificate expired, not for signing, or not from a trusted CA
+    SIGNATURE_MALFORMED = "2034"  # the signature file is unreadable, or its envelope does not verify
+    SIGNER_NOT_TRUSTED = "2035"  # activate/switch to a version whose signer is (no longer) trusted
 
     @property
     def error_name(self) -> str:

@@ -24,6 +24,7 @@ from runner.store.atomic import read_json
 from runner.store.registry import INVALID
 from runner.supervision.dialects import CallRequest, Dialect
 from runner.supervision.states import SERVING_STATES, State
+from runner.trust import view as trust_view
 
 if TYPE_CHECKING:
     from runner.package.installer import Installer
@@ -106,6 +107,7 @@ class RunnerService:
         installer = Installer(settings, registry)
         supervisor = Supervisor(settings, layout, on_event=metrics.on_event)
         router = Router(settings, layout, registry, supervisor, installer)
+        metrics.add_collector(lambda: trust_view.metric_lines(registry.list(), installer.trust.store))
         return cls(settings, registry, installer, supervisor, router, metrics)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -211,14 +213,15 @@ class RunnerService:
 
     def list_versions(self, name: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
         """Registry records (with live worker state where a pool exists), filtered."""
-        records = [self._with_runtime(r) for r in self.registry.list(name=name)]
+        store = self.installer.trust.store
+        records = [trust_view.annotate(self._with_runtime(r), store) for r in self.registry.list(name=name)]
         if state is not None:
             records = [r for r in records if r.get("state") == state]
         return records
 
     def show(self, name: str, version: str) -> dict[str, Any]:
         """Everything known about one version: record, manifest, get_info, workers, last error."""
-        record = self._with_runtime(self._record(name, version))
+        record = trust_view.annotate(self._with_runtime(self._record(name, version)), self.installer.trust.store)
         pool = self._pool(name, version)
         status = jsonable(pool.status()) if pool is not None else None
         info = jsonable(pool.info) if pool is not None and pool.info else record.get("info")
@@ -236,11 +239,11 @@ class RunnerService:
     # --- activation ------------------------------------------------------------------------------
 
     def activate(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
-        self._record(name, version)
+        self.installer.trust.check_activation(self._record(name, version))
         return {"result": jsonable(self.router.activate(name, version, pids)), "active": self.active()}
 
     def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
-        self._record(name, version)
+        self.installer.trust.check_activation(self._record(name, version))
         return {"result": jsonable(self.router.switch(name, version, pids)), "active": self.active()}
 
     def rollback(self, pids: list[str]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from .context import AppContext
 from .drain import Drain, DrainMiddleware
 from .operations import Operation, OperationManager
 from .problems import install_handlers
-from .routes import algorithms, execute, health, logs, operations
+from .routes import algorithms, execute, health, logs, operations, trust
 
 
 def create_app(service: RunnerService, settings: Settings, token: str | None = None,
@@ -56,6 +56,7 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
     app.include_router(operations.router, dependencies=protected)
     app.include_router(execute.router, dependencies=protected)
     app.include_router(logs.router, dependencies=protected)
+    app.include_router(trust.router, dependencies=protected)
 
     # The schema and its browser view are protected like every endpoint but /livez.
     @app.get("/openapi.json", include_in_schema=False, dependencies=protected)

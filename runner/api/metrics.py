@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from runner.supervision.states import State, SupervisorEvent
 
@@ -64,6 +64,11 @@ class Metrics:
         self._restarts: dict[Labels, int] = {}
         self._crashes: dict[Labels, int] = {}
         self._worker_state: dict[tuple[str, str, int], str] = {}
+        self._collectors: list[Callable[[], list[str]]] = []
+
+    def add_collector(self, collect: Callable[[], list[str]]) -> None:
+        """Add exposition lines computed at each scrape (e.g. the trust store's gauges)."""
+        self._collectors.append(collect)
 
     def record_install(self, outcome: str, source: str = "api") -> None:
         """One finished install; ``outcome`` is succeeded / failed / idempotent."""
@@ -131,6 +136,8 @@ class Metrics:
                 for state in State:
                     gkey = (("name", name), ("version", version), ("state", state.value))
                     out.append(f"procvision_workers{_labels(gkey)} {gauges.get(gkey, 0)}")
+        for collect in self._collectors:
+            out.extend(collect())
         return "\n".join(out) + "\n"
 
     @staticmethod

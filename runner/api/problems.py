@@ -38,6 +38,11 @@ STATUS_BY_CODE: dict[str, int] = {
     _E.INVALID_PARAMS.value: 422,
     _E.UNSUPPORTED_COLOR_SPACE.value: 422,
     _E.SHARED_MEMORY_NOT_FOUND.value: 422,
+    _P.UNSIGNED.value: 422,
+    _P.SIGNATURE_MISMATCH.value: 422,
+    _P.UNKNOWN_SIGNER.value: 422,
+    _P.CERTIFICATE_INVALID.value: 422,
+    _P.SIGNATURE_MALFORMED.value: 422,
     # Unknown things.
     _P.NOT_FOUND.value: 404,
     # Conflicts with the current state.
@@ -47,6 +52,7 @@ STATUS_BY_CODE: dict[str, int] = {
     _P.BUSY.value: 409,
     _P.ALREADY_RUNNING.value: 409,
     _P.PORT_IN_USE.value: 409,
+    _P.SIGNER_NOT_TRUSTED.value: 409,
     _P.UNAUTHORIZED.value: 401,
     _P.PAYLOAD_TOO_LARGE.value: 413,
     # The worker did not answer in time.

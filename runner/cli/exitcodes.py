@@ -10,6 +10,7 @@
     10 + n       runner error 20nn (2001 invalid_zip -> 11 ... 2016 port_in_use -> 26); also
                  ``validate`` when the report's failed check carries such a code
     30 + n       runtime error 10nn (1000 unknown_error -> 30 ... 1017 handshake_failed -> 47)
+    100 + n      package trust error 203n (2030 unsigned -> 100 ... 2035 signer_not_trusted -> 105)
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def exit_code_for(code: str | None) -> int:
         number = int(str(code))
     except (TypeError, ValueError):
         return FAILURE
+    if 2030 <= number <= 2039:
+        return 100 + (number - 2030)
     if 2001 <= number <= 2099:
         return min(10 + (number - 2000), 29)
     if 1000 <= number <= 1099:

@@ -13,7 +13,7 @@ from runner.errors import PackageErrorCode, RunnerError
 
 from . import exitcodes
 from .client import ApiError, Unreachable
-from .commands import activation, execute, logs, packages, serve, status
+from .commands import activation, execute, logs, packages, serve, status, trust
 from .context import CliContext, SettingsProblem, add_common
 from .output import error
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"procvision-runner {runner.__version__}")
     add_common(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (packages, activation, execute, logs, status, serve):
+    for module in (packages, activation, execute, logs, status, serve, trust):
         module.register(sub)
     return parser
 

@@ -5,6 +5,10 @@ First run: download the example's third-party wheels from the package registry i
 ``.cache/quickstart/wheels`` (once), build its offline zip with the SDK packager
 (``procvision-cli package``), install it and bind its pids. Later runs find it installed and active
 and go straight to serving.
+
+It shows the trusted path: the first run makes a signing key for the root (``<root>/.signing/``),
+trusts its public key (``<root>/trust/``, so ``trust_mode auto`` means require) and signs the example
+with it before installing, as a build server would.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, TextIO
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.service import RunnerService
+from runner.store.layout import RootLayout
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "example-algorithm"
@@ -63,7 +68,7 @@ class Quickstart:
         self.pids = [str(p) for p in manifest.get("supported_pids") or []]
         record = service.registry.get(name, version)
         if record is None or record.get("state") == "invalid":
-            zip_path = self.build_package(name, version)
+            zip_path = self.sign(self.build_package(name, version), service.layout)
             self._say(f"installing {zip_path.name}")
             result = service.install(zip_path, progress=lambda stage: self._say(f"  {stage}"))
             self._say(f"installed {result.get('name')} {result.get('version')}")
@@ -75,6 +80,29 @@ class Quickstart:
             self._say(f"activating {name} {version} for {', '.join(free)}")
             service.activate(name, version, free)
         self.sample = self.sample_image()
+
+    def signing_key(self, layout: RootLayout) -> Path:
+        """The root's own signing key; made, and its public key trusted, on the first run."""
+        from procvision_algorithm_sdk.signing.keys import generate_key_pair
+        from runner.trust.store import TrustStore
+
+        key = layout.signing / "quickstart.key"
+        if key.is_file():
+            return key
+        layout.signing.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pair = generate_key_pair(key)
+        entry = TrustStore(layout).add(pair.public_key.read_bytes(), "quickstart")
+        self._say(f"made a signing key for this root ({key}) and trusted it: {entry.name} sha256:{entry.fingerprint}")
+        return key
+
+    def sign(self, zip_path: Path, layout: RootLayout) -> Path:
+        """A copy of ``zip_path`` signed with the root's key (the cached zip stays unsigned)."""
+        from procvision_algorithm_sdk.signing.sign import SigningKey, sign_zip
+
+        signed = layout.signing / zip_path.name
+        sign_zip(zip_path, SigningKey(self.signing_key(layout)), signed)
+        self._say(f"signed {zip_path.name} with the root's key ({signed})")
+        return signed
 
     def build_package(self, name: str, version: str) -> Path:
         """The example's offline zip (built once, then reused from the cache)."""

@@ -35,6 +35,7 @@ from ..errors import PackageErrorCode, RunnerError
 from ..store.atomic import fsync_dir, read_json, write_json_atomic
 from ..store.locks import version_lock
 from ..store.registry import INSTALLED, INVALID, Registry, utc_now
+from ..trust.gate import TrustGate
 from . import archive, layout, venv, wheels
 from .interpreters import Interpreter, InterpreterFinder
 from .smoke import SmokeFailure, run_smoke_test
@@ -66,6 +67,7 @@ class InstallResult:
     dialect: str | None
     idempotent: bool
     report: dict[str, Any] | None
+    signature: dict[str, Any] | None = None  # runner/trust: {status, mode, signer, error}
 
 
 @dataclass
@@ -120,6 +122,7 @@ class Installer:
         self.layout = settings.layout
         self.limits = archive.ArchiveLimits.from_settings(settings)
         self.finder = InterpreterFinder(settings.python)
+        self.trust = TrustGate(settings)
         # An install of the same version may wait for another one to finish completely.
         self._version_wait_s = settings.venv_timeout_s + settings.pip_timeout_s + settings.smoke_timeout_s + 60.0
 
@@ -281,6 +284,8 @@ class Installer:
         try:
             emit("extracting")
             archive.extract(zf, package.infos, staging, self.limits)
+            # Signature check before anything of the package runs (venv, wheel .pth files, smoke test).
+            signature = self.trust.admit(staging, package.layout)
             tool = venv.choose_tool(self.settings)
             env = venv.tool_environment(self.settings, os.environ)
             emit("creating venv")
@@ -308,7 +313,8 @@ class Installer:
                                       f"{manifest.name} {manifest.version} failed its smoke test: {exc.message}",
                                       name=manifest.name, version=manifest.version, report=exc.report) from exc
             emit("publishing")
-            record = self._record(manifest, sha, zip_path.name, package_rel, plan, tool, report)
+            record = {**self._record(manifest, sha, zip_path.name, package_rel, plan, tool, report),
+                      "signature": signature}
             return self._publish(staging, record, env)
         finally:
             _remove_tree(staging)
@@ -366,7 +372,8 @@ class Installer:
         return InstallResult(name=record["name"], version=record["version"], state=str(record.get("state")),
                              version_dir=version_dir, package_dir=version_dir / str(record.get("package_dir") or "."),
                              zip_sha256=str(record.get("zip_sha256")), python=record.get("python"),
-                             dialect=record.get("dialect"), idempotent=idempotent, report=record.get("smoke"))
+                             dialect=record.get("dialect"), idempotent=idempotent, report=record.get("smoke"),
+                             signature=record.get("signature"))
 
     # --- removal and recovery ---------------------------------------------------------------------
 

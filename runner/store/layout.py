@@ -12,6 +12,8 @@
     .daemon.lock               held for the daemon's whole life: a second daemon refuses to start
     .token                     the API bearer token (mode 0600)
     .uv-cache/                 uv's wheel cache, shared by every version's install
+    trust/                     trusted public keys and CA certificates (PEM) that packages must be signed with
+    .signing/                  the root's own signing key (made by quickstart; mode 0600)
 """
 
 from __future__ import annotations
@@ -80,6 +82,14 @@ class RootLayout:
     @property
     def uv_cache(self) -> Path:
         return self.root / ".uv-cache"
+
+    @property
+    def trust(self) -> Path:
+        return self.root / "trust"
+
+    @property
+    def signing(self) -> Path:
+        return self.root / ".signing"
 
     def version_dir(self, name: str, version: str) -> Path:
         return self.deployed / name / version

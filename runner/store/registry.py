@@ -6,7 +6,7 @@ plain JSON object::
     name, version, supported_pids, state, created_at, updated_at (ISO-8601 UTC), zip_sha256, zip_name,
     python (interpreter path used for the venv), python_version, dialect, sdk_version, entry_point,
     package_dir (relative to the version folder), last_error ({code,name,message,details} | null),
-    smoke (smoke-test report | null)
+    smoke (smoke-test report | null), signature ({status, mode, signer, error} from runner/trust | null)
 
 Every call re-reads the file under the root lock and every change rewrites it atomically, so several
 processes (daemon, CLI) and threads can use one root safely. Records are returned as copies.
@@ -32,7 +32,7 @@ STATES = frozenset({INSTALLED, INVALID, "starting", "running", "executing", "sto
 #: Fields a record always has (``put`` fills the missing ones with None).
 FIELDS = ("name", "version", "supported_pids", "state", "created_at", "updated_at", "zip_sha256", "zip_name",
           "python", "python_version", "dialect", "sdk_version", "entry_point", "package_dir", "last_error",
-          "smoke")
+          "smoke", "signature")
 
 Record = dict[str, Any]
 Records = list[Record]

@@ -4,6 +4,8 @@ packager, installs and activates it, serves; a second run finds everything in pl
 from __future__ import annotations
 
 import io
+import json
+import stat
 import threading
 from pathlib import Path
 
@@ -49,8 +51,16 @@ def test_quickstart_installs_activates_and_is_idempotent(tmp_path: Path) -> None
     assert status == 200
     assert {pid: b["name"] for pid, b in active.items()} == {p: manifest["name"] for p in manifest["supported_pids"]}
     assert (cache / "dist" / f"{manifest['name']}-v{manifest['version']}-offline.zip").is_file()
+    # The trusted path: a key made for the root, trusted, and the example signed with it.
+    assert "made a signing key" in first and "signed " in first, first
+    registry = json.loads((root / "registry.json").read_text())
+    signature = next(r for r in registry["versions"] if r["name"] == manifest["name"])["signature"]
+    assert signature["status"] == "verified" and signature["mode"] == "require", signature
+    assert (root / "trust" / "quickstart.pem").is_file()
+    assert stat.S_IMODE((root / ".signing" / "quickstart.key").stat().st_mode) == 0o600
 
     second, active_again, status = _serve_once(root, cache)
     assert "already installed" in second and "activating" not in second and "building" not in second
+    assert "made a signing key" not in second
     assert active_again == active and status == 200
     assert EXAMPLE.is_dir()

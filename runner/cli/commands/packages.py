@@ -88,6 +88,10 @@ def install(ctx: CliContext) -> int:
         how = "already installed" if result.get("idempotent") else "installed"
         ctx.out.write(f"{how}: {result.get('name')} {result.get('version')} "
                       f"({result.get('dialect') or 'dialect unknown'})\n")
+        signature = result.get("signature") or {}
+        if signature.get("status") in ("unsigned", "unverified"):
+            error(f"WARNING: the package is {signature['status']} and was installed only because trust_mode is "
+                  f"{signature.get('mode')}: {(signature.get('error') or {}).get('message')}", ctx.err)
     return exitcodes.OK
 
 
@@ -133,9 +137,16 @@ def list_versions(ctx: CliContext) -> int:
     if ctx.json:
         print_json(rows, ctx.out)
     else:
-        table(rows, ["name", "version", "state", "dialect", "supported_pids", "created_at"], ctx.out,
+        shown = [{**r, "signer": _signer_cell(r)} for r in rows]
+        table(shown, ["name", "version", "state", "dialect", "supported_pids", "signer", "created_at"], ctx.out,
               empty="(no versions installed)")
     return exitcodes.OK
+
+
+def _signer_cell(row: dict[str, Any]) -> str:
+    """Who signed a version; flagged when that signer is not (or no longer) trusted."""
+    label = str(row.get("signer") or "unknown")
+    return label if row.get("signer_trusted") else f"{label} (NOT TRUSTED)"
 
 
 def show(ctx: CliContext) -> int:
@@ -150,7 +161,7 @@ def show(ctx: CliContext) -> int:
             ("dialect", info.get("dialect")), ("supported pids", info.get("supported_pids")),
             ("active for", info.get("active_pids")), ("entry point", info.get("entry_point")),
             ("python", info.get("python_version")), ("installed", info.get("created_at")),
-            ("log file", info.get("log_file")),
+            ("signed by", _signer_cell(info)), ("log file", info.get("log_file")),
             ("last error", f"[{last_error.get('code')} {last_error.get('name')}] {last_error.get('message')}"
              if last_error else None)], ctx.out)
     rows = workers.get("workers") or []

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from . import init, package, run, validate
+from . import init, keygen, package, run, sign, validate
 from .project import UsageError
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"procvision-cli {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (init, validate, run, package):
+    for module in (init, validate, run, package, keygen, sign):
         module.add_parser(sub)
     return parser
 

@@ -251,6 +251,9 @@ def add_parser(sub: Any) -> None:
                    help="also look for wheels in DIR (pip --find-links; repeatable)")
     p.add_argument("--offline", action="store_true", help="never use an index (pip --no-index)")
     p.add_argument("--pip-timeout", type=float, default=900.0, help="seconds pip download may take")
+    from .sign import add_signing_options
+
+    add_signing_options(p, prefix="sign-")
     p.set_defaults(handler=command)
 
 
@@ -279,11 +282,22 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if missing:
         raise UsageError(f"--wheels-from folder not found: {', '.join(missing)}")
     out_dir = Path(args.output).expanduser().resolve() if args.output else project / "dist"
+    if args.sign_key:
+        from .sign import signing_key
+
+        signing_key(args)  # a missing key file fails before anything is downloaded
+    elif args.sign_cert or args.sign_chain:
+        raise UsageError("--sign-cert and --sign-chain need --sign-key")
     try:
         path = build_package(project, out_dir, target, wheels_from=wheels_from, offline=args.offline,
                              pip_timeout=args.pip_timeout, log=lambda m: _say(err, m))
     except (PackageError, ManifestError) as exc:
         err.write(f"error: {exc}\n")
         return 1
+    if args.sign_key:
+        from .sign import sign_package
+
+        if sign_package(path, args, err) != 0:
+            return 1
     out.write(f"{path}\n")
     return 0
