@@ -15,6 +15,7 @@ from runner.service import RunnerService
 from .auth import BearerAuth, resolve_token
 from .context import AppContext
 from .drain import Drain, DrainMiddleware
+from .limits import BodyLimitMiddleware, BodyLimits
 from .operations import Operation, OperationManager
 from .problems import install_handlers
 from .routes import algorithms, execute, health, logs, operations
@@ -48,6 +49,7 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
     drain = Drain(settings.shutdown_grace_s)
     app.state.ctx = AppContext(service, settings, manager, auth, threading.Event(), drain)
     app.add_middleware(DrainMiddleware, drain=drain)
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     install_handlers(app)
     protected = [Depends(auth)]
     app.include_router(health.public)

@@ -49,6 +49,8 @@ STATUS_BY_CODE: dict[str, int] = {
     _P.PORT_IN_USE.value: 409,
     _P.UNAUTHORIZED.value: 401,
     _P.PAYLOAD_TOO_LARGE.value: 413,
+    _P.DISK_FULL.value: 507,
+    _P.INSECURE_SETUP.value: 403,
     # The worker did not answer in time.
     _E.TIMEOUT.value: 504,
     _E.HEARTBEAT_LOST.value: 504,
@@ -75,9 +77,9 @@ INFRASTRUCTURE_CODES = frozenset({
 })
 
 _TITLES: dict[int, str] = {
-    401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
     413: "Payload Too Large", 422: "Unprocessable Content", 500: "Internal Server Error",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 507: "Insufficient Storage",
 }
 
 
