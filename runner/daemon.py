@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -24,7 +25,7 @@ from typing import Any
 import uvicorn
 
 from runner.api.app import create_app
-from runner.api.auth import resolve_token
+from runner.api.auth import check_exposure, resolve_token
 from runner.api.context import AppContext
 from runner.api.drain import Drain
 from runner.api.uploads import uploads_dir
@@ -33,6 +34,7 @@ from runner.errors import PackageErrorCode, RunnerError
 from runner.package.installer import InstallResult
 from runner.package.watcher import DropFolderWatcher
 from runner.service import RunnerService
+from runner.store.layout import DAEMON_UMASK, RootLayout
 from runner.store.locks import DaemonLock
 
 _log = logging.getLogger("runner.daemon")
@@ -161,8 +163,18 @@ class Daemon:
     def run(self) -> int:
         """Serve until stopped. RunnerError ALREADY_RUNNING (2012) if another daemon holds the root."""
         settings = self.settings
+        check_exposure(settings)
         layout = settings.layout
+        # Logs, venvs and anything else the daemon creates stay out of reach of other users.
+        previous_umask = os.umask(DAEMON_UMASK)
+        try:
+            return self._run_locked(settings, layout)
+        finally:
+            os.umask(previous_umask)
+
+    def _run_locked(self, settings: Settings, layout: RootLayout) -> int:
         layout.ensure()
+        resolve_token(settings)  # a token file others can read refuses the start before anything runs
         lock = DaemonLock(layout)
         lock.acquire()
         try:

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .layout import FILE_MODE
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink inside ``path`` durable."""
@@ -18,7 +20,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_bytes_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,7 +37,7 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
-def write_json_atomic(path: Path, obj: Any, mode: int = 0o644) -> None:
+def write_json_atomic(path: Path, obj: Any, mode: int = FILE_MODE) -> None:
     """Atomically write ``obj`` as pretty JSON."""
     data = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
     write_bytes_atomic(path, data, mode)

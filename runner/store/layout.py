@@ -10,17 +10,27 @@
     .locks/                    per-version lock files
     .lock                      root lock (serialises state changes)
     .daemon.lock               held for the daemon's whole life: a second daemon refuses to start
-    .token                     the API bearer token (mode 0600)
+    .token                     the API bearer token (mode 0600; refused if group/others can read it)
+
+The root and its folders are created 0750 (an existing looser root is tightened), state files 0640.
     .uv-cache/                 uv's wheel cache, shared by every version's install
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: Mode of the root and its folders: the daemon's user and its group, nobody else.
+ROOT_MODE = 0o750
+#: Mode of state files (registry, active bindings, operations journal); the token is 0600.
+FILE_MODE = 0o640
+#: The daemon's umask: what it creates besides state files (logs, venvs) is not world-readable.
+DAEMON_UMASK = 0o027
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,15 @@ class RootLayout:
         return self.logs / name / version
 
     def ensure(self) -> None:
-        """Create the folders of the layout (idempotent)."""
+        """Create the folders of the layout (idempotent), owner+group only (``ROOT_MODE``).
+
+        An existing root that group members may write or others may enter is tightened to
+        ``ROOT_MODE``: the registry, the logs and the token live there.
+        """
+        self.root.mkdir(mode=ROOT_MODE, parents=True, exist_ok=True)
+        current = stat.S_IMODE(self.root.stat().st_mode)
+        if current & ~ROOT_MODE:
+            os.chmod(self.root, current & ROOT_MODE)
         for path in (self.zips, self.rejected, self.deployed, self.active, self.logs, self.staging,
                      self.trash, self.locks):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=ROOT_MODE, parents=True, exist_ok=True)
