@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -34,7 +33,6 @@ from runner.errors import PackageErrorCode, RunnerError
 from runner.package.installer import InstallResult
 from runner.package.watcher import DropFolderWatcher
 from runner.service import RunnerService
-from runner.store.layout import DAEMON_UMASK, RootLayout
 from runner.store.locks import DaemonLock
 
 _log = logging.getLogger("runner.daemon")
@@ -165,14 +163,6 @@ class Daemon:
         settings = self.settings
         check_exposure(settings)
         layout = settings.layout
-        # Logs, venvs and anything else the daemon creates stay out of reach of other users.
-        previous_umask = os.umask(DAEMON_UMASK)
-        try:
-            return self._run_locked(settings, layout)
-        finally:
-            os.umask(previous_umask)
-
-    def _run_locked(self, settings: Settings, layout: RootLayout) -> int:
         layout.ensure()
         resolve_token(settings)  # a token file others can read refuses the start before anything runs
         lock = DaemonLock(layout)

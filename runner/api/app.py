@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 import runner
 from runner.config import Settings
 from runner.service import RunnerService
+from runner.store.journal import OperationsJournal
 
 from .auth import BearerAuth, resolve_token
 from .context import AppContext
@@ -42,7 +43,8 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
             outcome = "idempotent"
         service.metrics.record_install(outcome, "api")
 
-    manager = operations_manager or OperationManager(on_finished=record_install)
+    manager = operations_manager or OperationManager(
+        on_finished=record_install, journal=OperationsJournal(settings.layout.operations_file))
     app = FastAPI(title="ProcVision Runner", version=getattr(runner, "__version__", "1.0.0"),
                   description="Management and execution API of the ProcVision runner daemon.",
                   docs_url=None, redoc_url=None, openapi_url=None)

@@ -4,6 +4,7 @@
     deployed/<name>/<version>/ published package files + venv/
     active/<pid>.json          {name, version, activated_at}
     registry.json              every known version and its state
+    operations.json            the API's install operations (last 100), kept across restarts
     logs/<name>/<version>/     worker stderr, rotated
     .staging/                  installs in progress (removed at start if stale)
     .trash/                    versions being deleted (removed at start)
@@ -29,8 +30,6 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 ROOT_MODE = 0o750
 #: Mode of state files (registry, active bindings, operations journal); the token is 0600.
 FILE_MODE = 0o640
-#: The daemon's umask: what it creates besides state files (logs, venvs) is not world-readable.
-DAEMON_UMASK = 0o027
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,10 @@ class RootLayout:
     @property
     def registry_file(self) -> Path:
         return self.root / "registry.json"
+
+    @property
+    def operations_file(self) -> Path:
+        return self.root / "operations.json"
 
     @property
     def root_lock(self) -> Path:
