@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from procvision_algorithm_sdk.errors import ErrorCode
 from runner.errors import PackageErrorCode, RunnerError, code_name
+from runner.store.space import disk_full, is_disk_full
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger("runner.api")
@@ -165,6 +166,16 @@ def install_handlers(app: FastAPI) -> None:
         return problem_response(problem_dict(_E.UNKNOWN_ERROR.value,
                                              f"internal error: {type(exc).__name__}: {exc}"))
 
+    async def on_os_error(request: Request, exc: Exception) -> JSONResponse:
+        # Handled here rather than as a 500 so the connection survives: a write that found the disk
+        # full is 507 (2017) wherever it happened; any other OSError is reported as our fault.
+        assert isinstance(exc, OSError)
+        if is_disk_full(exc):
+            path = exc.filename or "the runtime root"
+            return error_response(disk_full(path, f"{request.method} {request.url.path}", exc))
+        return await on_unexpected(request, exc)
+
+    app.add_exception_handler(OSError, on_os_error)
     app.add_exception_handler(RunnerError, on_runner_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
