@@ -118,6 +118,18 @@ def test_execute_body_over_two_images_is_cut_while_streaming(server: RunningServ
         _still_usable(client, response)
 
 
+def test_small_png_that_decodes_over_the_cap_is_413(server: RunningServer) -> None:
+    # 3000 x 2000 RGB = 18 MB decoded from a file of a few kB: refused from the header, before decoding.
+    with server.client() as client:
+        response = client.post("/execute", data={"pid": "P001"},
+                               files={"guide_image": ("g.png", png_bytes(size=(10, 10)), "image/png"),
+                                      "image": ("big.png", png_bytes(size=(2000, 3000)), "image/png")})
+        problem = _problem(response, 413, "2014")
+        assert problem["details"]["setting"] == "max_image_bytes"
+        assert problem["details"]["width"] == 3000 and problem["details"]["channels"] == 3
+        _still_usable(client, response)
+
+
 def test_image_within_the_cap_is_still_decoded(server: RunningServer) -> None:
     buf = io.BytesIO()
     np.save(buf, np.zeros((64, 48, 3), dtype=np.uint8))
@@ -221,3 +233,16 @@ def test_png_with_300_mb_trailing_bytes_is_refused_without_buffering(
     # Default max_image_bytes is 64 MiB: no request may grow the daemon by two of those.
     assert growth < 2 * 64 * MiB, f"the daemon grew by {growth / MiB:.0f} MiB for a refused image"
     _still_usable(client, response)
+
+
+def test_image_at_the_cap_grows_the_daemon_by_at_most_two_images(
+        serve_process: tuple[ServeProcess, httpx.Client]) -> None:
+    proc, client = serve_process
+    buf = io.BytesIO()
+    np.save(buf, np.full((4000, 5000, 3), 7, dtype=np.uint8))  # 60 MB, under the default 64 MiB
+    body = buf.getvalue()
+    growth, response = _growth_during(proc.proc.pid, lambda: client.post(
+        "/execute", data={"pid": "NOPE"}, files={"image": ("big.npy", body, "application/octet-stream")}))
+    assert response.status_code in (404, 422), response.text  # decoded, then the unknown pid stops it
+    assert response.json()["code"] not in ("2014", "1002")
+    assert growth < 2 * 64 * MiB, f"the daemon grew by {growth / MiB:.0f} MiB for one 60 MB image"

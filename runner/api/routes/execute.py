@@ -43,19 +43,21 @@ def _json_field(field: str, raw: str | None, kind: type, default: Any, max_depth
     return value
 
 
-async def _image(upload: UploadFile | None, limit: int, color_space: str, camera_id: str,
+async def _image(field: str, upload: UploadFile | None, limit: int, color_space: str, camera_id: str,
                  timestamp_ms: int | None, input_order: str) -> ImageInput | None:
     if upload is None:
         return None
-    # The part was spooled to a temporary file while the body streamed in; its size is known, so an
-    # oversized file is refused without reading it into memory (the read is capped as well).
-    data = b"" if upload.size is not None and upload.size > limit else await upload.read(limit + 1)
-    if len(data) > limit or (upload.size is not None and upload.size > limit):
-        del data
+    # The part was spooled to a temporary file while the body streamed in: an oversized file is
+    # refused by its size, and an accepted one is decoded from that file, never copied into memory.
+    size = upload.size
+    if size is None:
+        await upload.seek(0)
+        size = len(await upload.read(limit + 1))
+    if size > limit:
         raise too_large(f"the uploaded file {upload.filename or upload.content_type or 'image'!r}", limit,
-                        "max_image_bytes", field="image")
-    return await run_in_threadpool(decode_image, data, color_space=color_space, camera_id=camera_id,
-                                   timestamp_ms=timestamp_ms, input_order=input_order)
+                        "max_image_bytes", field=field, size=size)
+    return await run_in_threadpool(decode_image, upload.file, color_space=color_space, camera_id=camera_id,
+                                   timestamp_ms=timestamp_ms, input_order=input_order, max_bytes=limit)
 
 
 @router.post("/execute", summary="Run pre or execute on the version active for pid",
@@ -88,8 +90,9 @@ async def execute(
         phase=phase, step_index=step_index, pid=pid, session_id=session_id,
         session_context=_json_field("session_context", session_context, dict, {}, depth),
         user_params=_json_field("user_params", user_params, dict, {}, depth),
-        image=await _image(image, image_cap, color_space, camera_id, timestamp_ms, input_order),
-        guide_image=await _image(guide_image, image_cap, color_space, camera_id, timestamp_ms, input_order),
+        image=await _image("image", image, image_cap, color_space, camera_id, timestamp_ms, input_order),
+        guide_image=await _image("guide_image", guide_image, image_cap, color_space, camera_id, timestamp_ms,
+                                 input_order),
         step_desc=step_desc, guide_info=_json_field("guide_info", guide_info, list, [], depth),
         end_session=end_session)
     if request.image is None:
