@@ -4,7 +4,7 @@ Every request gets a byte cap chosen from its route and content type (see ``Body
 
 * zip uploads (``/algorithms/install``, ``/algorithms/validate`` with a non-JSON body): ``max_zip_bytes``
   plus room for multipart framing; ``uploads.receive_zip`` enforces the exact limit on the file;
-* ``/execute`` (multipart): two images of ``max_image_bytes`` plus ``max_json_body_bytes`` of fields;
+* ``/execute`` as multipart: two images of ``max_image_bytes`` plus ``max_json_body_bytes`` of fields;
 * everything else: ``max_json_body_bytes``. These small bodies are read here, checked for nesting
   depth when they are JSON (``max_json_depth``) and handed to the app from memory.
 
@@ -103,14 +103,20 @@ class BodyLimits:
         """(cap in bytes, the setting behind it, whether the body is small enough to buffer here)."""
         if method == "POST" and path in _ZIP_ROUTES and not is_json_type(content_type):
             return self.zip_bytes + MULTIPART_SLACK, "max_zip_bytes", False
-        if method == "POST" and path == _EXECUTE_ROUTE:
+        if method == "POST" and path == _EXECUTE_ROUTE and _main_type(content_type) == "multipart/form-data":
+            # Multipart files are spooled to disk as they arrive; any other form encoding would be
+            # parsed in memory, so it gets the small cap below.
             return 2 * self.image_bytes + self.json_bytes, "max_image_bytes", False
         return self.json_bytes, "max_json_body_bytes", True
 
 
+def _main_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def is_json_type(content_type: str) -> bool:
     """True for ``application/json`` and ``application/*+json`` (what FastAPI parses as JSON)."""
-    main = content_type.split(";", 1)[0].strip().lower()
+    main = _main_type(content_type)
     return main == "application/json" or (main.startswith("application/") and main.endswith("+json"))
 
 

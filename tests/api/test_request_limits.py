@@ -130,6 +130,16 @@ def test_small_png_that_decodes_over_the_cap_is_413(server: RunningServer) -> No
         _still_usable(client, response)
 
 
+def test_urlencoded_execute_body_gets_the_small_cap(server: RunningServer) -> None:
+    # Only multipart parts are spooled to disk; a url-encoded form would be parsed in memory.
+    with server.client() as client:
+        response = client.post("/execute", content=_chunks(JSON_CAP + MiB, b"a"),
+                               headers={"content-type": "application/x-www-form-urlencoded"})
+        problem = _problem(response, 413, "2014")
+        assert problem["details"]["setting"] == "max_json_body_bytes"
+        _still_usable(client, response)
+
+
 def test_image_within_the_cap_is_still_decoded(server: RunningServer) -> None:
     buf = io.BytesIO()
     np.save(buf, np.zeros((64, 48, 3), dtype=np.uint8))
