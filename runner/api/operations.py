@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import PackageErrorCode, RunnerError
-from runner.store.journal import JOURNAL_KEEP, UNFINISHED, OperationsJournal
+from runner.store.journal import UNFINISHED, OperationsJournal
 from runner.store.space import as_runner_error
 
 from .problems import problem_from_error
@@ -83,9 +83,11 @@ class OperationManager:
     def __init__(self, keep: int = 500,
                  on_finished: Callable[[Operation], None] | None = None,
                  journal: OperationsJournal | None = None) -> None:
-        self._keep = keep
+        # What the journal cannot keep would be gone after a restart anyway: keep as many in memory.
+        self._keep = min(keep, journal.keep) if journal is not None else keep
         self._on_finished = on_finished
         self._journal = journal
+        self._persist_lock = threading.Lock()
         self._root = journal.path.parent if journal is not None else None
         self._ops: collections.OrderedDict[str, Operation] = collections.OrderedDict()
         self._by_key: dict[str, tuple[str, str]] = {}  # key -> (fingerprint, op id)
@@ -105,7 +107,8 @@ class OperationManager:
                 where = f" at stage {op.stage!r}" if op.stage else ""
                 error = RunnerError(PackageErrorCode.INSTALL_FAILED,
                                     f"interrupted by restart: the daemon stopped while this {op.kind} was "
-                                    f"{op.state}{where}; nothing of it was kept, submit it again",
+                                    f"{op.state}{where}; submit it again (one that had reached "
+                                    "'publishing' may have completed: see GET /algorithms)",
                                     interrupted=True, stage=op.stage)
                 op.state, op.error, op.finished_at = "failed", problem_from_error(error), now
                 op.done.set()
@@ -121,14 +124,16 @@ class OperationManager:
         otherwise it is logged and the next change tries again."""
         if self._journal is None:
             return
-        with self._lock:
-            snapshot = [{**op.to_dict(), "fingerprint": op.fingerprint} for op in self._ops.values()]
-        try:
-            self._journal.save(snapshot)
-        except OSError as exc:
-            if strict:
-                raise
-            _log.warning("could not save the operations journal %s: %s", self._journal.path, exc)
+        # One writer at a time, snapshot included: an older snapshot never overwrites a newer one.
+        with self._persist_lock:
+            with self._lock:
+                snapshot = [{**op.to_dict(), "fingerprint": op.fingerprint} for op in self._ops.values()]
+            try:
+                self._journal.save(snapshot)
+            except OSError as exc:
+                if strict:
+                    raise
+                _log.warning("could not save the operations journal %s: %s", self._journal.path, exc)
 
     def submit(self, kind: str, work: Work, *, idempotency_key: str | None = None,
                fingerprint: str = "", request: dict[str, Any] | None = None,
@@ -181,7 +186,7 @@ class OperationManager:
             op = self._ops.get(op_id)
         if op is None:
             raise RunnerError(PackageErrorCode.NOT_FOUND, f"no operation with id {op_id!r} "
-                              f"(the last {JOURNAL_KEEP} operations are kept, across restarts)",
+                              f"(the last {self._keep} operations are kept)",
                               operation_id=op_id)
         return op
 
