@@ -164,10 +164,10 @@ class Daemon:
         check_exposure(settings)
         layout = settings.layout
         layout.ensure()
-        resolve_token(settings)  # a token file others can read refuses the start before anything runs
         lock = DaemonLock(layout)
         lock.acquire()
         try:
+            resolve_token(settings)  # a token file others can read refuses the start before anything runs
             sock = bind_port(settings.host, settings.port)
         except RunnerError:
             lock.release()
