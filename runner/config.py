@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     watch_drop_folder: bool = True
 
+    # Request limits. Every request body is capped while it streams in (413 before it is buffered).
+    # JSON bodies (management API) and the JSON fields of /execute: size and nesting depth.
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=2, le=500)
+    # One image file of /execute (image or guide_image); the whole /execute body may hold two.
+    max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
     # Worker protocol deadlines (names as in the ProcVision runner_config.json).
     pre_execute_timeout_ms: int = Field(default=3000, gt=0)
     execute_timeout_ms: int = Field(default=5000, gt=0)

@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 
 from runner.api.app import create_app
-from runner.api.auth import resolve_token
+from runner.api.auth import check_exposure, resolve_token
 from runner.api.context import AppContext
 from runner.api.drain import Drain
 from runner.api.uploads import uploads_dir
@@ -161,11 +161,13 @@ class Daemon:
     def run(self) -> int:
         """Serve until stopped. RunnerError ALREADY_RUNNING (2012) if another daemon holds the root."""
         settings = self.settings
+        check_exposure(settings)
         layout = settings.layout
         layout.ensure()
         lock = DaemonLock(layout)
         lock.acquire()
         try:
+            resolve_token(settings)  # a token file others can read refuses the start before anything runs
             sock = bind_port(settings.host, settings.port)
         except RunnerError:
             lock.release()

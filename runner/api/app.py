@@ -11,10 +11,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 import runner
 from runner.config import Settings
 from runner.service import RunnerService
+from runner.store.journal import OperationsJournal
 
 from .auth import BearerAuth, resolve_token
 from .context import AppContext
 from .drain import Drain, DrainMiddleware
+from .limits import BodyLimitMiddleware, BodyLimits
 from .operations import Operation, OperationManager
 from .problems import install_handlers
 from .routes import algorithms, execute, health, logs, operations, trust
@@ -41,13 +43,15 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
             outcome = "idempotent"
         service.metrics.record_install(outcome, "api")
 
-    manager = operations_manager or OperationManager(on_finished=record_install)
+    manager = operations_manager or OperationManager(
+        on_finished=record_install, journal=OperationsJournal(settings.layout.operations_file))
     app = FastAPI(title="ProcVision Runner", version=getattr(runner, "__version__", "1.0.0"),
                   description="Management and execution API of the ProcVision runner daemon.",
                   docs_url=None, redoc_url=None, openapi_url=None)
     drain = Drain(settings.shutdown_grace_s)
     app.state.ctx = AppContext(service, settings, manager, auth, threading.Event(), drain)
     app.add_middleware(DrainMiddleware, drain=drain)
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     install_handlers(app)
     protected = [Depends(auth)]
     app.include_router(health.public)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
+import socket
+import stat
 from pathlib import Path
 
 from fastapi import Request
@@ -17,12 +20,45 @@ TOKEN_BYTES = 32
 
 
 def read_token_file(path: Path) -> str | None:
-    """The token stored in ``path``, or None if the file does not exist or is empty."""
+    """The token stored in ``path``, or None if the file does not exist or is empty.
+
+    RunnerError INSECURE_SETUP (2018) if group or others may read or write the file: a token
+    others could read is no protection, so it is refused rather than used.
+    """
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
+    if mode & 0o077:
+        raise RunnerError(PackageErrorCode.INSECURE_SETUP,
+                          f"{path} has mode {mode:04o}: group or others can read the API token; "
+                          f"run 'chmod 600 {path}' (or delete it to generate a new token) and start again",
+                          path=str(path), mode=f"{mode:04o}")
     return text or None
+
+
+def is_loopback_host(host: str) -> bool:
+    """True if every address ``host`` stands for is a loopback address (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return False
+    addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve without the token anywhere but on loopback (RunnerError INSECURE_SETUP, 2018)."""
+    if not settings.auth_enabled and not is_loopback_host(settings.host):
+        raise RunnerError(PackageErrorCode.INSECURE_SETUP,
+                          f"--no-auth (auth_enabled=false) is only allowed on a loopback host, not {settings.host!r}: "
+                          "anyone on the network could install and run code; bind to 127.0.0.1 or keep the token",
+                          host=settings.host)
 
 
 def resolve_token(settings: Settings) -> str | None:

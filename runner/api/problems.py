@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from procvision_algorithm_sdk.errors import ErrorCode
 from runner.errors import PackageErrorCode, RunnerError, code_name
+from runner.store.space import disk_full, is_disk_full
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger("runner.api")
@@ -55,6 +56,8 @@ STATUS_BY_CODE: dict[str, int] = {
     _P.SIGNER_NOT_TRUSTED.value: 409,
     _P.UNAUTHORIZED.value: 401,
     _P.PAYLOAD_TOO_LARGE.value: 413,
+    _P.DISK_FULL.value: 507,
+    _P.INSECURE_SETUP.value: 403,
     # The worker did not answer in time.
     _E.TIMEOUT.value: 504,
     _E.HEARTBEAT_LOST.value: 504,
@@ -81,9 +84,9 @@ INFRASTRUCTURE_CODES = frozenset({
 })
 
 _TITLES: dict[int, str] = {
-    401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
     413: "Payload Too Large", 422: "Unprocessable Content", 500: "Internal Server Error",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 507: "Insufficient Storage",
 }
 
 
@@ -169,6 +172,16 @@ def install_handlers(app: FastAPI) -> None:
         return problem_response(problem_dict(_E.UNKNOWN_ERROR.value,
                                              f"internal error: {type(exc).__name__}: {exc}"))
 
+    async def on_os_error(request: Request, exc: Exception) -> JSONResponse:
+        # Handled here rather than as a 500 so the connection survives: a write that found the disk
+        # full is 507 (2017) wherever it happened; any other OSError is reported as our fault.
+        assert isinstance(exc, OSError)
+        if is_disk_full(exc):
+            path = exc.filename or "the runtime root"
+            return error_response(disk_full(path, f"{request.method} {request.url.path}", exc))
+        return await on_unexpected(request, exc)
+
+    app.add_exception_handler(OSError, on_os_error)
     app.add_exception_handler(RunnerError, on_runner_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

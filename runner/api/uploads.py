@@ -7,6 +7,7 @@ a 2 GiB package never sits in memory, and the upload stops with 413 as soon as i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
@@ -19,6 +20,7 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 from runner.errors import PackageErrorCode, RunnerError
+from runner.store.space import raise_if_disk_full
 
 #: Folder under the root that holds uploads until their install has finished.
 UPLOADS_DIRNAME = ".uploads"
@@ -132,8 +134,13 @@ async def receive_zip(request: Request, root: Path, limit: int) -> ReceivedZip:
         raise _too_large(limit)
     content_type, params = parse_options_header(request.headers.get("content-type"))
     folder = uploads_dir(root) / uuid.uuid4().hex
-    folder.mkdir(parents=True, exist_ok=True)
-    sink = _Sink(folder / "upload.zip", limit)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        sink = _Sink(folder / "upload.zip", limit)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise_if_disk_full(exc, folder, "receiving the upload")
+        raise
     try:
         if content_type == b"multipart/form-data":
             filename = await _receive_multipart(request, sink, params.get(b"boundary"))
@@ -146,12 +153,15 @@ async def receive_zip(request: Request, root: Path, limit: int) -> ReceivedZip:
                               "send the zip as multipart/form-data (field 'file'), as application/zip, "
                               "or JSON {\"path\": ...} of a zip on the runner's machine",
                               content_type=content_type.decode("latin-1"))
-        sink.finish()
+        sink.finish()  # may raise ENOSPC while flushing: handled below like a failed write
         if sink.size == 0:
             raise RunnerError(PackageErrorCode.INVALID_REQUEST, "the uploaded zip is empty")
-    except BaseException:
-        sink.finish()
+    except BaseException as exc:
+        # Closing flushes the buffer, which fails again on a full disk; the folder is removed anyway.
+        with contextlib.suppress(OSError):
+            sink.finish()
         shutil.rmtree(folder, ignore_errors=True)
+        raise_if_disk_full(exc, folder, "receiving the upload")
         raise
     safe = _SAFE_NAME.sub("_", Path(filename).name) if filename else ""
     final = folder / (safe if safe.lower().endswith(".zip") else "upload.zip")

@@ -117,6 +117,10 @@ class RunnerClient:
             return dict(self.request("POST", "/algorithms/install", files=files, headers=headers,
                                      timeout=timeout))
 
+    def operations(self, kind: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("kind", kind), ("state", state)) if v}
+        return list(self.request("GET", "/operations", params=params))
+
     def operation(self, op_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/operations/{op_id}"))
 

@@ -13,6 +13,7 @@ root lock for each read-modify-write.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ from ..errors import PackageErrorCode, RunnerError
 from ..store.atomic import fsync_dir, read_json, write_json_atomic
 from ..store.locks import version_lock
 from ..store.registry import INSTALLED, INVALID, Registry, utc_now
+from ..store.space import DiskFullError, as_runner_error
 from ..trust.gate import TrustGate
 from . import archive, layout, venv, wheels
 from .interpreters import Interpreter, InterpreterFinder
@@ -247,10 +249,14 @@ class Installer:
                     return done
                 try:
                     return self._install_locked(zf, zip_path, sha, package, emit)
-                except RunnerError as exc:
-                    if exc.code != PackageErrorCode.VERSION_CONFLICT.value:
-                        self._record_invalid(manifest, sha, zip_path.name, exc)
-                    raise
+                except (RunnerError, OSError) as exc:
+                    # Out of space anywhere in the pipeline is 2017, whatever step noticed it.
+                    error = as_runner_error(exc, self.layout.root, f"installing {manifest.name} {manifest.version}")
+                    if error.code != PackageErrorCode.VERSION_CONFLICT.value:
+                        self._record_invalid(manifest, sha, zip_path.name, error)
+                    if error is exc:
+                        raise
+                    raise error from exc
 
     def _already_installed(self, manifest: Manifest, sha: str) -> InstallResult | None:
         name, version = manifest.name, manifest.version
@@ -360,6 +366,11 @@ class Installer:
         if existing is not None and existing.get("state") != INVALID:
             return
         report = error.details.get("report") if isinstance(error.details.get("report"), dict) else None
+        with contextlib.suppress(DiskFullError):  # the operation still reports the failure
+            self._put_invalid(manifest, sha, zip_name, error, report)
+
+    def _put_invalid(self, manifest: Manifest, sha: str, zip_name: str, error: RunnerError,
+                     report: dict[str, Any] | None) -> None:
         self.registry.put({
             "name": manifest.name, "version": manifest.version, "supported_pids": list(manifest.supported_pids),
             "state": INVALID, "zip_sha256": sha, "zip_name": zip_name, "entry_point": manifest.entry_point,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PackageErrorCode, RunnerError
-from ..store.atomic import fsync_dir, read_json, write_json_atomic
+from ..store.atomic import commit_staged, fsync_dir, json_bytes, read_json, stage_bytes, write_json_atomic
 from ..store.layout import RootLayout
 from ..store.locks import ROOT_LOCK_TIMEOUT_S, root_lock
 
@@ -196,34 +196,51 @@ class ActivationStore:
     # --- internals -----------------------------------------------------------------------------
 
     def _apply(self, bindings: list[Binding], truncate_to: dict[str, int] | None) -> None:
-        """Write active + history files for ``bindings``; caller holds the root lock."""
+        """Write active + history files for ``bindings``; caller holds the root lock.
+
+        Every new file is written in full (staged) before any is renamed into place, so a full disk
+        fails in the staging step with every binding unchanged (2017). If a rename fails, the files
+        already replaced are restored, so the set of bindings changes completely or not at all.
+        """
         self.layout.active.mkdir(parents=True, exist_ok=True)
         self.history_dir.mkdir(parents=True, exist_ok=True)
-        saved: list[tuple[Path, Any]] = []
+        writes: list[tuple[Path, Any]] = []
+        for binding in bindings:
+            active_path = self.layout.active_file(binding.pid)
+            history_path = self.history_file(binding.pid)
+            owner = self._pid_of(active_path) if history_path.exists() else binding.pid
+            if owner != binding.pid:
+                raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                                  f"pid {binding.pid!r} maps to the same state file as pid {owner!r}; "
+                                  "use pids that differ in letters, digits, '.', '_' or '-'",
+                                  pid=binding.pid, other_pid=owner)
+            history = self.history(binding.pid)
+            if truncate_to is not None and binding.pid in truncate_to:
+                history = history[: truncate_to[binding.pid]]
+            if history and history[-1].key == binding.key:
+                history.pop()  # re-activating the current version refreshes, not duplicates, it
+            history.append(binding)
+            history = history[-self._history_limit:]
+            writes.append((history_path, {"pid": binding.pid, "entries": [b.file_body() for b in history]}))
+            writes.append((active_path, binding.file_body()))
+        staged: list[tuple[Path, Path]] = []
         try:
-            for binding in bindings:
-                active_path = self.layout.active_file(binding.pid)
-                history_path = self.history_file(binding.pid)
-                owner = self._pid_of(active_path) if history_path.exists() else binding.pid
-                if owner != binding.pid:
-                    raise RunnerError(PackageErrorCode.INVALID_REQUEST,
-                                      f"pid {binding.pid!r} maps to the same state file as pid {owner!r}; "
-                                      "use pids that differ in letters, digits, '.', '_' or '-'",
-                                      pid=binding.pid, other_pid=owner)
-                saved.append((active_path, self._read(active_path)))
-                saved.append((history_path, self._read(history_path)))
-                history = self.history(binding.pid)
-                if truncate_to is not None and binding.pid in truncate_to:
-                    history = history[: truncate_to[binding.pid]]
-                if history and history[-1].key == binding.key:
-                    history.pop()  # re-activating the current version refreshes, not duplicates, it
-                history.append(binding)
-                history = history[-self._history_limit:]
-                write_json_atomic(history_path, {"pid": binding.pid,
-                                                 "entries": [b.file_body() for b in history]})
-                write_json_atomic(active_path, binding.file_body())
+            for path, body in writes:
+                staged.append((stage_bytes(path, json_bytes(body)), path))
         except BaseException:
-            self._restore(saved)
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            raise
+        saved = [(path, self._read(path)) for _, path in staged]
+        committed = 0
+        try:
+            for tmp, path in staged:
+                commit_staged(tmp, path)
+                committed += 1
+        except BaseException:
+            for tmp, _ in staged[committed:]:
+                tmp.unlink(missing_ok=True)
+            self._restore(saved[:committed])
             raise
 
     def _restore(self, saved: list[tuple[Path, Any]]) -> None:

@@ -7,19 +7,21 @@ grayscale (Mono8) stays H x W. Anything unreadable is RunnerError 1002 ``image_l
 message saying what was wrong.
 
 Copies: Pillow decodes into its own buffer, ``np.asarray`` copies it out once, and the supervisor
-copies the array once more into the shared-memory segment. BGR is a view (no copy here).
+copies the array once more into the shared-memory segment. BGR is a view (no copy here). The data
+may be a file (the API passes the spooled upload), so the encoded bytes need not sit in memory too;
+``max_bytes`` bounds the decoded array (checked from the header, like the pixel count).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from procvision_algorithm_sdk.errors import ErrorCode
-from runner.errors import RunnerError
+from runner.errors import PackageErrorCode, RunnerError
 from runner.supervision.dialects import COLOR_SPACES, ImageInput
 
 #: Default limit on width x height (about 8K x 8K). Callers pass their own with ``max_pixels``.
@@ -54,6 +56,16 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
                     "accepted; send a smaller image", width=width, height=height, max_pixels=max_pixels)
 
 
+def _check_bytes(width: int, height: int, channels: int, max_bytes: int | None) -> None:
+    size = width * height * channels
+    if max_bytes is not None and size > max_bytes:
+        raise RunnerError(PackageErrorCode.PAYLOAD_TOO_LARGE,
+                          f"the image decodes to {width} x {height} x {channels} = {size} bytes, over "
+                          f"max_image_bytes={max_bytes}; send a smaller image or raise max_image_bytes",
+                          width=width, height=height, channels=channels, limit_bytes=max_bytes,
+                          setting="max_image_bytes")
+
+
 def _check_color_space(color_space: str) -> str:
     if color_space not in COLOR_SPACES:
         raise RunnerError(ErrorCode.UNSUPPORTED_COLOR_SPACE,
@@ -62,7 +74,7 @@ def _check_color_space(color_space: str) -> str:
     return color_space
 
 
-def _decode_pillow(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
+def _decode_pillow(data: IO[bytes], kind: str, max_pixels: int, max_bytes: int | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     fmt = "PNG" if kind == "png" else "JPEG"
@@ -70,12 +82,13 @@ def _decode_pillow(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
         # Pillow's own bomb check is a process-wide setting; ours runs on the header instead.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[fmt])
+            img = Image.open(data, formats=[fmt])
             _check_pixels(img.width, img.height, max_pixels)
             if img.mode in _HIGH_DEPTH_MODES:
                 raise _fail(f"the {fmt} image has {img.mode!r} pixels; only 8-bit images are accepted "
                             "(convert it to 8-bit grayscale or RGB)", mode=img.mode)
             target = "L" if img.mode in _MONO_MODES else "RGB"
+            _check_bytes(img.width, img.height, 1 if target == "L" else 3, max_bytes)
             decoded: Image.Image = img if img.mode == target else img.convert(target)
             decoded.load()
             return np.asarray(decoded)
@@ -86,8 +99,7 @@ def _decode_pillow(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
                     format=fmt.lower()) from exc
 
 
-def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
-    stream = io.BytesIO(data)
+def _decode_npy(stream: IO[bytes], max_pixels: int, max_bytes: int | None) -> np.ndarray:
     try:
         major, _minor = np.lib.format.read_magic(stream)
         if major == 1:
@@ -103,6 +115,7 @@ def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
         raise _fail(f"the .npy array has shape {tuple(int(n) for n in shape)}; expected H x W (mono) or "
                     "H x W x 3 (RGB/BGR); convert it before sending", format="npy", shape=list(shape))
     _check_pixels(int(shape[1]), int(shape[0]), max_pixels)
+    _check_bytes(int(shape[1]), int(shape[0]), int(shape[2]) if len(shape) == 3 else 1, max_bytes)
     stream.seek(0)
     try:
         arr = np.load(stream, allow_pickle=False)
@@ -113,30 +126,36 @@ def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
     return arr
 
 
-def decode_image(data: bytes, *, color_space: str = "RGB", camera_id: str = "",
+def decode_image(data: bytes | IO[bytes], *, color_space: str = "RGB", camera_id: str = "",
                  timestamp_ms: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 input_order: str = "RGB") -> ImageInput:
-    """Turn uploaded bytes into an ``ImageInput`` holding a uint8 array.
+                 input_order: str = "RGB", max_bytes: int | None = None) -> ImageInput:
+    """Turn uploaded bytes (or a seekable binary file) into an ``ImageInput`` holding a uint8 array.
 
     ``color_space`` is the channel order the algorithm receives (RGB or BGR). PNG and JPEG decode
     to RGB; for ``.npy`` arrays ``input_order`` says which order the array is already in. Mono8
     images stay H x W. Raises RunnerError 1002 for unreadable or oversized data and 1008 for an
-    unknown color space.
+    unknown color space; 2014 when the decoded array would be over ``max_bytes``.
     """
     target = _check_color_space(color_space)
     source = _check_color_space(input_order)
-    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        stream: IO[bytes] = io.BytesIO(data)
+    else:
+        stream = data
+        stream.seek(0)
+    head = stream.read(16)
+    stream.seek(0)
+    if not head:
         raise _fail("no image data was sent")
-    raw = bytes(data) if not isinstance(data, bytes) else data
-    kind = sniff(raw)
+    kind = sniff(head)
     if kind in ("png", "jpeg"):
-        arr = _decode_pillow(raw, kind, max_pixels)
+        arr = _decode_pillow(stream, kind, max_pixels, max_bytes)
         source = "RGB"
     elif kind == "npy":
-        arr = _decode_npy(raw, max_pixels)
+        arr = _decode_npy(stream, max_pixels, max_bytes)
     else:
         raise _fail("the image data is not PNG, JPEG or NumPy .npy (unrecognised first bytes "
-                    f"{raw[:8].hex()}); send one of those formats", first_bytes=raw[:8].hex())
+                    f"{head[:8].hex()}); send one of those formats", first_bytes=head[:8].hex())
     if arr.ndim == 3 and source != target:
         arr = arr[:, :, ::-1]
     return ImageInput(array=arr, color_space=target, camera_id=camera_id, timestamp_ms=timestamp_ms)

@@ -4,13 +4,16 @@
     deployed/<name>/<version>/ published package files + venv/
     active/<pid>.json          {name, version, activated_at}
     registry.json              every known version and its state
+    operations.json            the API's install operations (last 100), kept across restarts
     logs/<name>/<version>/     worker stderr, rotated
     .staging/                  installs in progress (removed at start if stale)
     .trash/                    versions being deleted (removed at start)
     .locks/                    per-version lock files
     .lock                      root lock (serialises state changes)
     .daemon.lock               held for the daemon's whole life: a second daemon refuses to start
-    .token                     the API bearer token (mode 0600)
+    .token                     the API bearer token (mode 0600; refused if group/others can read it)
+
+The root and its folders are created 0750 (an existing looser root is tightened), state files 0640.
     .uv-cache/                 uv's wheel cache, shared by every version's install
     trust/                     trusted public keys and CA certificates (PEM) that packages must be signed with
     .signing/                  the root's own signing key (made by quickstart; mode 0600)
@@ -18,11 +21,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: Mode of the root and its folders: the daemon's user and its group, nobody else.
+ROOT_MODE = 0o750
+#: Mode of state files (registry, active bindings, operations journal); the token is 0600.
+FILE_MODE = 0o640
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,10 @@ class RootLayout:
         return self.root / "registry.json"
 
     @property
+    def operations_file(self) -> Path:
+        return self.root / "operations.json"
+
+    @property
     def root_lock(self) -> Path:
         return self.root / ".lock"
 
@@ -107,7 +120,15 @@ class RootLayout:
         return self.logs / name / version
 
     def ensure(self) -> None:
-        """Create the folders of the layout (idempotent)."""
+        """Create the folders of the layout (idempotent), owner+group only (``ROOT_MODE``).
+
+        An existing root that group members may write or others may enter is tightened to
+        ``ROOT_MODE``: the registry, the logs and the token live there.
+        """
+        self.root.mkdir(mode=ROOT_MODE, parents=True, exist_ok=True)
+        current = stat.S_IMODE(self.root.stat().st_mode)
+        if current & ~ROOT_MODE:
+            os.chmod(self.root, current & ROOT_MODE)
         for path in (self.zips, self.rejected, self.deployed, self.active, self.logs, self.staging,
                      self.trash, self.locks):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=ROOT_MODE, parents=True, exist_ok=True)

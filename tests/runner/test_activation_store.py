@@ -99,18 +99,18 @@ def test_failed_write_restores_previous_bindings(store: ActivationStore, monkeyp
     store.bind(["P1", "P2"], "algo", "1")
     from runner.routing import activation
 
-    real = activation.write_json_atomic
+    real = activation.commit_staged
     calls = {"n": 0}
 
-    def flaky(path: Path, obj: object, mode: int = 0o644) -> None:
+    def flaky(tmp: Path, path: Path) -> None:
         calls["n"] += 1
         if calls["n"] == 3:  # P1 fully written (history + active), then P2's history fails
-            raise OSError("disk full")
-        real(path, obj, mode)
+            raise OSError("rename failed")
+        real(tmp, path)
 
-    monkeypatch.setattr(activation, "write_json_atomic", flaky)
+    monkeypatch.setattr(activation, "commit_staged", flaky)
     with pytest.raises(OSError):
         store.bind(["P1", "P2"], "algo", "2")
-    monkeypatch.setattr(activation, "write_json_atomic", real)
+    monkeypatch.setattr(activation, "commit_staged", real)
     assert {p: b.version for p, b in store.all().items()} == {"P1": "1", "P2": "1"}
     assert [b.version for b in store.history("P1")] == ["1"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import stat
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from runner.errors import PackageErrorCode, RunnerError
 
 from ..context import AppContext, get_ctx
+from ..limits import loads_limited, too_deep
 from ..operations import fingerprint_of
 from ..schemas import PROBLEM_RESPONSES, Activation, OperationOut, PidList, ValidateInstalled, ZipPath
 from ..uploads import ReceivedZip, receive_zip
@@ -38,9 +38,10 @@ def _is_json(request: Request) -> bool:
     return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
 
 
-async def _read_json(request: Request) -> Any:
+async def _read_json(request: Request, max_depth: int) -> Any:
+    # BodyLimitMiddleware already capped the size and depth; parsing stays depth-limited anyway.
     try:
-        return json.loads(await request.body() or b"null")
+        return loads_limited(await request.body() or b"null", max_depth, too_deep("the JSON body", max_depth))
     except ValueError as exc:
         raise RunnerError(PackageErrorCode.INVALID_REQUEST, f"the body is not valid JSON: {exc}") from exc
 
@@ -94,7 +95,7 @@ async def install(request: Request, ctx: AppContext = Depends(get_ctx),
         raise RunnerError(PackageErrorCode.BUSY, "the runner is shutting down; retry after it restarted")
     service = ctx.service
     if _is_json(request):
-        body = _as_model(ZipPath, await _read_json(request))
+        body = _as_model(ZipPath, await _read_json(request, ctx.settings.max_json_depth))
         path = _local_zip(ctx, body.path)
         found = path.stat()
         fingerprint = fingerprint_of("path", str(path), str(found.st_size), str(found.st_mtime_ns))
@@ -124,7 +125,7 @@ async def install(request: Request, ctx: AppContext = Depends(get_ctx),
 async def validate(request: Request, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
     service = ctx.service
     if _is_json(request):
-        data = await _read_json(request)
+        data = await _read_json(request, ctx.settings.max_json_depth)
         if isinstance(data, dict) and "path" in data:
             path = _local_zip(ctx, _as_model(ZipPath, data).path)
             return await run_in_threadpool(service.validate_zip, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
@@ -16,6 +15,7 @@ from runner.routing.images import decode_image
 from runner.supervision.dialects import CallRequest, ImageInput
 
 from ..context import AppContext, get_ctx
+from ..limits import loads_limited, too_deep, too_large
 from ..problems import INFRASTRUCTURE_CODES, problem_dict, problem_response, status_for
 from ..schemas import PROBLEM_RESPONSES
 
@@ -31,11 +31,11 @@ def call_budget_s(settings: Settings, phase: str, timeout_s: float | None) -> fl
     return 2.0 * timeout_s * (1 + settings.max_retries)
 
 
-def _json_field(field: str, raw: str | None, kind: type, default: Any) -> Any:
+def _json_field(field: str, raw: str | None, kind: type, default: Any, max_depth: int) -> Any:
     if raw is None or raw == "":
         return default
     try:
-        value = json.loads(raw)
+        value = loads_limited(raw, max_depth, too_deep(field, max_depth, ErrorCode.INVALID_PARAMS, field=field))
     except ValueError as exc:
         raise RunnerError(ErrorCode.INVALID_PARAMS, f"{field} is not valid JSON: {exc}", field=field) from exc
     if not isinstance(value, kind):
@@ -43,13 +43,21 @@ def _json_field(field: str, raw: str | None, kind: type, default: Any) -> Any:
     return value
 
 
-async def _image(upload: UploadFile | None, color_space: str, camera_id: str,
+async def _image(field: str, upload: UploadFile | None, limit: int, color_space: str, camera_id: str,
                  timestamp_ms: int | None, input_order: str) -> ImageInput | None:
     if upload is None:
         return None
-    data = await upload.read()
-    return await run_in_threadpool(decode_image, data, color_space=color_space, camera_id=camera_id,
-                                   timestamp_ms=timestamp_ms, input_order=input_order)
+    # The part was spooled to a temporary file while the body streamed in: an oversized file is
+    # refused by its size, and an accepted one is decoded from that file, never copied into memory.
+    size = upload.size
+    if size is None:
+        await upload.seek(0)
+        size = len(await upload.read(limit + 1))
+    if size > limit:
+        raise too_large(f"the uploaded file {upload.filename or upload.content_type or 'image'!r}", limit,
+                        "max_image_bytes", field=field, size=size)
+    return await run_in_threadpool(decode_image, upload.file, color_space=color_space, camera_id=camera_id,
+                                   timestamp_ms=timestamp_ms, input_order=input_order, max_bytes=limit)
 
 
 @router.post("/execute", summary="Run pre or execute on the version active for pid",
@@ -77,13 +85,15 @@ async def execute(
     image: UploadFile | None = File(default=None, description="PNG, JPEG or .npy"),
     guide_image: UploadFile | None = File(default=None, description="PNG, JPEG or .npy (execute-only workers)"),
 ) -> JSONResponse:
+    depth, image_cap = ctx.settings.max_json_depth, ctx.settings.max_image_bytes
     request = CallRequest(
         phase=phase, step_index=step_index, pid=pid, session_id=session_id,
-        session_context=_json_field("session_context", session_context, dict, {}),
-        user_params=_json_field("user_params", user_params, dict, {}),
-        image=await _image(image, color_space, camera_id, timestamp_ms, input_order),
-        guide_image=await _image(guide_image, color_space, camera_id, timestamp_ms, input_order),
-        step_desc=step_desc, guide_info=_json_field("guide_info", guide_info, list, []),
+        session_context=_json_field("session_context", session_context, dict, {}, depth),
+        user_params=_json_field("user_params", user_params, dict, {}, depth),
+        image=await _image("image", image, image_cap, color_space, camera_id, timestamp_ms, input_order),
+        guide_image=await _image("guide_image", guide_image, image_cap, color_space, camera_id, timestamp_ms,
+                                 input_order),
+        step_desc=step_desc, guide_info=_json_field("guide_info", guide_info, list, [], depth),
         end_session=end_session)
     if request.image is None:
         raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED, "send the camera image as the multipart file 'image'")

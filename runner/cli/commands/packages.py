@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("list", help="installed versions")
     p.add_argument("--state", help="only versions in this state (installed, running, failed, ...)")
     p.add_argument("--name", help="only versions of this package")
+    p.add_argument("--failed", action="store_true",
+                   help="failed API installs instead (also those that never got a name/version: bad zip, "
+                        "disk full, interrupted by a restart)")
     add_common(p)
     p.set_defaults(func=list_versions)
 
@@ -131,7 +134,23 @@ def validate(ctx: CliContext) -> int:
     return _print_report(ctx, report)
 
 
+def _failed_installs(ctx: CliContext) -> int:
+    with ctx.client() as client:
+        ops = client.operations(kind="install", state="failed")
+    if ctx.json:
+        print_json(ops, ctx.out)
+        return exitcodes.OK
+    rows = [{"operation": op.get("id"), "zip": (op.get("request") or {}).get("filename")
+             or (op.get("request") or {}).get("path"),
+             "code": (op.get("error") or {}).get("code"), "error": (op.get("error") or {}).get("detail")}
+            for op in ops]
+    table(rows, ["operation", "zip", "code", "error"], ctx.out, empty="(no failed installs)")
+    return exitcodes.OK
+
+
 def list_versions(ctx: CliContext) -> int:
+    if ctx.args.failed:
+        return _failed_installs(ctx)
     with ctx.client() as client:
         rows = client.list_versions(name=ctx.args.name, state=ctx.args.state)
     if ctx.json:
