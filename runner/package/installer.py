@@ -14,7 +14,6 @@ root lock for each read-modify-write.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -36,6 +35,7 @@ from ..store.atomic import fsync_dir, read_json, write_json_atomic
 from ..store.locks import version_lock
 from ..store.registry import INSTALLED, INVALID, Registry, utc_now
 from . import archive, layout, venv, wheels
+from .env_file import parse_env_file
 from .interpreters import Interpreter, InterpreterFinder
 from .smoke import SmokeFailure, run_smoke_test
 
@@ -146,12 +146,7 @@ class Installer:
             env_config: dict[str, Any] = {}
             if found.env_file:
                 raw = archive.read_member(zf, by_name[found.env_file], MAX_SMALL_FILE)
-                try:
-                    env_config = json.loads(raw.decode("utf-8-sig"))
-                except (UnicodeDecodeError, ValueError) as exc:
-                    raise archive.invalid(f"{found.env_file} is not valid JSON: {exc}", found.env_file) from exc
-                if not isinstance(env_config, dict):
-                    raise archive.invalid(f"{found.env_file} must hold a JSON object", found.env_file)
+                env_config = parse_env_file(raw, found.env_file)
             _passed(on_pass, stage)
         except RunnerError as exc:
             exc.details.setdefault("check", stage)
