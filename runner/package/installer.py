@@ -172,6 +172,7 @@ class Installer:
             requirements = self._requirements(zf, package, wheel_files)
             resolution = wheels.resolve(requirements, wheel_files, interpreter,
                                         wheels.nested_metadata_reader(zf, by_base))
+            wheels.check_hashes(requirements, resolution, wheels.nested_wheel_digest(zf, by_base))
         except RunnerError as exc:
             exc.details.setdefault("check", stage)
             raise

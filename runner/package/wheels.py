@@ -18,8 +18,10 @@ interpreter's tags and the version specifier.
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import io
 import re
+import urllib.parse
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +37,13 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import Version
+
+from procvision_algorithm_sdk.requirement_lines import (
+    RequirementLine,
+    RequirementLineError,
+    numbered_lines,
+    parse_line,
+)
 
 from ..errors import PackageErrorCode, RunnerError
 from .interpreters import Interpreter
@@ -87,8 +96,10 @@ class LineRequirement(Requirement):
         super().__init__(text)
         self.source = source
         self.line = line
-        #: The URL of a ``name @ URL`` line (the requirement itself is kept by name only).
+        #: The URL of a ``name @ file:...whl`` line (the requirement itself is kept by name only).
         self.location = location
+        #: ``(algorithm, hex digest)`` pairs from ``--hash`` options; the chosen wheel must match one.
+        self.hashes: tuple[tuple[str, str], ...] = ()
 
     @property
     def origin(self) -> str:
@@ -124,55 +135,105 @@ def _looks_like_location(line: str) -> bool:
             or line.endswith((".whl", ".tar.gz", ".zip")))
 
 
-def parse_requirements(text: str, source: str) -> list[Requirement]:
-    """Requirement lines of a requirements file (each a ``LineRequirement``). Comments and index
-    options (``--find-links`` ...) are skipped. 2004 naming the file and line for what cannot be honoured
-    offline (``-r``/``-c``, ``-e``, bare URLs and paths) and for a line that is not PEP 508.
+def _line_error(where: str, message: str, line: str, number: int, source: str, problem: str,
+                **details: object) -> RunnerError:
+    return RunnerError(PackageErrorCode.WHEELS_MISSING, f"{where}: {message}", requirement=line, line=number,
+                       file=source, problem=problem, **details)
 
-    ``name @ URL`` (as ``pip freeze`` writes for local wheels) is kept: it is checked by name against
-    the bundled wheels, and ``resolve`` says "cannot be installed offline" if none is bundled."""
+
+def parse_requirements(text: str, source: str) -> list[Requirement]:
+    """Requirement lines of a requirements file (each a ``LineRequirement``), 2004 naming the file and
+    line for anything an offline install cannot honour (see ``procvision_algorithm_sdk.requirement_lines``
+    for the option lines): ``-r``/``-c``, ``-e``, bare URLs and paths, ``name @ URL`` other than a
+    ``file:`` URL of a wheel, index options such as ``--index-url``, malformed ``--hash`` values, and
+    lines that are not PEP 508. ``--hash`` values are kept on the requirement and checked by
+    ``check_hashes``.
+
+    ``name @ file:///.../<wheel>`` (as ``pip freeze`` writes for local wheels) pins that wheel file:
+    ``resolve`` accepts it only when a wheel of exactly that file name is bundled."""
     reqs: list[Requirement] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in numbered_lines(text):
         where = f"{source} line {number}"
         if line.startswith(("-r", "--requirement", "-c", "--constraint")):
-            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{where}: {line!r} refers to another file, which is not part of the package; "
-                              f"list the requirements themselves (name==version) in {source}",
-                              requirement=line, line=number, file=source, problem="not_offline")
+            raise _line_error(where, f"{line!r} refers to another file, which is not part of the package; list "
+                              f"the requirements themselves (name==version) in {source}", line, number, source,
+                              "not_offline")
         if line.startswith(("-e", "--editable")):
             location = re.sub(r"^(--editable|-e)[=\s]*", "", line)
-            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{where}: editable requirement {line!r} "
-                              f"{offline_hint(_name_of_location(location.strip()), source)}",
-                              requirement=line, line=number, file=source, problem="not_offline")
-        if line.startswith("-"):
-            continue  # index options; the install is offline with --no-index anyway
-        line = " ".join(p for p in line.split() if not p.startswith("--hash"))
-        if _looks_like_location(line) and "@" not in line.split("://", 1)[0]:
-            kind = "URL" if "://" in line else "local path"
-            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{where}: {kind} requirement {line!r} {offline_hint(_name_of_location(line), source)}",
-                              requirement=line, line=number, file=source, problem="not_offline")
+            raise _line_error(where, f"editable requirement {line!r} "
+                              f"{offline_hint(_name_of_location(location.strip()), source)}", line, number, source,
+                              "not_offline")
         try:
-            req = LineRequirement(line, source, number)
-            if req.url:
-                # "name @ file:///..." from pip freeze: usable only if the wheel is bundled, so it is
-                # checked by name; resolve() explains the offline rule when it is not.
-                extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-                marker = f"; {req.marker}" if req.marker else ""
-                req = LineRequirement(f"{req.name}{extras}{marker}", source, number, location=req.url)
-        except InvalidRequirement as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{where}: {line!r} is not a valid requirement ({reason}); write one PEP 508 "
-                              "requirement per line, e.g. numpy==1.26.4",
-                              requirement=line, line=number, file=source, problem="invalid_requirement",
-                              parse_error=str(exc)) from exc
-        reqs.append(req)
+            parsed = parse_line(number, line)
+        except RequirementLineError as exc:
+            raise _line_error(where, f"{line!r}: {exc.message}", line, number, source, exc.problem) from exc
+        if parsed.is_option:
+            continue  # an allowed option; the install is offline with --no-index anyway
+        text_only = parsed.requirement
+        if _looks_like_location(text_only) and "@" not in text_only.split("://", 1)[0]:
+            kind = "URL" if "://" in text_only else "local path"
+            raise _line_error(where, f"{kind} requirement {text_only!r} "
+                              f"{offline_hint(_name_of_location(text_only), source)}", line, number, source,
+                              "not_offline")
+        reqs.append(_requirement(parsed, text_only, where, source))
     return reqs
+
+
+def _requirement(parsed: RequirementLine, text: str, where: str, source: str) -> LineRequirement:
+    try:
+        req = LineRequirement(text, source, parsed.number)
+    except InvalidRequirement as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _line_error(where, f"{text!r} is not a valid requirement ({reason}); write one PEP 508 "
+                          "requirement per line, e.g. numpy==1.26.4", parsed.text, parsed.number, source,
+                          "invalid_requirement", parse_error=str(exc)) from exc
+    if req.url:
+        wheel_file = _local_wheel_file(req.url)
+        if wheel_file is None:
+            raise _line_error(where, f"{req.name} @ {req.url} {offline_hint(req.name, source)}", parsed.text,
+                              parsed.number, source, "not_offline")
+        # Kept by name; resolve() holds it to exactly this bundled wheel file.
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        marker = f"; {req.marker}" if req.marker else ""
+        req = LineRequirement(f"{req.name}{extras}{marker}", source, parsed.number, location=req.url)
+    req.hashes = parsed.hashes
+    return req
+
+
+def _local_wheel_file(url: str) -> str | None:
+    """The wheel file name a ``file:`` URL points at, or None for any other URL."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "file":
+        return None
+    filename = urllib.parse.unquote(parts.path).rstrip("/").rsplit("/", 1)[-1]
+    try:
+        parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    return filename
+
+
+def check_hashes(requirements: list[Requirement], resolution: Resolution,
+                 digest: Callable[[WheelFile, str], str]) -> None:
+    """2004 if a wheel chosen for a requirement with ``--hash`` values matches none of them.
+    ``digest(wheel, algorithm)`` is the hex digest of the bundled wheel file."""
+    for req in requirements:
+        if not isinstance(req, LineRequirement) or not req.hashes:
+            continue
+        wheel = resolution.chosen.get(canonicalize_name(req.name))
+        if wheel is None:
+            continue  # the line's marker excludes this interpreter: nothing of it is installed
+        actual = {algorithm: digest(wheel, algorithm) for algorithm in {a for a, _ in req.hashes}}
+        if any(actual[algorithm] == expected for algorithm, expected in req.hashes):
+            continue
+        pinned = ", ".join(f"{a}:{h}" for a, h in req.hashes)
+        found = ", ".join(f"{a}:{h}" for a, h in sorted(actual.items()))
+        raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                          f"{req.origin}: wheels/{wheel.filename} does not match the hash pinned for {req.name} "
+                          f"({pinned}); the bundled wheel is {found}. Bundle the wheel the hash was taken from, "
+                          "or update the hash", requirement=str(req), line=req.line, file=req.source,
+                          wheel=wheel.filename, expected=[f"{a}:{h}" for a, h in req.hashes], actual=found,
+                          problem="hash_mismatch")
 
 
 def requires_python(metadata: bytes) -> SpecifierSet | None:
@@ -224,6 +285,25 @@ def nested_metadata_reader(zf: zipfile.ZipFile, wheel_members: dict[str, str]) -
                               f"wheels/{wheel.filename} is not a readable wheel: {exc}", entry=member) from exc
 
     return read
+
+
+def nested_wheel_digest(zf: zipfile.ZipFile, wheel_members: dict[str, str]) -> Callable[[WheelFile, str], str]:
+    """A digest function (for ``check_hashes``) of wheels still inside the package zip
+    (``filename -> archive name``), streamed."""
+
+    def digest(wheel: WheelFile, algorithm: str) -> str:
+        member = wheel_members[wheel.filename]
+        hasher = hashlib.new(algorithm)
+        try:
+            with zf.open(member) as handle:
+                for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+                    hasher.update(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise RunnerError(PackageErrorCode.INVALID_ZIP,
+                              f"wheels/{wheel.filename} cannot be read: {exc}", entry=member) from exc
+        return hasher.hexdigest()
+
+    return digest
 
 
 def _label(req: Requirement) -> str:
@@ -285,6 +365,10 @@ def _marker_applies(marker: Marker, env: dict[str, str], extras: frozenset[str])
 def _choose(req: Requirement, parent: str, candidates: list[WheelFile], supported: set[Tag],
             target: Interpreter, metadata: Callable[[WheelFile], bytes]) -> WheelFile:
     location = req.location if isinstance(req, LineRequirement) else req.url
+    if location:
+        # "name @ file:///.../<wheel>" means exactly that wheel file.
+        pinned = _local_wheel_file(location)
+        candidates = [w for w in candidates if w.filename == pinned]
     if not candidates and location:
         source = req.source if isinstance(req, LineRequirement) else "requirements.txt"
         raise RunnerError(PackageErrorCode.WHEELS_MISSING,
