@@ -9,23 +9,21 @@ target. Needs ``packaging`` (the ``cli`` extra), imported here and nowhere at SD
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import io
-import json
-import re
-import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import zipsafety
+from ..json_document import load_json_document
 from ..manifest import Manifest, ManifestError, parse_manifest_bytes
-from .project import is_sdk_requirement, requirement_lines
+from ..requirement_lines import RequirementLineError, numbered_lines, parse_line
+from .project import is_sdk_requirement
 from .report import Report
 
 REQUIREMENT_FILES = ("requirements.sanitized.txt", "requirements.txt")
-#: requirements.txt option lines that are harmless offline (the runner supplies its own index options).
-_IGNORED_OPTIONS = ("--no-index", "--find-links", "-f", "--only-binary", "--prefer-binary")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 class MissingPackaging(RuntimeError):
@@ -41,22 +39,18 @@ def _require_packaging() -> None:
 
 
 def unsafe_names(zf: zipfile.ZipFile) -> list[str]:
-    """Entries that could escape the extraction folder or are not plain files/folders."""
+    """Every entry whose name or type the runner refuses (escaping paths, links, over-long or too-deep
+    names, ...), one message each; the rules are the runner's (``procvision_algorithm_sdk.zipsafety``)."""
     bad = []
-    seen: set[str] = set()
     for info in zf.infolist():
-        name = info.filename
-        parts = name.split("/")
-        mode = (info.external_attr >> 16) & 0o170000
-        if not name or name.startswith(("/", "\\")) or _DRIVE.match(name) or "\\" in name or "\x00" in name:
-            bad.append(f"{name!r} (absolute or non-portable path)")
-        elif ".." in parts:
-            bad.append(f"{name!r} (contains '..')")
-        elif mode == stat.S_IFLNK:
-            bad.append(f"{name!r} (symbolic link)")
-        elif name in seen:
-            bad.append(f"{name!r} (appears twice)")
-        seen.add(name)
+        try:
+            zipsafety.check_name(info)
+        except zipsafety.ZipProblem as problem:
+            bad.append(problem.message)
+            continue
+        kind, _mode = zipsafety.entry_kind(info)
+        if kind not in ("file", "dir"):
+            bad.append(f"entry {info.filename!r} is {kind}; only regular files and folders are allowed")
     return bad
 
 
@@ -225,31 +219,77 @@ class _Resolver:
             self.resolve(dep, wheel.filename, (extra,) if extra else ())
 
 
-def _parse_requirements(text: str, source: str, report: Report) -> list[Any] | None:
+@dataclass
+class _Pinned:
+    """A requirement with ``--hash`` values, and where it was written."""
+
+    requirement: Any
+    hashes: tuple[tuple[str, str], ...]
+    line: int
+
+
+def _parse_requirements(text: str, source: str, report: Report) -> tuple[list[Any], list[_Pinned]] | None:
+    """Requirements and the hash-pinned ones among them; None (and a failed check) if a line is refused."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     reqs = []
+    pinned = []
     errors = []
-    for line in requirement_lines(text):
-        if line.startswith("-"):
-            if not line.startswith(_IGNORED_OPTIONS):
-                errors.append(f"{line!r}: option lines other than {', '.join(_IGNORED_OPTIONS)} cannot be "
-                              "honoured offline; list plain requirements")
+    for number, line in numbered_lines(text):
+        where = f"line {number}: {line!r}"
+        if line.startswith(("-r", "--requirement", "-c", "--constraint", "-e", "--editable")):
+            errors.append(f"{where}: other files and editable installs cannot be honoured offline; list plain "
+                          "requirements (name==version)")
             continue
         try:
-            req = Requirement(line)
+            parsed = parse_line(number, line)
+        except RequirementLineError as exc:
+            errors.append(f"{where}: {exc.message}")
+            continue
+        if parsed.is_option:
+            continue
+        try:
+            req = Requirement(parsed.requirement)
         except InvalidRequirement as exc:
-            errors.append(f"{line!r}: {exc}")
+            errors.append(f"{where}: {exc}")
             continue
         if req.url:
-            errors.append(f"{line!r}: URL requirements cannot be installed offline; bundle the wheel instead")
+            errors.append(f"{where}: URL requirements cannot be installed offline; bundle the wheel and write "
+                          f"{req.name}==<version>")
             continue
         reqs.append(req)
+        if parsed.hashes:
+            pinned.append(_Pinned(req, parsed.hashes, number))
     if errors:
         report.fail("requirements", f"{source}:\n" + "\n".join(errors))
         return None
     report.pass_("requirements", f"{source}: {', '.join(str(r) for r in reqs) or 'nothing'}")
-    return reqs
+    return reqs, pinned
+
+
+def _digest(zf: zipfile.ZipFile, entry: str, algorithm: str) -> str:
+    hasher = hashlib.new(algorithm)
+    with zf.open(entry) as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _hash_problems(zf: zipfile.ZipFile, resolver: _Resolver, pinned: list[_Pinned], source: str) -> list[str]:
+    """A message for each hash-pinned requirement whose chosen wheel matches none of its hashes."""
+    from packaging.utils import canonicalize_name
+
+    problems = []
+    for pin in pinned:
+        wheel = resolver.chosen.get(canonicalize_name(pin.requirement.name))
+        if wheel is None:
+            continue
+        actual = {algorithm: _digest(zf, wheel.entry, algorithm) for algorithm in sorted({a for a, _ in pin.hashes})}
+        if not any(actual[a] == h for a, h in pin.hashes):
+            found = ", ".join(f"{a}:{h}" for a, h in actual.items())
+            problems.append(f"{source} line {pin.line}: {wheel.filename} does not match the hash pinned for "
+                            f"{pin.requirement.name}; the bundled wheel is {found}")
+    return problems
 
 
 def _read_target(zf: zipfile.ZipFile, names: list[str], base: str, report: Report) -> Any:
@@ -259,7 +299,7 @@ def _read_target(zf: zipfile.ZipFile, names: list[str], base: str, report: Repor
         entry = prefix + ENV_FILE
         if entry in names:
             try:
-                target = target_from_env_json(json.loads(zf.read(entry).decode("utf-8-sig")), entry)
+                target = target_from_env_json(load_json_document(zf.read(entry)), entry)
             except (ValueError, TargetError) as exc:
                 report.fail("target", f"{entry} is invalid: {exc}")
                 return None
@@ -275,10 +315,11 @@ def validate_zip(path: str | Path) -> Report:
     _require_packaging()
     report = Report()
     p = Path(path)
+    limits = zipsafety.ZipLimits()
     try:
-        zf = zipfile.ZipFile(p)
-    except (OSError, zipfile.BadZipFile) as exc:
-        report.fail("zip_open", f"cannot open {p} as a zip archive: {exc}")
+        zf = zipsafety.open_zip(p, limits)
+    except zipsafety.ZipProblem as problem:
+        report.fail("zip_open", f"{p.name}: {problem.message} (the runner refuses this archive)")
         return report
     with zf:
         names = zf.namelist()
@@ -287,18 +328,26 @@ def validate_zip(path: str | Path) -> Report:
         if bad:
             report.fail("zip_layout", "unsafe entries (the runner refuses this archive):\n" + "\n".join(bad[:20]))
             return report
-        report.pass_("zip_layout", "no absolute, '..', symlink or duplicate entries")
+        try:
+            zipsafety.check_archive(zf, limits)
+        except zipsafety.ZipProblem as problem:
+            report.fail("zip_layout", f"{problem.message} (the runner refuses this archive)")
+            return report
+        report.pass_("zip_layout", "entry names, types, sizes and data layout pass the runner's archive rules "
+                                   "(with its default limits)")
         base, where = find_base(names)
         if base is None:
             report.fail("manifest", where)
             return report
         manifest = _check_manifest(zf, base, where, report)
         req_entry = next((base + f for f in REQUIREMENT_FILES if base + f in names), None)
-        reqs = None
+        parsed = None
         if req_entry is None:
             report.fail("requirements", f"neither {' nor '.join(base + f for f in REQUIREMENT_FILES)} is in the zip")
         else:
-            reqs = _parse_requirements(zf.read(req_entry).decode("utf-8-sig", errors="replace"), req_entry, report)
+            parsed = _parse_requirements(zf.read(req_entry).decode("utf-8-sig", errors="replace"), req_entry,
+                                         report)
+        reqs, pinned = parsed if parsed is not None else (None, [])
         target = _read_target(zf, names, base, report)
         _check_python_requires(manifest, target, report)
         # Like the runner: wheels/ beside the manifest wins, else wheels/ at the archive root.
@@ -308,7 +357,7 @@ def validate_zip(path: str | Path) -> Report:
         if reqs is None or target is None or not wheels:
             report.skip("dependencies", "needs valid requirements, target and wheels")
             return report
-        _check_dependencies(zf, wheels, target, reqs, req_entry or "", report)
+        _check_dependencies(zf, wheels, target, reqs, pinned, req_entry or "", report)
     return report
 
 
@@ -341,11 +390,12 @@ def _check_python_requires(manifest: Manifest | None, target: Any, report: Repor
                                        f"{target.describe()}")
 
 
-def _check_dependencies(zf: zipfile.ZipFile, wheels: list[Wheel], target: Any, reqs: list[Any], source: str,
-                        report: Report) -> None:
+def _check_dependencies(zf: zipfile.ZipFile, wheels: list[Wheel], target: Any, reqs: list[Any],
+                        pinned: list[_Pinned], source: str, report: Report) -> None:
     resolver = _Resolver(zf, wheels, target)
     for req in reqs:
         resolver.resolve(req, source)
+    resolver.problems += _hash_problems(zf, resolver, pinned, source)
     if not any(is_sdk_requirement(str(r.name)) for r in reqs):
         resolver.problems.append(f"{source} does not list procvision-algorithm-sdk: the worker adapter is "
                                  "installed from it (procvision-cli package adds it)")
