@@ -171,7 +171,7 @@ class Installer:
             wheel_files = wheels.parse_wheel_names(by_base)
             requirements = self._requirements(zf, package, wheel_files)
             resolution = wheels.resolve(requirements, wheel_files, interpreter,
-                                        wheels.nested_metadata_reader(zf, by_base))
+                                        wheels.nested_metadata_reader(zf, by_base, self.limits))
             wheels.check_hashes(requirements, resolution, wheels.nested_wheel_digest(zf, by_base))
         except RunnerError as exc:
             exc.details.setdefault("check", stage)

@@ -21,6 +21,7 @@ import email.parser
 import hashlib
 import io
 import re
+import struct
 import urllib.parse
 import zipfile
 from collections.abc import Callable, Iterable
@@ -44,6 +45,7 @@ from procvision_algorithm_sdk.requirement_lines import (
     numbered_lines,
     parse_line,
 )
+from procvision_algorithm_sdk.zipsafety import ZipLimits, ZipProblem, check_end_record, read_end_record
 
 from ..errors import PackageErrorCode, RunnerError
 from .interpreters import Interpreter
@@ -270,17 +272,25 @@ def read_wheel_metadata(wheel: zipfile.ZipFile, filename: str) -> bytes:
         return handle.read(MAX_METADATA_BYTES)
 
 
-def nested_metadata_reader(zf: zipfile.ZipFile, wheel_members: dict[str, str]) -> Callable[[WheelFile], bytes]:
-    """A metadata reader for wheels still inside the package zip (``filename -> archive name``)."""
+def nested_metadata_reader(zf: zipfile.ZipFile, wheel_members: dict[str, str],
+                           limits: ZipLimits | None = None) -> Callable[[WheelFile], bytes]:
+    """A metadata reader for wheels still inside the package zip (``filename -> archive name``).
+    A wheel is a zip too: its end records are judged against ``limits`` (default: the SDK's defaults)
+    before its central directory is parsed, so a hostile "wheel" costs no more than a hostile package."""
+    wheel_limits = limits if limits is not None else ZipLimits()
 
     def read(wheel: WheelFile) -> bytes:
         member = wheel_members[wheel.filename]
         try:
             with zf.open(member) as outer:
                 data = outer if outer.seekable() else io.BytesIO(outer.read())
+                check_end_record(read_end_record(data), wheel_limits)
                 with zipfile.ZipFile(data) as inner:
                     return read_wheel_metadata(inner, wheel.filename)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except ZipProblem as problem:
+            raise RunnerError(PackageErrorCode.INVALID_ZIP, f"wheels/{wheel.filename}: {problem.message}",
+                              entry=member, **problem.details) from problem
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as exc:
             raise RunnerError(PackageErrorCode.INVALID_ZIP,
                               f"wheels/{wheel.filename} is not a readable wheel: {exc}", entry=member) from exc
 

@@ -18,7 +18,7 @@ from runner.package import archive
 from runner.package.installer import Installer
 from runner.store.registry import Registry
 from tests.support.crafted_zips import empty_entries_zip, end_records, quoted_overlap_bomb
-from tests.support.packages import hostile_zip, root_is_clean
+from tests.support.packages import build_package, hostile_zip, root_is_clean, runtime_wheels
 
 DEFAULTS = archive.ArchiveLimits.from_settings(Settings(root=Path("/nonexistent")))
 MIB = 1024 * 1024
@@ -201,3 +201,18 @@ def test_total_ratio_is_also_counted_while_extracting(tmp_path: Path) -> None:
 def test_total_ratio_setting_reaches_the_limits() -> None:
     settings = Settings(root=Path("/nonexistent"), max_total_compression_ratio=42)
     assert archive.ArchiveLimits.from_settings(settings).max_total_ratio == 42
+
+
+def test_bundled_wheel_claiming_millions_of_entries_is_refused_cheaply(tmp_path: Path) -> None:
+    """A wheel is a zip too: its metadata is read only after its own end records pass the limits."""
+    (tmp_path / "w").mkdir()
+    evil = empty_entries_zip(tmp_path / "w" / "evil-1.0-py3-none-any.whl", 200_000)
+    path = build_package(tmp_path / "src", wheels=[*runtime_wheels(), evil],
+                         requirements="procvision-algorithm-sdk\nnumpy\nevil\n")
+    settings = Settings(root=tmp_path / "root")
+    installer = Installer(settings, Registry(settings.layout))
+    error, peak = _peak_bytes(lambda: installer.validate(path))
+    assert error["summary"]["status"] == "FAIL", "validate reports, it does not raise"
+    assert error["error"]["code"] == "2001" and error["error"]["details"]["entry"] == f"wheels/{evil.name}"
+    assert "claims 200000 entries" in error["error"]["message"]
+    assert peak < 50 * MIB, f"refusing it allocated {peak / MIB:.0f} MiB"
