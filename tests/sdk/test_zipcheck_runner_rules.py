@@ -53,3 +53,12 @@ def test_pinned_hashes_are_checked(tmp_path: Path) -> None:
     code, checks = _validate(bad)
     assert code == 1 and "does not match the hash pinned for numpy" in checks["dependencies"]["message"]
     assert "requirements.txt line 2" in checks["dependencies"]["message"]
+
+
+def test_bundled_wheel_claiming_millions_of_entries_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "w").mkdir()
+    evil = empty_entries_zip(tmp_path / "w" / "evil-1.0-py3-none-any.whl", 3, claimed=3_000_000)
+    path = build_package(tmp_path / "src", wheels=[*runtime_wheels(), evil],
+                         requirements="procvision-algorithm-sdk\nnumpy\nevil\n")
+    code, checks = _validate(path)
+    assert code == 1 and "claims 3000000 entries" in checks["dependencies"]["message"]

@@ -106,7 +106,12 @@ def _read_wheels(zf: zipfile.ZipFile, names: list[str], dirs: list[str], report:
 
 def _wheel_metadata(zf: zipfile.ZipFile, wheel: Wheel) -> tuple[list[str], str | None]:
     """``Requires-Dist`` lines and ``Requires-Python`` from the wheel's METADATA."""
-    with zipfile.ZipFile(io.BytesIO(zf.read(wheel.entry))) as inner:
+    data = io.BytesIO(zf.read(wheel.entry))
+    try:
+        zipsafety.check_end_record(zipsafety.read_end_record(data), zipsafety.ZipLimits())
+    except zipsafety.ZipProblem as problem:
+        raise ValueError(f"{wheel.filename}: {problem.message}") from problem
+    with zipfile.ZipFile(data) as inner:
         meta_names = [n for n in inner.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
         if not meta_names:
             raise ValueError(f"{wheel.filename} has no *.dist-info/METADATA")
