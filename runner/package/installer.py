@@ -230,9 +230,10 @@ class Installer:
         zip_path = Path(zip_path)
         self.layout.ensure()
         emit("checking")
-        sha = sha256_file(zip_path)
         with archive.open_zip(zip_path, self.limits) as zf:
             package = self._read_package(zf)
+            # Hashed after the archive checks: a hostile zip is refused without reading all of it.
+            sha = sha256_file(zip_path)
             manifest = package.manifest
             with version_lock(self.layout, manifest.name, manifest.version, self._version_wait_s):
                 done = self._already_installed(manifest, sha)
