@@ -9,7 +9,6 @@ target. Needs ``packaging`` (the ``cli`` extra), imported here and nowhere at SD
 from __future__ import annotations
 
 import email.parser
-import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from typing import Any
 from .. import zipsafety
 from ..json_document import load_json_document
 from ..manifest import Manifest, ManifestError, parse_manifest_bytes
-from ..requirement_lines import RequirementLineError, numbered_lines, parse_line
 from .project import is_sdk_requirement
 from .report import Report
+from .zip_requirements import Pinned, hash_problems, parse_requirements
 
 REQUIREMENT_FILES = ("requirements.sanitized.txt", "requirements.txt")
 
@@ -224,79 +223,6 @@ class _Resolver:
             self.resolve(dep, wheel.filename, (extra,) if extra else ())
 
 
-@dataclass
-class _Pinned:
-    """A requirement with ``--hash`` values, and where it was written."""
-
-    requirement: Any
-    hashes: tuple[tuple[str, str], ...]
-    line: int
-
-
-def _parse_requirements(text: str, source: str, report: Report) -> tuple[list[Any], list[_Pinned]] | None:
-    """Requirements and the hash-pinned ones among them; None (and a failed check) if a line is refused."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    reqs = []
-    pinned = []
-    errors = []
-    for number, line in numbered_lines(text):
-        where = f"line {number}: {line!r}"
-        if line.startswith(("-r", "--requirement", "-c", "--constraint", "-e", "--editable")):
-            errors.append(f"{where}: other files and editable installs cannot be honoured offline; list plain "
-                          "requirements (name==version)")
-            continue
-        try:
-            parsed = parse_line(number, line)
-        except RequirementLineError as exc:
-            errors.append(f"{where}: {exc.message}")
-            continue
-        if parsed.is_option:
-            continue
-        try:
-            req = Requirement(parsed.requirement)
-        except InvalidRequirement as exc:
-            errors.append(f"{where}: {exc}")
-            continue
-        if req.url:
-            errors.append(f"{where}: URL requirements cannot be installed offline; bundle the wheel and write "
-                          f"{req.name}==<version>")
-            continue
-        reqs.append(req)
-        if parsed.hashes:
-            pinned.append(_Pinned(req, parsed.hashes, number))
-    if errors:
-        report.fail("requirements", f"{source}:\n" + "\n".join(errors))
-        return None
-    report.pass_("requirements", f"{source}: {', '.join(str(r) for r in reqs) or 'nothing'}")
-    return reqs, pinned
-
-
-def _digest(zf: zipfile.ZipFile, entry: str, algorithm: str) -> str:
-    hasher = hashlib.new(algorithm)
-    with zf.open(entry) as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
-def _hash_problems(zf: zipfile.ZipFile, resolver: _Resolver, pinned: list[_Pinned], source: str) -> list[str]:
-    """A message for each hash-pinned requirement whose chosen wheel matches none of its hashes."""
-    from packaging.utils import canonicalize_name
-
-    problems = []
-    for pin in pinned:
-        wheel = resolver.chosen.get(canonicalize_name(pin.requirement.name))
-        if wheel is None:
-            continue
-        actual = {algorithm: _digest(zf, wheel.entry, algorithm) for algorithm in sorted({a for a, _ in pin.hashes})}
-        if not any(actual[a] == h for a, h in pin.hashes):
-            found = ", ".join(f"{a}:{h}" for a, h in actual.items())
-            problems.append(f"{source} line {pin.line}: {wheel.filename} does not match the hash pinned for "
-                            f"{pin.requirement.name}; the bundled wheel is {found}")
-    return problems
-
-
 def _read_target(zf: zipfile.ZipFile, names: list[str], base: str, report: Report) -> Any:
     from .targets import ENV_FILE, TargetError, running_target, target_from_env_json
 
@@ -350,7 +276,7 @@ def validate_zip(path: str | Path) -> Report:
         if req_entry is None:
             report.fail("requirements", f"neither {' nor '.join(base + f for f in REQUIREMENT_FILES)} is in the zip")
         else:
-            parsed = _parse_requirements(zf.read(req_entry).decode("utf-8-sig", errors="replace"), req_entry,
+            parsed = parse_requirements(zf.read(req_entry).decode("utf-8-sig", errors="replace"), req_entry,
                                          report)
         reqs, pinned = parsed if parsed is not None else (None, [])
         target = _read_target(zf, names, base, report)
@@ -396,11 +322,11 @@ def _check_python_requires(manifest: Manifest | None, target: Any, report: Repor
 
 
 def _check_dependencies(zf: zipfile.ZipFile, wheels: list[Wheel], target: Any, reqs: list[Any],
-                        pinned: list[_Pinned], source: str, report: Report) -> None:
+                        pinned: list[Pinned], source: str, report: Report) -> None:
     resolver = _Resolver(zf, wheels, target)
     for req in reqs:
         resolver.resolve(req, source)
-    resolver.problems += _hash_problems(zf, resolver, pinned, source)
+    resolver.problems += hash_problems(zf, resolver.chosen, pinned, source)
     if not any(is_sdk_requirement(str(r.name)) for r in reqs):
         resolver.problems.append(f"{source} does not list procvision-algorithm-sdk: the worker adapter is "
                                  "installed from it (procvision-cli package adds it)")
