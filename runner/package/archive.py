@@ -75,7 +75,9 @@ def check_entries(zf: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipInf
 
 
 def _archive_bytes(zf: zipfile.ZipFile) -> int:
-    return os.path.getsize(zf.filename) if zf.filename else 0
+    if zf.fp is None:
+        raise ValueError("the zip file is closed")
+    return os.fstat(zf.fp.fileno()).st_size
 
 
 def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:

@@ -8,9 +8,11 @@ data. Problems are ``ZipProblem``; the runner turns them into error 2001 (invali
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 from pathlib import Path
+from typing import IO
 
 from .data_ranges import check_data_ranges
 from .end_records import EndRecord, check_end_record, read_end_record
@@ -28,30 +30,48 @@ from .names import check_name, entry_kind
 
 __all__ = [
     "MAX_COMPONENT_BYTES", "MAX_DEPTH", "MAX_NAME_BYTES", "RATIO_MIN_BYTES", "SUPPORTED_METHODS",
-    "TOTAL_RATIO_MIN_BYTES", "EndRecord", "ZipLimits", "ZipProblem", "check_archive", "check_data_ranges",
-    "check_end_record", "check_entries", "check_name", "check_ratio", "check_total_ratio", "entry_kind",
-    "open_zip", "read_end_record",
+    "TOTAL_RATIO_MIN_BYTES", "CheckedZipFile", "EndRecord", "ZipLimits", "ZipProblem", "check_archive",
+    "check_data_ranges", "check_end_record", "check_entries", "check_name", "check_ratio", "check_total_ratio",
+    "entry_kind", "open_zip", "read_end_record",
 ]
 
 _READ_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error)
 
 
+class CheckedZipFile(zipfile.ZipFile):
+    """A zip opened from the file object whose end records were checked (so the archive judged is the
+    archive read, even if the path is replaced meanwhile); closing it closes that file."""
+
+    def __init__(self, fp: IO[bytes]) -> None:
+        self._owned = fp
+        super().__init__(fp)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._owned.close()
+
+
 def open_zip(path: Path, limits: ZipLimits) -> zipfile.ZipFile:
-    """Open ``path`` as a zip after checking its size and end records (ZipProblem otherwise)."""
+    """Open ``path`` as a zip after checking its size and end records (ZipProblem otherwise).
+    The caller closes the returned zip."""
     try:
-        size = path.stat().st_size
+        fp = open(path, "rb")  # noqa: SIM115 - owned by the returned CheckedZipFile
     except OSError as exc:
         raise ZipProblem(f"cannot read {path.name}: {exc.strerror or exc}", path=str(path)) from exc
-    if size > limits.max_zip_bytes:
-        raise ZipProblem(f"{path.name} is {size} bytes; the limit is {limits.max_zip_bytes} (max_zip_bytes)",
-                         size=size, limit=limits.max_zip_bytes)
     try:
-        with open(path, "rb") as fp:
-            check_end_record(read_end_record(fp), limits)
-        return zipfile.ZipFile(path)
+        size = os.fstat(fp.fileno()).st_size
+        if size > limits.max_zip_bytes:
+            raise ZipProblem(f"{path.name} is {size} bytes; the limit is {limits.max_zip_bytes} (max_zip_bytes)",
+                             size=size, limit=limits.max_zip_bytes)
+        check_end_record(read_end_record(fp), limits)
+        return CheckedZipFile(fp)
     except ZipProblem:
+        fp.close()
         raise
     except _READ_ERRORS as exc:
+        fp.close()
         raise ZipProblem(f"{path.name} is not a readable zip archive ({exc}); rebuild it with procvision-cli "
                          "package", path=str(path)) from exc
 
