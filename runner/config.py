@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     max_compression_ratio: float = Field(default=200.0, gt=1)
     drop_stable_s: float = Field(default=1.0, ge=0)
     retain_versions: int = Field(default=3, ge=1)
+    # Whole-archive expansion bound (overlapping-entry zip bombs keep each entry under the per-entry ratio).
+    max_total_compression_ratio: float = Field(default=100.0, gt=1)
 
     @property
     def layout(self) -> RootLayout:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -39,6 +38,7 @@ from ..store.registry import INSTALLED, INVALID, Registry, utc_now
 from ..store.space import DiskFullError, as_runner_error
 from ..trust.gate import TrustGate
 from . import archive, layout, venv, wheels
+from .env_file import parse_env_file
 from .interpreters import Interpreter, InterpreterFinder
 from .smoke import SmokeFailure, run_smoke_test
 
@@ -151,12 +151,7 @@ class Installer:
             env_config: dict[str, Any] = {}
             if found.env_file:
                 raw = archive.read_member(zf, by_name[found.env_file], MAX_SMALL_FILE)
-                try:
-                    env_config = json.loads(raw.decode("utf-8-sig"))
-                except (UnicodeDecodeError, ValueError) as exc:
-                    raise archive.invalid(f"{found.env_file} is not valid JSON: {exc}", found.env_file) from exc
-                if not isinstance(env_config, dict):
-                    raise archive.invalid(f"{found.env_file} must hold a JSON object", found.env_file)
+                env_config = parse_env_file(raw, found.env_file)
             _passed(on_pass, stage)
         except RunnerError as exc:
             exc.details.setdefault("check", stage)
@@ -181,7 +176,8 @@ class Installer:
             wheel_files = wheels.parse_wheel_names(by_base)
             requirements = self._requirements(zf, package, wheel_files)
             resolution = wheels.resolve(requirements, wheel_files, interpreter,
-                                        wheels.nested_metadata_reader(zf, by_base))
+                                        wheels.nested_metadata_reader(zf, by_base, self.limits))
+            wheels.check_hashes(requirements, resolution, wheels.nested_wheel_digest(zf, by_base))
         except RunnerError as exc:
             exc.details.setdefault("check", stage)
             raise
@@ -239,9 +235,10 @@ class Installer:
         zip_path = Path(zip_path)
         self.layout.ensure()
         emit("checking")
-        sha = sha256_file(zip_path)
         with archive.open_zip(zip_path, self.limits) as zf:
             package = self._read_package(zf)
+            # Hashed after the archive checks: a hostile zip is refused without reading all of it.
+            sha = sha256_file(zip_path)
             manifest = package.manifest
             with version_lock(self.layout, manifest.name, manifest.version, self._version_wait_s):
                 done = self._already_installed(manifest, sha)

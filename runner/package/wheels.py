@@ -6,10 +6,12 @@ markers evaluated for the target interpreter) must have a wheel in ``wheels/`` t
 interpreter's tags and the version specifier.
 
 * no wheel with the requirement's name, or none in the right version -> 2004 wheels_missing;
-* a requirements line that cannot be honoured offline (``-r``/``-c``, ``-e``, a bare URL or path, a
-  ``name @ URL`` whose wheel is not bundled) or cannot be parsed -> 2004 naming the file and line. (A
-  broken requirements file is not a broken zip (2001) nor a manifest problem (2002): it is the list the
-  wheels are checked against, so it shares their code; ``details.problem`` tells the cases apart.)
+* a requirements line that cannot be honoured offline or cannot be parsed (``requirement_file.py``)
+  -> 2004 naming the file and line. (A broken requirements file is not a broken zip (2001) nor a
+  manifest problem (2002): it is the list the wheels are checked against, so it shares their code;
+  ``details.problem`` tells the cases apart.) A ``name @ file:...whl`` line accepts exactly that
+  bundled wheel file;
+* a chosen wheel that matches none of its requirement's ``--hash`` values -> 2004 ``hash_mismatch``;
 * wheels with that name exist but none fits the interpreter's tags, or every fitting one declares a
   ``Requires-Python`` that excludes the interpreter -> 2003 incompatible_python naming the wheels and the
   interpreter.
@@ -18,8 +20,9 @@ interpreter's tags and the version specifier.
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import io
-import re
+import struct
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,8 +39,14 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from procvision_algorithm_sdk.zipsafety import ZipLimits, ZipProblem, check_end_record, read_end_record
+
 from ..errors import PackageErrorCode, RunnerError
 from .interpreters import Interpreter
+from .requirement_file import LineRequirement, local_wheel_file, offline_hint, parse_requirements
+
+__all__ = ["LineRequirement", "Resolution", "WheelFile", "check_hashes", "nested_metadata_reader",
+           "nested_wheel_digest", "offline_hint", "parse_requirements", "parse_wheel_names", "resolve"]
 
 #: The distribution that provides ``procvision_algorithm_sdk.adapter``: every package must carry it.
 SDK_DISTRIBUTION = "procvision-algorithm-sdk"
@@ -80,99 +89,27 @@ def parse_wheel_names(filenames: Iterable[str]) -> list[WheelFile]:
     return wheels
 
 
-class LineRequirement(Requirement):
-    """A requirement from a requirements file, remembering where it was written (for messages)."""
-
-    def __init__(self, text: str, source: str, line: int, location: str | None = None) -> None:
-        super().__init__(text)
-        self.source = source
-        self.line = line
-        #: The URL of a ``name @ URL`` line (the requirement itself is kept by name only).
-        self.location = location
-
-    @property
-    def origin(self) -> str:
-        return f"{self.source} line {self.line}"
-
-
-def offline_hint(name: str, source: str) -> str:
-    """What to do instead of a requirement that needs a network or a local checkout."""
-    return (f"cannot be installed offline: bundle a wheel for {name} in wheels/ and name it by version "
-            f"({name}==<version>) in {source}")
-
-
-def _name_of_location(location: str) -> str:
-    """Best guess at the distribution a URL or path points at (for the message only)."""
-    if "#egg=" in location:
-        return location.split("#egg=", 1)[1].split("&", 1)[0] or "it"
-    base = location.rstrip("/").rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
-    if "+" in location.split("://", 1)[0]:  # VCS URL: drop the "@revision"
-        base = base.split("@", 1)[0]
-    if base.endswith(".whl"):
-        try:
-            return str(parse_wheel_filename(base)[0])
-        except InvalidWheelFilename:
-            pass
-    for suffix in (".tar.gz", ".zip", ".tar.bz2", ".git"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)].rsplit("-", 1)[0] if suffix != ".git" else base[: -len(suffix)]
-    return base or "it"
-
-
-def _looks_like_location(line: str) -> bool:
-    return ("://" in line or line.startswith((".", "/", "~", "\\")) or (len(line) > 1 and line[1] == ":")
-            or line.endswith((".whl", ".tar.gz", ".zip")))
-
-
-def parse_requirements(text: str, source: str) -> list[Requirement]:
-    """Requirement lines of a requirements file (each a ``LineRequirement``). Comments and index
-    options (``--find-links`` ...) are skipped. 2004 naming the file and line for what cannot be honoured
-    offline (``-r``/``-c``, ``-e``, bare URLs and paths) and for a line that is not PEP 508.
-
-    ``name @ URL`` (as ``pip freeze`` writes for local wheels) is kept: it is checked by name against
-    the bundled wheels, and ``resolve`` says "cannot be installed offline" if none is bundled."""
-    reqs: list[Requirement] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
+def check_hashes(requirements: list[Requirement], resolution: Resolution,
+                 digest: Callable[[WheelFile, str], str]) -> None:
+    """2004 if a wheel chosen for a requirement with ``--hash`` values matches none of them.
+    ``digest(wheel, algorithm)`` is the hex digest of the bundled wheel file."""
+    for req in requirements:
+        if not isinstance(req, LineRequirement) or not req.hashes:
             continue
-        where = f"{source} line {number}"
-        if line.startswith(("-r", "--requirement", "-c", "--constraint")):
-            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{where}: {line!r} refers to another file, which is not part of the package; "
-                              f"list the requirements themselves (name==version) in {source}",
-                              requirement=line, line=number, file=source, problem="not_offline")
-        if line.startswith(("-e", "--editable")):
-            location = re.sub(r"^(--editable|-e)[=\s]*", "", line)
-            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{where}: editable requirement {line!r} "
-                              f"{offline_hint(_name_of_location(location.strip()), source)}",
-                              requirement=line, line=number, file=source, problem="not_offline")
-        if line.startswith("-"):
-            continue  # index options; the install is offline with --no-index anyway
-        line = " ".join(p for p in line.split() if not p.startswith("--hash"))
-        if _looks_like_location(line) and "@" not in line.split("://", 1)[0]:
-            kind = "URL" if "://" in line else "local path"
-            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{where}: {kind} requirement {line!r} {offline_hint(_name_of_location(line), source)}",
-                              requirement=line, line=number, file=source, problem="not_offline")
-        try:
-            req = LineRequirement(line, source, number)
-            if req.url:
-                # "name @ file:///..." from pip freeze: usable only if the wheel is bundled, so it is
-                # checked by name; resolve() explains the offline rule when it is not.
-                extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-                marker = f"; {req.marker}" if req.marker else ""
-                req = LineRequirement(f"{req.name}{extras}{marker}", source, number, location=req.url)
-        except InvalidRequirement as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                              f"{where}: {line!r} is not a valid requirement ({reason}); write one PEP 508 "
-                              "requirement per line, e.g. numpy==1.26.4",
-                              requirement=line, line=number, file=source, problem="invalid_requirement",
-                              parse_error=str(exc)) from exc
-        reqs.append(req)
-    return reqs
+        wheel = resolution.chosen.get(canonicalize_name(req.name))
+        if wheel is None:
+            continue  # the line's marker excludes this interpreter: nothing of it is installed
+        actual = {algorithm: digest(wheel, algorithm) for algorithm in {a for a, _ in req.hashes}}
+        if any(actual[algorithm] == expected for algorithm, expected in req.hashes):
+            continue
+        pinned = ", ".join(f"{a}:{h}" for a, h in req.hashes)
+        found = ", ".join(f"{a}:{h}" for a, h in sorted(actual.items()))
+        raise RunnerError(PackageErrorCode.WHEELS_MISSING,
+                          f"{req.origin}: wheels/{wheel.filename} does not match the hash pinned for {req.name} "
+                          f"({pinned}); the bundled wheel is {found}. Bundle the wheel the hash was taken from, "
+                          "or update the hash", requirement=str(req), line=req.line, file=req.source,
+                          wheel=wheel.filename, expected=[f"{a}:{h}" for a, h in req.hashes], actual=found,
+                          problem="hash_mismatch")
 
 
 def requires_python(metadata: bytes) -> SpecifierSet | None:
@@ -209,21 +146,48 @@ def read_wheel_metadata(wheel: zipfile.ZipFile, filename: str) -> bytes:
         return handle.read(MAX_METADATA_BYTES)
 
 
-def nested_metadata_reader(zf: zipfile.ZipFile, wheel_members: dict[str, str]) -> Callable[[WheelFile], bytes]:
-    """A metadata reader for wheels still inside the package zip (``filename -> archive name``)."""
+def nested_metadata_reader(zf: zipfile.ZipFile, wheel_members: dict[str, str],
+                           limits: ZipLimits | None = None) -> Callable[[WheelFile], bytes]:
+    """A metadata reader for wheels still inside the package zip (``filename -> archive name``).
+    A wheel is a zip too: its end records are judged against ``limits`` (default: the SDK's defaults)
+    before its central directory is parsed, so a hostile "wheel" costs no more than a hostile package."""
+    wheel_limits = limits if limits is not None else ZipLimits()
 
     def read(wheel: WheelFile) -> bytes:
         member = wheel_members[wheel.filename]
         try:
             with zf.open(member) as outer:
                 data = outer if outer.seekable() else io.BytesIO(outer.read())
+                check_end_record(read_end_record(data), wheel_limits)
                 with zipfile.ZipFile(data) as inner:
                     return read_wheel_metadata(inner, wheel.filename)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except ZipProblem as problem:
+            raise RunnerError(PackageErrorCode.INVALID_ZIP, f"wheels/{wheel.filename}: {problem.message}",
+                              entry=member, **problem.details) from problem
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as exc:
             raise RunnerError(PackageErrorCode.INVALID_ZIP,
                               f"wheels/{wheel.filename} is not a readable wheel: {exc}", entry=member) from exc
 
     return read
+
+
+def nested_wheel_digest(zf: zipfile.ZipFile, wheel_members: dict[str, str]) -> Callable[[WheelFile, str], str]:
+    """A digest function (for ``check_hashes``) of wheels still inside the package zip
+    (``filename -> archive name``), streamed."""
+
+    def digest(wheel: WheelFile, algorithm: str) -> str:
+        member = wheel_members[wheel.filename]
+        hasher = hashlib.new(algorithm)
+        try:
+            with zf.open(member) as handle:
+                for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+                    hasher.update(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise RunnerError(PackageErrorCode.INVALID_ZIP,
+                              f"wheels/{wheel.filename} cannot be read: {exc}", entry=member) from exc
+        return hasher.hexdigest()
+
+    return digest
 
 
 def _label(req: Requirement) -> str:
@@ -285,6 +249,10 @@ def _marker_applies(marker: Marker, env: dict[str, str], extras: frozenset[str])
 def _choose(req: Requirement, parent: str, candidates: list[WheelFile], supported: set[Tag],
             target: Interpreter, metadata: Callable[[WheelFile], bytes]) -> WheelFile:
     location = req.location if isinstance(req, LineRequirement) else req.url
+    if location:
+        # "name @ file:///.../<wheel>" means exactly that wheel file.
+        pinned = local_wheel_file(location)
+        candidates = [w for w in candidates if w.filename == pinned]
     if not candidates and location:
         source = req.source if isinstance(req, LineRequirement) else "requirements.txt"
         raise RunnerError(PackageErrorCode.WHEELS_MISSING,

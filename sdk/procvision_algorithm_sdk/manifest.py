@@ -6,17 +6,20 @@ package by the same rules. Errors name the field and say what to fix.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
-ENTRY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+from .json_document import JsonDocumentError, check_depth, load_json_document
+
+# Anchored with \A...\Z, not ^...$: "$" also matches before a trailing newline, and these values
+# become folder and file names. Callers use fullmatch as well.
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+VERSION_RE = re.compile(r"\A[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}\Z")
+ENTRY_RE = re.compile(r"\A[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
 #: Product ids become file names (``active/<pid>.json``), so they are kept to a safe alphabet.
-PID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 class ManifestError(ValueError):
@@ -58,7 +61,7 @@ def _require_str(obj: dict[str, Any], key: str, pattern: re.Pattern[str], hint: 
     value = obj[key]
     if not isinstance(value, str):
         raise ManifestError(key, f"must be a string, got {type(value).__name__} ({hint})")
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise ManifestError(key, f"invalid value {value!r} ({hint})")
     return value
 
@@ -71,6 +74,10 @@ def parse_manifest(obj: Any, *, pids_required: bool = True) -> Manifest:
     """
     if not isinstance(obj, dict):
         raise ManifestError("", f"must hold a JSON object, got {type(obj).__name__}")
+    try:
+        check_depth(obj)
+    except JsonDocumentError as exc:
+        raise ManifestError("", str(exc)) from exc
     name = _require_str(obj, "name", NAME_RE, "letters, digits, '.', '_', '-'; at most 64 characters")
     version = _require_str(obj, "version", VERSION_RE, "e.g. '1.2.0'; letters, digits, '.', '+', '_', '-'")
     entry = _require_str(obj, "entry_point", ENTRY_RE, "'package.module:ClassName'")
@@ -80,7 +87,7 @@ def parse_manifest(obj: Any, *, pids_required: bool = True) -> Manifest:
     if not isinstance(pids, list) or (not pids and "supported_pids" in obj):
         raise ManifestError("supported_pids", "must be a non-empty list of product id strings")
     for i, pid in enumerate(pids):
-        if not isinstance(pid, str) or not PID_RE.match(pid):
+        if not isinstance(pid, str) or not PID_RE.fullmatch(pid):
             raise ManifestError(f"supported_pids[{i}]",
                                 f"invalid product id {pid!r} (letters, digits, '.', '_', '-'; at most 128)")
     if len(set(pids)) != len(pids):
@@ -108,9 +115,9 @@ def parse_manifest(obj: Any, *, pids_required: bool = True) -> Manifest:
 def parse_manifest_bytes(data: bytes, *, pids_required: bool = True) -> Manifest:
     """Decode and validate manifest bytes (UTF-8 JSON, BOM tolerated)."""
     try:
-        obj = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ManifestError("", f"is not valid UTF-8 JSON: {exc}") from exc
+        obj = load_json_document(data)
+    except JsonDocumentError as exc:
+        raise ManifestError("", str(exc)) from exc
     return parse_manifest(obj, pids_required=pids_required)
 
 

@@ -112,9 +112,9 @@ def names_for(name: str) -> dict[str, str]:
 
 def init_project(name: str, directory: Path, pids: list[str]) -> Path:
     """Write a new project into ``directory`` (which must be missing or empty); return it."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid name {name!r}: use letters, digits, '.', '_', '-' (at most 64 characters)")
-    bad = [p for p in pids if not PID_RE.match(p)]
+    bad = [p for p in pids if not PID_RE.fullmatch(p)]
     if not pids or bad:
         raise UsageError(f"invalid product id(s) {bad or pids}: use letters, digits, '.', '_', '-'")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):

@@ -95,7 +95,7 @@ def _machine(plat: str) -> str:
 
 def expand_platform(plat: str) -> list[str]:
     """Every platform tag a machine of platform ``plat`` can install (older manylinux included)."""
-    m = re.match(r"^manylinux_(\d+)_(\d+)_(.+)$", plat)
+    m = re.fullmatch(r"manylinux_(\d+)_(\d+)_(.+)", plat)
     legacy = next((k for k in _LEGACY_MANYLINUX if plat.startswith(k + "_")), None)
     if m or legacy:
         if m:
@@ -110,11 +110,11 @@ def expand_platform(plat: str) -> list[str]:
             if alias:
                 out.append(f"{alias}_{arch}")
         return out
-    m = re.match(r"^musllinux_(\d+)_(\d+)_(.+)$", plat)
+    m = re.fullmatch(r"musllinux_(\d+)_(\d+)_(.+)", plat)
     if m:
         major, minor, arch = int(m.group(1)), int(m.group(2)), m.group(3)
         return [f"musllinux_{major}_{k}_{arch}" for k in range(minor, -1, -1)]
-    m = re.match(r"^macosx_(\d+)_(\d+)_(.+)$", plat)
+    m = re.fullmatch(r"macosx_(\d+)_(\d+)_(.+)", plat)
     if m:
         return list(tags.mac_platforms((int(m.group(1)), int(m.group(2))), m.group(3)))
     return [plat]
@@ -140,9 +140,9 @@ def _tag_set(python_version: tuple[int, int], implementation: str, abi: str,
 def make_target(python_version: str, implementation: str = "cp", abi: str | None = None,
                 platforms: list[str] | None = None, source: str = "command line") -> Target:
     """A target from explicit values (as given to ``package`` or read from ``.procvision_env.json``)."""
-    if not re.match(r"^\d+\.\d+(\.\d+)?$", python_version or ""):
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", python_version or ""):
         raise TargetError(f"python_version must look like '3.11', got {python_version!r}")
-    if not re.match(r"^[a-z]{2}$", implementation or ""):
+    if not re.fullmatch(r"[a-z]{2}", implementation or ""):
         raise TargetError(f"implementation must be a two-letter tag such as 'cp', got {implementation!r}")
     major, minor = (int(x) for x in python_version.split(".")[:2])
     abi = abi or f"{implementation}{major}{minor}"

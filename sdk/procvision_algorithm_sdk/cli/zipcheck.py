@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import email.parser
 import io
-import json
-import re
-import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import zipsafety
+from ..json_document import load_json_document
 from ..manifest import Manifest, ManifestError, parse_manifest_bytes
-from .project import is_sdk_requirement, requirement_lines
+from .project import is_sdk_requirement
 from .report import Report
+from .zip_requirements import Pinned, hash_problems, parse_requirements
 
 REQUIREMENT_FILES = ("requirements.sanitized.txt", "requirements.txt")
-#: requirements.txt option lines that are harmless offline (the runner supplies its own index options).
-_IGNORED_OPTIONS = ("--no-index", "--find-links", "-f", "--only-binary", "--prefer-binary")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 class MissingPackaging(RuntimeError):
@@ -41,22 +38,18 @@ def _require_packaging() -> None:
 
 
 def unsafe_names(zf: zipfile.ZipFile) -> list[str]:
-    """Entries that could escape the extraction folder or are not plain files/folders."""
+    """Every entry whose name or type the runner refuses (escaping paths, links, over-long or too-deep
+    names, ...), one message each; the rules are the runner's (``procvision_algorithm_sdk.zipsafety``)."""
     bad = []
-    seen: set[str] = set()
     for info in zf.infolist():
-        name = info.filename
-        parts = name.split("/")
-        mode = (info.external_attr >> 16) & 0o170000
-        if not name or name.startswith(("/", "\\")) or _DRIVE.match(name) or "\\" in name or "\x00" in name:
-            bad.append(f"{name!r} (absolute or non-portable path)")
-        elif ".." in parts:
-            bad.append(f"{name!r} (contains '..')")
-        elif mode == stat.S_IFLNK:
-            bad.append(f"{name!r} (symbolic link)")
-        elif name in seen:
-            bad.append(f"{name!r} (appears twice)")
-        seen.add(name)
+        try:
+            zipsafety.check_name(info)
+        except zipsafety.ZipProblem as problem:
+            bad.append(problem.message)
+            continue
+        kind, _mode = zipsafety.entry_kind(info)
+        if kind not in ("file", "dir"):
+            bad.append(f"entry {info.filename!r} is {kind}; only regular files and folders are allowed")
     return bad
 
 
@@ -112,7 +105,12 @@ def _read_wheels(zf: zipfile.ZipFile, names: list[str], dirs: list[str], report:
 
 def _wheel_metadata(zf: zipfile.ZipFile, wheel: Wheel) -> tuple[list[str], str | None]:
     """``Requires-Dist`` lines and ``Requires-Python`` from the wheel's METADATA."""
-    with zipfile.ZipFile(io.BytesIO(zf.read(wheel.entry))) as inner:
+    data = io.BytesIO(zf.read(wheel.entry))
+    try:
+        zipsafety.check_end_record(zipsafety.read_end_record(data), zipsafety.ZipLimits())
+    except zipsafety.ZipProblem as problem:
+        raise ValueError(f"{wheel.filename}: {problem.message}") from problem
+    with zipfile.ZipFile(data) as inner:
         meta_names = [n for n in inner.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
         if not meta_names:
             raise ValueError(f"{wheel.filename} has no *.dist-info/METADATA")
@@ -225,33 +223,6 @@ class _Resolver:
             self.resolve(dep, wheel.filename, (extra,) if extra else ())
 
 
-def _parse_requirements(text: str, source: str, report: Report) -> list[Any] | None:
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    reqs = []
-    errors = []
-    for line in requirement_lines(text):
-        if line.startswith("-"):
-            if not line.startswith(_IGNORED_OPTIONS):
-                errors.append(f"{line!r}: option lines other than {', '.join(_IGNORED_OPTIONS)} cannot be "
-                              "honoured offline; list plain requirements")
-            continue
-        try:
-            req = Requirement(line)
-        except InvalidRequirement as exc:
-            errors.append(f"{line!r}: {exc}")
-            continue
-        if req.url:
-            errors.append(f"{line!r}: URL requirements cannot be installed offline; bundle the wheel instead")
-            continue
-        reqs.append(req)
-    if errors:
-        report.fail("requirements", f"{source}:\n" + "\n".join(errors))
-        return None
-    report.pass_("requirements", f"{source}: {', '.join(str(r) for r in reqs) or 'nothing'}")
-    return reqs
-
-
 def _read_target(zf: zipfile.ZipFile, names: list[str], base: str, report: Report) -> Any:
     from .targets import ENV_FILE, TargetError, running_target, target_from_env_json
 
@@ -259,7 +230,7 @@ def _read_target(zf: zipfile.ZipFile, names: list[str], base: str, report: Repor
         entry = prefix + ENV_FILE
         if entry in names:
             try:
-                target = target_from_env_json(json.loads(zf.read(entry).decode("utf-8-sig")), entry)
+                target = target_from_env_json(load_json_document(zf.read(entry)), entry)
             except (ValueError, TargetError) as exc:
                 report.fail("target", f"{entry} is invalid: {exc}")
                 return None
@@ -275,10 +246,11 @@ def validate_zip(path: str | Path) -> Report:
     _require_packaging()
     report = Report()
     p = Path(path)
+    limits = zipsafety.ZipLimits()
     try:
-        zf = zipfile.ZipFile(p)
-    except (OSError, zipfile.BadZipFile) as exc:
-        report.fail("zip_open", f"cannot open {p} as a zip archive: {exc}")
+        zf = zipsafety.open_zip(p, limits)
+    except zipsafety.ZipProblem as problem:
+        report.fail("zip_open", f"{p.name}: {problem.message} (the runner refuses this archive)")
         return report
     with zf:
         names = zf.namelist()
@@ -287,18 +259,26 @@ def validate_zip(path: str | Path) -> Report:
         if bad:
             report.fail("zip_layout", "unsafe entries (the runner refuses this archive):\n" + "\n".join(bad[:20]))
             return report
-        report.pass_("zip_layout", "no absolute, '..', symlink or duplicate entries")
+        try:
+            zipsafety.check_archive(zf, limits)
+        except zipsafety.ZipProblem as problem:
+            report.fail("zip_layout", f"{problem.message} (the runner refuses this archive)")
+            return report
+        report.pass_("zip_layout", "entry names, types, sizes and data layout pass the runner's archive rules "
+                                   "(with its default limits)")
         base, where = find_base(names)
         if base is None:
             report.fail("manifest", where)
             return report
         manifest = _check_manifest(zf, base, where, report)
         req_entry = next((base + f for f in REQUIREMENT_FILES if base + f in names), None)
-        reqs = None
+        parsed = None
         if req_entry is None:
             report.fail("requirements", f"neither {' nor '.join(base + f for f in REQUIREMENT_FILES)} is in the zip")
         else:
-            reqs = _parse_requirements(zf.read(req_entry).decode("utf-8-sig", errors="replace"), req_entry, report)
+            parsed = parse_requirements(zf.read(req_entry).decode("utf-8-sig", errors="replace"), req_entry,
+                                         report)
+        reqs, pinned = parsed if parsed is not None else (None, [])
         target = _read_target(zf, names, base, report)
         _check_python_requires(manifest, target, report)
         # Like the runner: wheels/ beside the manifest wins, else wheels/ at the archive root.
@@ -308,7 +288,7 @@ def validate_zip(path: str | Path) -> Report:
         if reqs is None or target is None or not wheels:
             report.skip("dependencies", "needs valid requirements, target and wheels")
             return report
-        _check_dependencies(zf, wheels, target, reqs, req_entry or "", report)
+        _check_dependencies(zf, wheels, target, reqs, pinned, req_entry or "", report)
     return report
 
 
@@ -341,11 +321,12 @@ def _check_python_requires(manifest: Manifest | None, target: Any, report: Repor
                                        f"{target.describe()}")
 
 
-def _check_dependencies(zf: zipfile.ZipFile, wheels: list[Wheel], target: Any, reqs: list[Any], source: str,
-                        report: Report) -> None:
+def _check_dependencies(zf: zipfile.ZipFile, wheels: list[Wheel], target: Any, reqs: list[Any],
+                        pinned: list[Pinned], source: str, report: Report) -> None:
     resolver = _Resolver(zf, wheels, target)
     for req in reqs:
         resolver.resolve(req, source)
+    resolver.problems += hash_problems(zf, resolver.chosen, pinned, source)
     if not any(is_sdk_requirement(str(r.name)) for r in reqs):
         resolver.problems.append(f"{source} does not list procvision-algorithm-sdk: the worker adapter is "
                                  "installed from it (procvision-cli package adds it)")
