@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from pathlib import Path
 
-from fastapi import Request
+from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.atomic import write_bytes_atomic
+from runner.tokens import read_token_file
+
+__all__ = ["BEARER", "BearerAuth", "read_token_file", "resolve_token"]
 
 TOKEN_BYTES = 32
-
-
-def read_token_file(path: Path) -> str | None:
-    """The token stored in ``path``, or None if the file does not exist or is empty."""
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return text or None
+#: The bearer scheme as the OpenAPI spec declares it. Every route that depends on BearerAuth lists
+#: it under ``security`` (FastAPI collects it from the dependency), so a new router included with the
+#: auth dependency is documented as protected without naming it anywhere.
+BEARER = HTTPBearer(scheme_name="bearerAuth", auto_error=False,
+                    description="The token in <root>/.token (or the configured one): "
+                                "Authorization: Bearer <token>")
 
 
 def resolve_token(settings: Settings) -> str | None:
@@ -52,16 +51,14 @@ class BearerAuth:
 
     def __init__(self, token: str | None) -> None:
         self._token = token
-        self._scheme = HTTPBearer(auto_error=False, description="Token from <root>/.token")
 
     @property
     def enabled(self) -> bool:
         return self._token is not None
 
-    async def __call__(self, request: Request) -> None:
+    async def __call__(self, credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
         if self._token is None:
             return
-        credentials: HTTPAuthorizationCredentials | None = await self._scheme(request)
         if credentials is None:
             raise RunnerError(PackageErrorCode.UNAUTHORIZED,
                               "missing bearer token: send 'Authorization: Bearer <token>' "

@@ -80,6 +80,8 @@ def test_bundle_installs_serves_and_executes_with_no_network(bundle_dir: Path, t
     assert report["install"]["code"] == 0, detail
     assert "procvision-runner serve" in report["install"]["out"] or "systemctl" in report["install"]["out"]
     assert report["serve"]["ready"], detail
+    # The API docs open in a browser with the network gone: the page and every asset it names.
+    assert len(report["docs"]) >= 3 and set(report["docs"].values()) == {200}, detail
     assert report["install_example"]["code"] == 0, detail
     assert report["activate"]["code"] == 0, detail
     assert report["execute"]["code"] == 0, detail

@@ -54,6 +54,25 @@ def receive(sock: socket.socket, messages: list[str], stop: threading.Event) -> 
         messages.append(data.decode("utf-8", "replace"))
 
 
+def docs_assets(url: str) -> dict[str, int]:
+    """Status of /docs and of every asset it references, fetched without a token (as a browser)."""
+    import urllib.error
+    import urllib.request
+
+    def status(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url + path, timeout=30) as response:
+                return response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+    code, html = status("/docs")
+    found = {"/docs": code}
+    for asset in re.findall(r"""(?:src|href)=["']([^"']+)["']""", html):
+        found[asset] = status(asset)[0] if asset.startswith("/") else -1
+    return found
+
+
 def wait_for(predicate: Any, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -95,6 +114,7 @@ def main(bundle: Path, prefix: Path, root: Path, work: Path, install_args: list[
         report["serve"] = {"ready": ready and serve.poll() is None, "url": url}
         if not url:
             return report
+        report["docs"] = docs_assets(url)
         example = sorted((prefix / "current" / "share" / "example").glob("*.zip"))[0]
         base = [cli, "--url", url]
         steps = {
