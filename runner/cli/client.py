@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -49,7 +48,7 @@ class Unreachable(Exception):
 
 def _multipart(fields: Mapping[str, str], files: Mapping[str, FilePart]) -> tuple[str, list[bytes | IO[bytes]], int]:
     """Content type, body pieces and total length of a multipart/form-data body (files not read)."""
-    boundary = f"procvision-{uuid.uuid4().hex}"
+    boundary = f"procvision-{os.urandom(16).hex()}"
     pieces: list[bytes | IO[bytes]] = []
     length = 0
 
