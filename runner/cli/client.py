@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode, urlsplit
 
+from .failures import ApiError, Unreachable
+
+__all__ = ["ApiError", "FilePart", "RunnerClient", "Unreachable"]
+
 DEFAULT_URL = "http://127.0.0.1:8765"
 TERMINAL_STATES = ("succeeded", "failed")
 #: Longest wait for the TCP connection itself, whatever the request's own deadline.
@@ -28,22 +32,6 @@ _DEFAULT = object()
 
 #: A file part: (file name, bytes or an open binary file, content type).
 FilePart = tuple[str, "bytes | IO[bytes]", str]
-
-
-class ApiError(Exception):
-    """The API answered with a problem document (or something unexpected)."""
-
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        self.status = status
-        self.problem = problem
-        self.code = str(problem.get("code") or "")
-        self.name = str(problem.get("name") or "")
-        self.detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
-        super().__init__(f"[{self.code} {self.name}] {self.detail}")
-
-
-class Unreachable(Exception):
-    """The daemon could not be reached or did not answer in time."""
 
 
 def _multipart(fields: Mapping[str, str], files: Mapping[str, FilePart]) -> tuple[str, list[bytes | IO[bytes]], int]:

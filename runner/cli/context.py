@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .client import RunnerClient
-from .endpoint import Endpoint, EndpointProblem, resolve_endpoint
+if TYPE_CHECKING:  # loaded when a command needs them: --version and --help need none
+    from runner.config import Settings  # serve, execute
 
-if TYPE_CHECKING:  # loaded only by the commands that need every setting (serve, execute)
-    from runner.config import Settings
+    from .client import RunnerClient
+    from .endpoint import Endpoint
 
 #: Default of ``--timeout`` (seconds to wait for each API answer).
 DEFAULT_TIMEOUT_S = 30.0
@@ -84,6 +84,8 @@ class CliContext:
 
     def endpoint(self) -> Endpoint:
         """The daemon's URL and token from the flags, the environment and the config file."""
+        from .endpoint import EndpointProblem, resolve_endpoint
+
         try:
             return resolve_endpoint(self.environ, root=getattr(self.args, "root", None),
                                     config=getattr(self.args, "config", None), url=getattr(self.args, "url", None),
@@ -92,6 +94,8 @@ class CliContext:
             raise SettingsProblem(str(exc)) from exc
 
     def client(self) -> RunnerClient:
+        from .client import RunnerClient
+
         endpoint = self.endpoint()
         if endpoint.token is None:
             self.token_hint = (f"the CLI found no token: not in --token, PROCVISION_RUNNER_TOKEN or the "
