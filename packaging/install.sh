@@ -173,7 +173,8 @@ ln -sfn "../current/procvision-runner" "$prefix/bin/procvision-runner"
 ln -sfn "../current/venv/bin/procvision-cli" "$prefix/bin/procvision-cli"
 step "installed procvision-runner $PV_VERSION in $new"
 # Keep the new version and the one before it (for going back by hand); drop older ones.
-for old in $(ls -1dt "$prefix"/versions/*/ 2>/dev/null | tail -n +3); do
+# shellcheck disable=SC2012 # our own folder names: no newlines
+ls -1dt "$prefix"/versions/*/ 2>/dev/null | tail -n +3 | while IFS= read -r old; do
   rm -rf "$old"
 done
 
@@ -182,7 +183,15 @@ unit=""
 if [ "$systemd" = 1 ]; then
   unit="$unit_dir/procvision-runner.service"
   mkdir -p "$unit_dir"
+  protect_home="yes"
+  case "$python" in
+    /root/*|/home/*|/run/user/*)
+      # ProtectHome=yes would hide the interpreter the venv points at: let the service read it.
+      protect_home="read-only"
+      step "note: $python lives under a home folder; the unit gets ProtectHome=read-only" ;;
+  esac
   sed -e "s#/opt/procvision-runner#$prefix#g" -e "s#/var/lib/procvision#$root#g" \
+      -e "s#^ProtectHome=yes\$#ProtectHome=$protect_home#" \
       -e "s#^User=procvision\$#User=$user#" -e "s#^Group=procvision\$#Group=$(id -gn "$user" 2>/dev/null || echo "$user")#" \
       "$here/systemd/procvision-runner.service" > "$unit.tmp"
   mv "$unit.tmp" "$unit"

@@ -97,6 +97,8 @@ def test_bundle_installs_serves_and_executes_with_no_network(bundle_dir: Path, t
     text = unit.read_text()
     assert f"ExecStart={prefix}/bin/procvision-runner serve" in text
     assert f"ReadWritePaths={root}" in text
+    python_home = os.path.realpath(sys.executable).startswith(("/root/", "/home/"))
+    assert ("ProtectHome=read-only" if python_home else "ProtectHome=yes") in text
     check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=120,
                            check=False)
     assert check.returncode == 0 and unit.name not in check.stderr, check.stderr
