@@ -97,7 +97,8 @@ step "using $python ($("$python" --version 2>&1))"
 stamp="$(date -u +%Y%m%d%H%M%S)-$$"
 rel="versions/$PV_VERSION-$stamp"
 new="$prefix/$rel"
-work="$(mktemp -d "${TMPDIR:-/tmp}/procvision-install.XXXXXX")"
+# uv is unpacked next to the new venv, not into /tmp: stations often mount /tmp noexec.
+work="$new/.bootstrap"
 cleanup() {
   status=$?
   rm -rf "$work"
@@ -107,7 +108,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-mkdir -p "$new" "$prefix/bin" "$prefix/etc"
+mkdir -p "$new" "$work" "$prefix/bin" "$prefix/etc"
 
 # uv (a dependency of the runner, so its wheel is bundled) builds the venv: fast, and it needs
 # neither ensurepip nor a network.
