@@ -133,8 +133,9 @@ step "installing procvision-runner $PV_VERSION from $nwheels bundled wheels (off
 step "checking the new install"
 "$new/venv/bin/procvision-runner" --version >/dev/null || die "the new procvision-runner does not start"
 "$new/venv/bin/python" -I -c "import runner.daemon" || die "the new install cannot load the daemon (see above)"
-mkdir -p "$new/share/example" "$new/share/systemd"
+mkdir -p "$new/share/example" "$new/share/systemd" "$new/share/doc"
 cp "$here"/example/*.zip "$new/share/example/"
+cp "$here/doc/operations.md" "$new/share/doc/"
 cp "$here/systemd/procvision-runner.service" "$new/share/systemd/"
 
 # --- config (first install only), root, wrapper ---------------------------------------------------------
@@ -215,4 +216,5 @@ ProcVision Runner $PV_VERSION is installed.
   status:  $prefix/bin/procvision-runner status
   example: $prefix/bin/procvision-runner install $example
   config:  $config
+  docs:    $prefix/current/share/doc/operations.md
 TXT

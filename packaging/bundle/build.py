@@ -7,6 +7,7 @@ Runs on a connected machine (``./dev bundle``) with the dev venv's interpreter. 
                        target Python and platform (uv included)
     install.sh         the station installer (no network)
     systemd/           the unit the installer renders for --systemd
+    doc/               operations.md (install, service, configuration), for the station
     example/           the example algorithm's offline package zip, built for the same target
     bundle.env         version, target Python and platform, read by install.sh
     SHA256SUMS         checksums of every file above, checked by install.sh first
@@ -177,6 +178,8 @@ def build(python: str, platform: str, out_dir: Path, wheels_from: list[Path], of
         shutil.copy2(PACKAGING / "install.sh", top / "install.sh")
         (top / "install.sh").chmod(0o755)
         (top / "systemd").mkdir()
+        (top / "doc").mkdir()
+        shutil.copy2(REPO / "docs" / "operations.md", top / "doc" / "operations.md")
         shutil.copy2(PACKAGING / "systemd" / "procvision-runner.service", top / "systemd")
         (top / "bundle.env").write_text(f"PV_VERSION={version}\nPV_PYTHON={python}\nPV_PLATFORM={platform}\n",
                                         encoding="utf-8")

@@ -58,7 +58,7 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert any(n.startswith("procvision_algorithm_sdk-1.0.0-") for n in names)
     assert any(n.startswith("uv-") for n in names)
     assert (top / "systemd" / "procvision-runner.service").is_file()
-    assert (top / "SHA256SUMS").is_file()
+    assert (top / "SHA256SUMS").is_file() and (top / "doc" / "operations.md").is_file()
     return top
 
 
@@ -97,6 +97,8 @@ def test_bundle_installs_serves_and_executes_with_no_network(bundle_dir: Path, t
     text = unit.read_text()
     assert f"ExecStart={prefix}/bin/procvision-runner serve" in text
     assert f"ReadWritePaths={root}" in text
+    assert f"Documentation=file:{prefix}/current/share/doc/operations.md" in text
+    assert (prefix / "current" / "share" / "doc" / "operations.md").is_file()
     python_home = os.path.realpath(sys.executable).startswith(("/root/", "/home/"))
     assert ("ProtectHome=read-only" if python_home else "ProtectHome=yes") in text
     check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=120,
