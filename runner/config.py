@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .store.layout import RootLayout
@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     root: Path = Field(default=Path("algorithms"), description="Runtime root folder")
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
+    # Service manager. systemd (Type=notify) sets these without our prefix; both unset outside it.
+    notify_socket: str | None = Field(default=None, validation_alias=AliasChoices("NOTIFY_SOCKET", "notify_socket"),
+                                      description="sd_notify socket (a path, or @name for an abstract one)")
+    watchdog_usec: int | None = Field(default=None, ge=1, validation_alias=AliasChoices("WATCHDOG_USEC",
+                                                                                        "watchdog_usec"),
+                                      description="systemd watchdog interval; the daemon pings at half of it")
+    watchdog_pid: int | None = Field(default=None, validation_alias=AliasChoices("WATCHDOG_PID", "watchdog_pid"),
+                                     description="the process the watchdog is meant for (another: no pings)")
     auth_enabled: bool = True
     # Package trust.
     # auto: require when <root>/trust/ holds a key or CA certificate, else warn. require: only packages

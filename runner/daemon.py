@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -33,6 +34,7 @@ from runner.errors import PackageErrorCode, RunnerError
 from runner.package.installer import InstallResult
 from runner.package.watcher import DropFolderWatcher
 from runner.service import RunnerService
+from runner.service_notify import ServiceNotifier, WatchdogPinger
 from runner.store.locks import DaemonLock
 
 _log = logging.getLogger("runner.daemon")
@@ -46,11 +48,12 @@ class _Server(uvicorn.Server):
     A second signal stops at once (a second SIGINT also skips uvicorn's own wait)."""
 
     def __init__(self, config: uvicorn.Config, drain: Drain, on_started: Callable[[_Server], None],
-                 on_stopping: Callable[[], None]) -> None:
+                 on_stopping: Callable[[], None], on_tick: Callable[[], object] | None = None) -> None:
         super().__init__(config)
         self._drain = drain
         self._on_started = on_started
         self._on_stopping = on_stopping
+        self._on_tick = on_tick
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -76,6 +79,8 @@ class _Server(uvicorn.Server):
         self.begin_drain()
 
     async def on_tick(self, counter: int) -> bool:
+        if self._on_tick is not None:
+            self._on_tick()  # the watchdog: pings only while this loop turns
         if self._drain.draining and not self.should_exit and self._drain.settled():
             self.should_exit = True
         return await super().on_tick(counter)
@@ -146,6 +151,7 @@ class Daemon:
         self._stop = threading.Event()
         self._server: _Server | None = None
         self._ctx: AppContext | None = None
+        self.notifier = ServiceNotifier(settings.notify_socket)
 
     def request_stop(self) -> None:
         """Ask a running daemon to shut down (what SIGTERM does): drain, then stop."""
@@ -212,7 +218,8 @@ class Daemon:
                                     # Running calls were drained before (see _Server); this only
                                     # bounds writing their answers and closing idle connections.
                                     timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)))
-            server = _Server(config, ctx.drain, self._started, ctx.stopping.set)
+            server = _Server(config, ctx.drain, self._started, self._stopping_hook(ctx),
+                             on_tick=self._watchdog(ctx).tick)
             self._server = server
             if self._stop.is_set():
                 return
@@ -234,8 +241,29 @@ class Daemon:
         _log.info("listening on %s", self.url)
         if self.on_listening is not None:
             self.on_listening(self.url)
+        # The workers of the active versions started before uvicorn did (service.start()).
+        self.notifier.ready(f"serving {self.url}")
         if self._stop.is_set():
             server.begin_drain()
+
+    def _stopping_hook(self, ctx: AppContext) -> Callable[[], None]:
+        """What runs when the drain begins (and again at shutdown): refuse work, tell systemd once."""
+        told = threading.Event()
+
+        def stopping() -> None:
+            ctx.stopping.set()
+            if not told.is_set():
+                told.set()
+                self.notifier.stopping("draining")
+
+        return stopping
+
+    def _watchdog(self, ctx: AppContext) -> WatchdogPinger:
+        settings = self.settings
+        usec = settings.watchdog_usec
+        if settings.watchdog_pid is not None and settings.watchdog_pid != os.getpid():
+            usec = None  # the watchdog is meant for another process (e.g. a wrapper that did not exec)
+        return WatchdogPinger(self.notifier, usec, healthy=lambda: not ctx.drain.draining)
 
     def _start_watcher(self, service: RunnerService) -> Any:
         if not self.settings.watch_drop_folder:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 
 from fastapi import Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
 
 import runner
 from runner.config import Settings
@@ -15,6 +13,7 @@ from runner.store.journal import OperationsJournal
 
 from .auth import BearerAuth, resolve_token
 from .context import AppContext
+from .docs import mount_docs
 from .drain import Drain, DrainMiddleware
 from .limits import BodyLimitMiddleware, BodyLimits
 from .operations import Operation, OperationManager
@@ -61,14 +60,6 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
     app.include_router(execute.router, dependencies=protected)
     app.include_router(logs.router, dependencies=protected)
     app.include_router(trust.router, dependencies=protected)
-
-    # The schema and its browser view are protected like every endpoint but /livez.
-    @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
-    def openapi_schema() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=protected)
-    def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="ProcVision Runner API")
-
+    # The spec and its browser view hold no data: public, so a browser opens them (docs.py).
+    mount_docs(app, "ProcVision Runner API")
     return app

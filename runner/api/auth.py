@@ -6,36 +6,24 @@ import hmac
 import ipaddress
 import secrets
 import socket
-import stat
-from pathlib import Path
 
-from fastapi import Request
+from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.atomic import write_bytes_atomic
+from runner.tokens import read_token_file
+
+__all__ = ["BEARER", "BearerAuth", "read_token_file", "resolve_token"]
 
 TOKEN_BYTES = 32
-
-
-def read_token_file(path: Path) -> str | None:
-    """The token stored in ``path``, or None if the file does not exist or is empty.
-
-    RunnerError INSECURE_SETUP (2018) if group or others may read or write the file: a token
-    others could read is no protection, so it is refused rather than used.
-    """
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    if mode & 0o077:
-        raise RunnerError(PackageErrorCode.INSECURE_SETUP,
-                          f"{path} has mode {mode:04o}: group or others can read the API token; "
-                          f"run 'chmod 600 {path}' (or delete it to generate a new token) and start again",
-                          path=str(path), mode=f"{mode:04o}")
-    return text or None
+#: The bearer scheme as the OpenAPI spec declares it. Every route that depends on BearerAuth lists
+#: it under ``security`` (FastAPI collects it from the dependency), so a new router included with the
+#: auth dependency is documented as protected without naming it anywhere.
+BEARER = HTTPBearer(scheme_name="bearerAuth", auto_error=False,
+                    description="The token in <root>/.token (or the configured one): "
+                                "Authorization: Bearer <token>")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -88,16 +76,14 @@ class BearerAuth:
 
     def __init__(self, token: str | None) -> None:
         self._token = token
-        self._scheme = HTTPBearer(auto_error=False, description="Token from <root>/.token")
 
     @property
     def enabled(self) -> bool:
         return self._token is not None
 
-    async def __call__(self, request: Request) -> None:
+    async def __call__(self, credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
         if self._token is None:
             return
-        credentials: HTTPAuthorizationCredentials | None = await self._scheme(request)
         if credentials is None:
             raise RunnerError(PackageErrorCode.UNAUTHORIZED,
                               "missing bearer token: send 'Authorization: Bearer <token>' "

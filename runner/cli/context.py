@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from runner.config import Settings
+if TYPE_CHECKING:  # loaded when a command needs them: --version and --help need none
+    from runner.config import Settings  # serve, execute
 
-from .client import RunnerClient, default_url, token_for
+    from .client import RunnerClient
+    from .endpoint import Endpoint
 
 #: Default of ``--timeout`` (seconds to wait for each API answer).
 DEFAULT_TIMEOUT_S = 30.0
@@ -52,6 +56,8 @@ class CliContext:
     _settings: Settings | None = None
     #: Where the CLI's token came from (or where it looked), added to a 401's message.
     token_hint: str | None = None
+    #: The process environment (``main`` passes ``os.environ``): read for the endpoint only.
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
     @property
     def json(self) -> bool:
@@ -59,6 +65,8 @@ class CliContext:
 
     def settings(self, **overrides: Any) -> Settings:
         """Settings from --config/--root (plus ``overrides``), env and defaults."""
+        from runner.config import Settings
+
         if self._settings is None or overrides:
             values = {"root": getattr(self.args, "root", None), **overrides}
             try:
@@ -74,14 +82,25 @@ class CliContext:
     def timeout_s(self) -> float:
         return float(getattr(self.args, "timeout", DEFAULT_TIMEOUT_S))
 
+    def endpoint(self) -> Endpoint:
+        """The daemon's URL and token from the flags, the environment and the config file."""
+        from .endpoint import EndpointProblem, resolve_endpoint
+
+        try:
+            return resolve_endpoint(self.environ, root=getattr(self.args, "root", None),
+                                    config=getattr(self.args, "config", None), url=getattr(self.args, "url", None),
+                                    token=getattr(self.args, "token", None))
+        except EndpointProblem as exc:
+            raise SettingsProblem(str(exc)) from exc
+
     def client(self) -> RunnerClient:
-        settings = self.settings()
-        url = getattr(self.args, "url", None) or default_url(settings)
-        token = token_for(settings, getattr(self.args, "token", None))
-        if token is None:
+        from .client import RunnerClient
+
+        endpoint = self.endpoint()
+        if endpoint.token is None:
             self.token_hint = (f"the CLI found no token: not in --token, PROCVISION_RUNNER_TOKEN or the "
-                               f"config, and no token file at {settings.layout.token_file}; pass --root of "
+                               f"config, and no token file at {endpoint.token_file}; pass --root of "
                                "the daemon's root or --token")
-        elif not getattr(self.args, "token", None) and not settings.token:
-            self.token_hint = f"the CLI sent the token from {settings.layout.token_file}"
-        return RunnerClient(url, token, timeout_s=self.timeout_s)
+        elif endpoint.token_source == "file":
+            self.token_hint = f"the CLI sent the token from {endpoint.token_file}"
+        return RunnerClient(endpoint.url, endpoint.token, timeout_s=self.timeout_s)

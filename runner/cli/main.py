@@ -12,9 +12,9 @@ import runner
 from runner.errors import PackageErrorCode, RunnerError
 
 from . import exitcodes
-from .client import ApiError, Unreachable
 from .commands import activation, execute, logs, packages, serve, status, trust
 from .context import CliContext, SettingsProblem, add_common
+from .failures import ApiError, Unreachable
 from .output import error
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from runner.config import Settings
+from typing import TYPE_CHECKING, Any
 
 from .. import exitcodes
 from ..context import CliContext, add_common
+
+if TYPE_CHECKING:  # the daemon's modules load only when serving: client commands stay fast
+    from runner.config import Settings
 
 
 def _add_serve_options(p: Any) -> None:

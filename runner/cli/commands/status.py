@@ -23,15 +23,18 @@ def register(sub: Any) -> None:
 def status(ctx: CliContext) -> int:
     with ctx.client() as client:
         ready = client.readyz()
+        if not ctx.json:
+            # Readiness first, as soon as it is known; the tables need two more requests.
+            fields([("daemon", client.url), ("ready", "yes" if ready.get("ready") else "no")], ctx.out)
+            for reason in ready.get("reasons") or []:
+                ctx.out.write(f"  - {reason}\n")
+            ctx.out.write("\n")
+            ctx.out.flush()
         active = client.active()
         versions = client.list_versions()
     if ctx.json:
         print_json({"url": client.url, "ready": ready, "active": active, "versions": versions}, ctx.out)
     else:
-        fields([("daemon", client.url), ("ready", "yes" if ready.get("ready") else "no")], ctx.out)
-        for reason in ready.get("reasons") or []:
-            ctx.out.write(f"  - {reason}\n")
-        ctx.out.write("\n")
         table([{"pid": p, **b} for p, b in sorted(active.items())], ["pid", "name", "version"], ctx.out,
               empty="(no pid is active)")
         ctx.out.write("\n")

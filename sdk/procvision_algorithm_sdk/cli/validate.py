@@ -41,9 +41,14 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err.write(f"error: {exc}\n")
             return 1
     else:
+        project = project_dir(args.project)
+        if not args.json:
+            # Say so at once: importing the algorithm (numpy, models) and the smoke calls take a while.
+            how = "in a worker process" if args.full else "in this process"
+            err.write(f"validating {project} {how}: manifest, entry point, get_info, pre_execute/execute\n")
+            err.flush()
         from .checks import validate_full, validate_in_process
 
-        project = project_dir(args.project)
         try:
             image = load_image(args.image) if args.image else synthetic_image()
         except ImageLoadError as exc:
