@@ -29,8 +29,9 @@ def _call(client: httpx.Client, sleep_s: float, answers: list[httpx.Response], t
         answers.append(httpx.Response(599, text=f"{type(exc).__name__}: {exc}"))
 
 
-def _in_flight(client: httpx.Client) -> bool:
-    return bool(client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]["in_flight"] > 0)
+def _in_flight(client: httpx.Client, count: int = 1) -> bool:
+    """At least ``count`` calls admitted by the version's pool (queued or running)."""
+    return bool(client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]["in_flight"] >= count)
 
 
 def _assert_shutdown_problem(response: httpx.Response) -> None:
@@ -62,7 +63,8 @@ def test_sigterm_lets_long_calls_finish_and_refuses_new_work(tmp_path: Path) -> 
             callers = [threading.Thread(target=own_client_call) for _ in range(3)]
             for caller in callers:
                 caller.start()
-            wait_for(lambda: _in_flight(client), 30, "the calls to be in flight")
+            # All three must be admitted before the signal, or a late one is rightly refused.
+            wait_for(lambda: _in_flight(client, 3), 30, "the three calls to be in flight")
             daemon.proc.send_signal(signal.SIGTERM)
 
             with httpx.Client(base_url=url, headers=headers, timeout=30) as other:

@@ -49,12 +49,15 @@ def test_endpoint_matches_settings(case: dict[str, Any], tmp_path: Path, monkeyp
     file_values = dict(case.get("file", {}))
     if "root" in file_values:
         file_values["root"] = str(tmp_path / file_values["root"])
-        (Path(file_values["root"]) / ".token").write_text("other-root-token\n")
+        other = Path(file_values["root"]) / ".token"
+        other.write_text("other-root-token\n")
+        other.chmod(0o600)  # the daemon writes it so; a readable one is refused (2018)
     if file_values:
         config = (root / "runner_config.json") if case.get("in_root") else tmp_path / "cfg.json"
         config.write_text(json.dumps(file_values))
     if "token_file" in case:
         (root / ".token").write_text(case["token_file"] + "\n")
+        (root / ".token").chmod(0o600)
     flag_config = config if case.get("flag_config") else None
     environ = dict(case.get("env", {}))
     endpoint = resolve_endpoint(environ, root=None if "root" in file_values else root, config=flag_config,
