@@ -12,6 +12,7 @@
     .daemon.lock               held for the daemon's whole life: a second daemon refuses to start
     .token                     the API bearer token (mode 0600)
     .uv-cache/                 uv's wheel cache, shared by every version's install
+    .workers/                  one file per supervisor: its running worker process groups and cgroups
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class RootLayout:
     @property
     def uv_cache(self) -> Path:
         return self.root / ".uv-cache"
+
+    @property
+    def worker_groups(self) -> Path:
+        """Records of running worker process groups, read back after a daemon was killed."""
+        return self.root / ".workers"
 
     def version_dir(self, name: str, version: str) -> Path:
         return self.deployed / name / version

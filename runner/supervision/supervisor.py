@@ -13,7 +13,10 @@ from runner.config import Settings
 from runner.errors import RunnerError
 from runner.store.layout import RootLayout
 
+from .containment import ContainmentReport
 from .dialects import posix_shm_dir
+from .launch import Launcher
+from .leftovers import LeftoverSweep, ProcessGroupLedger, end_leftover_groups
 from .pool import VersionPool
 from .runtime_dirs import create_runtime_dir, remove_orphaned_runtime_dirs
 from .segments import StaleSweep, remove_stale_segments
@@ -33,7 +36,11 @@ class Supervisor:
     Each worker gets a private folder (its ``PROC_SHM_DIR``) under one runtime folder that this
     supervisor creates and removes in ``shutdown``. Creating one first removes stale image segments
     (``remove_stale_segments``) from the shared memory folder, and the runtime folders of daemons
-    that are gone (killed before their ``shutdown``).
+    that are gone (killed before their ``shutdown``), and ends the worker process groups and
+    cgroups such daemons recorded (``leftovers``) before any worker of its own starts.
+
+    Workers are started by one ``Launcher``: an allow-listed environment, their own process group,
+    and the memory limit of the mechanism the probe chose (``containment``).
     """
 
     def __init__(self, settings: Settings, layout: RootLayout,
@@ -42,8 +49,11 @@ class Supervisor:
         self.settings = settings
         self.layout = layout
         self._on_event = on_event
-        # The environment workers inherit (scrubbed per worker); the daemon's own by default.
+        # The environment workers inherit (allow-listed per worker); the daemon's own by default.
         self._base_env = dict(base_env) if base_env is not None else dict(os.environ)
+        #: Worker trees a killed predecessor left running, ended now.
+        self.leftovers: LeftoverSweep = end_leftover_groups(layout.worker_groups)
+        self._launcher = Launcher(settings, self._base_env, ProcessGroupLedger(layout.worker_groups))
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], VersionPool] = {}
         self._closed = False
@@ -71,11 +81,16 @@ class Supervisor:
             if pool is None or pool.spec != spec:
                 if pool is not None:
                     pool.close()
-                pool = VersionPool(spec, self.settings, self.layout, self.runtime_dir, self._base_env,
+                pool = VersionPool(spec, self.settings, self.layout, self.runtime_dir, self._launcher,
                                    self._on_event)
                 self._pools[key] = pool
         pool.start(wait_ready)
         return pool
+
+    @property
+    def containment(self) -> ContainmentReport:
+        """How worker memory is bounded here, and why that way."""
+        return self._launcher.report
 
     def get(self, name: str, version: str) -> VersionPool | None:
         """The pool of a version, whatever its state, or None if it was never started."""
@@ -132,4 +147,6 @@ class Supervisor:
                 for worker in pool.workers:
                     worker.stop(0.1)
             pool.close()
+        if self._launcher.ledger is not None:
+            self._launcher.ledger.close()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
