@@ -235,9 +235,12 @@ class RunnerService:
 
     # --- activation ------------------------------------------------------------------------------
 
-    def activate(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
+    def activate(self, name: str, version: str, pids: list[str], memory_limit_mb: int | None = None
+                 ) -> dict[str, Any]:
+        """Bind pids to a version; ``memory_limit_mb`` gives its workers their own memory limit."""
         self._record(name, version)
-        return {"result": jsonable(self.router.activate(name, version, pids)), "active": self.active()}
+        return {"result": jsonable(self.router.activate(name, version, pids, memory_limit_mb)),
+                "active": self.active()}
 
     def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
         self._record(name, version)
