@@ -150,7 +150,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
         raise run.fail("hello", f"cannot place the worker under its memory limit: {exc}") from exc
     command = worker_command(settings, python, manifest.entry_point, package_dir, shm_dir, os.environ, placement)
     client = AdapterClient(command.argv, str(command.cwd), command.env, max_frame_bytes=settings.max_frame_bytes,
-                           stderr_tail_lines=settings.stderr_tail_lines, preexec_fn=command.preexec)
+                           stderr_tail_lines=settings.stderr_tail_lines)
     try:
         try:
             hello = client.start(run.remaining(settings.handshake_timeout_ms / 1000.0),

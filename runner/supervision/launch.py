@@ -1,8 +1,9 @@
 """Starting one worker process: its command line, environment and containment, the handshake, and
 the check that the algorithm really loaded.
 
-``worker_command`` is the one place that says what a worker process is (argv, cwd, environment, what
-runs between fork and exec); a wrapper such as a sandbox goes around its argv there. ``Launcher``
+``worker_command`` is the one place that says what a worker process is (argv, cwd, environment); a
+wrapper such as a sandbox goes around the adapter's argv there, inside the placement's wrapper (so
+the cgroup or rlimit also covers the sandbox's own processes). ``Launcher``
 turns it into a running ``AdapterClient`` placed under the memory limit (``containment``) and
 recorded for the clean-up after a daemon crash (``leftovers``); ``LaunchedWorker.end`` ends the
 whole tree on every exit path.
@@ -39,16 +40,15 @@ class WorkerCommand:
     argv: list[str]
     cwd: Path
     env: dict[str, str]
-    preexec: Callable[[], None]
 
 
 def worker_command(settings: Settings, python: Path, entry_point: str | None, package_dir: Path, shm_dir: Path,
                    base_env: Mapping[str, str], placement: Placement) -> WorkerCommand:
     """The worker process for ``package_dir`` run by ``python``: allow-listed environment, and the
-    placement's limit applied in the child before exec (so it covers whatever the argv starts)."""
+    placement's limit applied before the adapter runs (so it covers whatever the argv starts)."""
     env = worker_environment(base_env, package_dir, shm_dir, settings.max_frame_bytes,
                              extra_allow=settings.worker_env_allow)
-    return WorkerCommand(adapter_argv(str(python), entry_point), package_dir, env, placement.preexec)
+    return WorkerCommand(placement.wrap(adapter_argv(str(python), entry_point)), package_dir, env)
 
 
 def memory_limit_of(spec: WorkerSpec, settings: Settings) -> int:
@@ -118,8 +118,7 @@ class Launcher:
         client = AdapterClient(command.argv, str(command.cwd), command.env,
                                max_frame_bytes=self.settings.max_frame_bytes,
                                stderr_tail_lines=self.settings.stderr_tail_lines,
-                               on_stderr_line=on_stderr_line, on_exit=on_exit, preexec_fn=command.preexec,
-                               on_spawn=spawned)
+                               on_stderr_line=on_stderr_line, on_exit=on_exit, on_spawn=spawned)
         return LaunchedWorker(client, placement, key, ledger)
 
     def status(self, limit_mb: int) -> dict[str, Any]:

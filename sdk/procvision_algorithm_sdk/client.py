@@ -99,7 +99,6 @@ class AdapterClient:
         on_exit: Callable[[AdapterClient, int | None, str], None] | None = None,
         on_frame: Callable[[dict[str, Any]], None] | None = None,
         max_stderr_line_bytes: int = DEFAULT_MAX_STDERR_LINE_BYTES,
-        preexec_fn: Callable[[], None] | None = None,
         on_spawn: Callable[[int], None] | None = None,
     ) -> None:
         self.argv = list(argv)
@@ -110,9 +109,7 @@ class AdapterClient:
         self._on_exit = on_exit
         self._on_frame = on_frame
         self.max_stderr_line_bytes = max(256, max_stderr_line_bytes)
-        # Runs in the child between fork and exec (after it became its own session leader): the
-        # runner uses it to place the process tree under its memory limit before any code runs.
-        self.preexec_fn = preexec_fn
+        # Told the pid right after the spawn (the runner records it for clean-up after a crash).
         self._on_spawn = on_spawn
         self._pgid: int | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_tail_lines)
@@ -169,22 +166,18 @@ class AdapterClient:
         """
         if self._proc is not None:
             raise RuntimeError("AdapterClient.start() called twice")
-        try:
-            self._proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                bufsize=0,
-                # Its own session and process group: signals to the daemon's group never reach the
-                # worker, and everything the worker starts can be ended with it (``end_group``).
-                start_new_session=True,
-                preexec_fn=self.preexec_fn,
-            )
-        except subprocess.SubprocessError as exc:  # preexec_fn failed in the child; nothing runs
-            raise HandshakeFailed(f"could not prepare the worker process: {exc}") from exc
+        self._proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            # Its own session and process group: signals to the daemon's group never reach the
+            # worker, and everything the worker starts can be ended with it (``end_group``).
+            start_new_session=True,
+        )
         self._pgid = self._proc.pid
         if self._on_spawn is not None:
             self._on_spawn(self._proc.pid)

@@ -91,6 +91,9 @@ def test_each_worker_leads_its_own_group_and_stop_ends_it(deployer: Deployer, tm
             fields = stat_fields(worker.pid)
             # Fields after the name: state, ppid, pgrp, session.
             assert int(fields[2]) == worker.pid and int(fields[3]) == worker.pid
+            if uses_cgroups(sup):  # and its own cgroup, named for it, under the daemon's
+                own = Path(f"/proc/{worker.pid}/cgroup").read_text(encoding="ascii")
+                assert f"/pv-{os.getpid()}-" in own and f"-w{worker.index}\n" in own
         children = [c for _, c, _ in recorded(record)]
         escaped = [e for _, _, e in recorded(record)]
         assert all(pid_alive(p) for p in children + escaped)

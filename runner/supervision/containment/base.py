@@ -2,10 +2,12 @@
 of one worker process tree under it.
 
 A ``Containment`` is chosen once per supervisor (``probe.choose_containment``). For every process
-it starts, the launcher asks it for a ``Placement``: the placement's ``preexec`` runs in the child
-between fork and exec (so the limit holds before any algorithm code runs, and covers everything
-the process execs into or starts, including a sandbox wrapper), ``memory_killed`` tells after an
-exit whether the limit ended the process, and ``terminate`` ends whatever is left of the tree.
+it starts, the launcher asks it for a ``Placement``: the placement's ``wrap`` puts a tiny ``/bin/sh``
+step in front of the command that enters the cgroup (or sets the rlimit) and then ``exec``s it, so
+the limit holds before any algorithm code runs and covers everything the process becomes or starts,
+a sandbox wrapper included (no Python runs between fork and exec in the threaded daemon).
+``memory_killed`` tells after an exit whether the limit ended the process, and ``terminate`` ends
+whatever is left of the tree.
 """
 
 from __future__ import annotations
@@ -60,10 +62,10 @@ class Placement(ABC):
         """The process tree's own cgroup, if the mechanism made one."""
         return None
 
-    def preexec(self) -> None:
-        """Runs in the child after fork, before exec. Must only make system calls: no locks, no
-        logging (other threads of the daemon may have held them at the fork)."""
-        return None
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` preceded by what applies the limit to the process before it runs (same pid:
+        the wrapper ``exec``s the command)."""
+        return list(argv)
 
     @abstractmethod
     def memory_killed(self, exit_code: int | None, stderr_tail: list[str]) -> bool:

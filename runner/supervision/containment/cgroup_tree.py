@@ -87,8 +87,12 @@ def remove(cgroup: Path, timeout_s: float = 5.0) -> bool:
             time.sleep(0.01)
 
 
+#: ``sh -c`` script: write the shell's pid (the worker's, after exec) into $1, then become "$@".
+_ENTER = 'echo $$ > "$1" && shift && exec "$@"'
+
+
 class CgroupPlacement(Placement):
-    """A process tree in a cgroup of its own: joined in ``preexec``, emptied and removed by
+    """A process tree in a cgroup of its own: joined before exec (``wrap``), emptied and removed by
     ``terminate``. Subclasses say how the kernel reports a memory kill (``oom_kills``).
 
     The kill counter is read once more just before the folder is removed, so threads that look
@@ -98,8 +102,7 @@ class CgroupPlacement(Placement):
     def __init__(self, path: Path, limit_mb: int) -> None:
         super().__init__(limit_mb)
         self.path = path
-        # Built now: the child must not allocate or format much between fork and exec.
-        self._procs_file = os.fsencode(str(path / "cgroup.procs"))
+        self._procs_file = str(path / "cgroup.procs")
         self._terminated = False
         self._kills_at_end: int | None = None
         self._counted = False  # _kills_at_end holds the last reading; the folder may be gone
@@ -115,12 +118,9 @@ class CgroupPlacement(Placement):
     def cgroup(self) -> Path | None:
         return self.path
 
-    def preexec(self) -> None:
-        fd = os.open(self._procs_file, os.O_WRONLY)
-        try:
-            os.write(fd, str(os.getpid()).encode("ascii"))
-        finally:
-            os.close(fd)
+    def wrap(self, argv: list[str]) -> list[str]:
+        # If the cgroup cannot be joined, sh says why on stderr and exits: the start fails with it.
+        return ["/bin/sh", "-c", _ENTER, "procvision-cgroup", self._procs_file, *argv]
 
     def terminate(self) -> None:
         if self._terminated:

@@ -9,7 +9,6 @@ its error reply, see ``is_memory_error``) is what marks it.
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,10 +23,12 @@ def is_memory_error(details: Mapping[str, Any]) -> bool:
 class _RlimitPlacement(Placement):
     mechanism = RLIMIT_DATA
 
-    def preexec(self) -> None:
-        if self.limit_mb > 0:
-            limit = self.limit_mb * MIB
-            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    def wrap(self, argv: list[str]) -> list[str]:
+        if self.limit_mb <= 0:
+            return list(argv)
+        # POSIX sh's ulimit -d takes KiB and sets both the soft and the hard limit.
+        return ["/bin/sh", "-c", 'ulimit -d "$1" && shift && exec "$@"', "procvision-rlimit",
+                str(self.limit_mb * MIB // 1024), *argv]
 
     def memory_error_reply(self, details: Mapping[str, Any]) -> bool:
         return self.limit_mb > 0 and is_memory_error(details)
