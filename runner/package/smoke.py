@@ -144,7 +144,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
     # The worker it starts is contained as a served one: same environment, limit and process group.
     containment, _ = choose_containment(settings.worker_memory_mechanism, settings.worker_memory_limit_mb)
     try:
-        placement = containment.place(f"pv-smoke-{os.getpid()}-{int(started * 1000)}",
+        placement = containment.place(f"pv-{os.getpid()}-smoke-{int(started * 1000)}",
                                       settings.worker_memory_limit_mb)
     except OSError as exc:
         raise run.fail("hello", f"cannot place the worker under its memory limit: {exc}") from exc

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import threading
 import uuid
@@ -110,6 +111,28 @@ def end_leftover_groups(folder: Path) -> LeftoverSweep:
             path.unlink()
         sweep.files.append(path.name)
     return sweep
+
+
+#: Worker and smoke cgroups are named ``pv-<daemon pid>-...`` (see launch.py and smoke.py).
+_CGROUP_NAME = re.compile(r"^pv-(\d+)-")
+
+
+def end_orphaned_cgroups(parent: Path | None, sweep: LeftoverSweep) -> None:
+    """End and remove cgroups under ``parent`` made by daemons that are gone, including those no
+    record names (a smoke test's, or one made just before its record was written)."""
+    if parent is None:
+        return
+    try:
+        children = [p for p in parent.iterdir() if p.is_dir()]
+    except OSError:
+        return
+    for child in children:
+        match = _CGROUP_NAME.match(child.name)
+        # A pid alive now might be reused by another process: left alone (never kill a live owner's).
+        if match is None or process_start_ticks(int(match.group(1))) is not None:
+            continue
+        if remove_cgroup(child):
+            sweep.cgroups.append(str(child))
 
 
 def _end_entry(entry: dict[str, Any], sweep: LeftoverSweep) -> None:

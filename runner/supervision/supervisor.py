@@ -16,7 +16,7 @@ from runner.store.layout import RootLayout
 from .containment import ContainmentReport
 from .dialects import posix_shm_dir
 from .launch import Launcher
-from .leftovers import LeftoverSweep, ProcessGroupLedger, end_leftover_groups
+from .leftovers import LeftoverSweep, ProcessGroupLedger, end_leftover_groups, end_orphaned_cgroups
 from .pool import VersionPool
 from .runtime_dirs import create_runtime_dir, remove_orphaned_runtime_dirs
 from .segments import StaleSweep, remove_stale_segments
@@ -54,6 +54,7 @@ class Supervisor:
         #: Worker trees a killed predecessor left running, ended now.
         self.leftovers: LeftoverSweep = end_leftover_groups(layout.worker_groups)
         self._launcher = Launcher(settings, self._base_env, ProcessGroupLedger(layout.worker_groups))
+        end_orphaned_cgroups(self._launcher.containment.cgroup_parent, self.leftovers)
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], VersionPool] = {}
         self._closed = False

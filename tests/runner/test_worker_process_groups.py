@@ -9,7 +9,11 @@ is imported, and another one that escapes the group with setsid (only a cgroup c
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from procvision_algorithm_sdk.errors import ErrorCode
 from procvision_algorithm_sdk.manifest import load_manifest
@@ -151,3 +155,38 @@ def _reap(record: Path) -> None:
         for pid in row[1:]:
             if pid_alive(pid) and b"pv-test-child" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, 9)
+
+
+def test_start_ends_cgroups_of_daemons_that_are_gone(deployer: Deployer, tmp_path: Path) -> None:
+    """A cgroup no record names (a smoke test's when the daemon was killed) is still found by its
+    name, ``pv-<daemon pid>-...``, once that daemon is gone."""
+    containment, report = choose_containment("auto", 0)
+    parent = containment.cgroup_parent
+    if parent is None:
+        pytest.skip(f"no cgroups here ({report.reason})")
+    dead_pid = _finished_pid()
+    placement = containment.place(f"pv-{dead_pid}-smoke-1", 0)
+    child = subprocess.Popen(placement.wrap([sys.executable, "-c", "import time; time.sleep(3600)",
+                                             "pv-test-child"]), start_new_session=True)
+    try:
+        wait_for(lambda: child.pid in [int(p) for p in (parent / f"pv-{dead_pid}-smoke-1" / "cgroup.procs")
+                                       .read_text().split()], what="the child in its cgroup")
+        sup = Supervisor(fast_settings(deployer.layout.root), deployer.layout)
+        try:
+            assert str(parent / f"pv-{dead_pid}-smoke-1") in sup.leftovers.cgroups
+            assert child.wait(15) == -9
+            assert not (parent / f"pv-{dead_pid}-smoke-1").exists()
+        finally:
+            sup.shutdown(timeout_s=1.0)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        placement.terminate()
+
+
+def _finished_pid() -> int:
+    """The pid of a process that has ended (so no daemon of that pid is alive)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait(30)
+    return proc.pid

@@ -93,6 +93,11 @@ class Containment(ABC):
         #: Why this mechanism is the one in force (for ``status``).
         self.reason = reason
 
+    @property
+    def cgroup_parent(self) -> Path | None:
+        """The folder worker cgroups are made in, if this mechanism makes any."""
+        return None
+
     @abstractmethod
     def place(self, label: str, limit_mb: int) -> Placement:
         """A placement for one new process tree named ``label`` (unique per process)."""

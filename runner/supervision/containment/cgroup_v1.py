@@ -41,6 +41,10 @@ class CgroupV1Containment(Containment):
         super().__init__(reason)
         self.parent = parent
 
+    @property
+    def cgroup_parent(self) -> Path | None:
+        return self.parent
+
     def place(self, label: str, limit_mb: int) -> Placement:
         path = self.parent / label
         if path.exists():
