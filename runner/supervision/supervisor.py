@@ -93,6 +93,10 @@ class Supervisor:
         """How worker memory is bounded here, and why that way."""
         return self._launcher.report
 
+    def memory_limit(self, limit_mb: int) -> dict[str, object]:
+        """What ``status`` shows of the containment for workers with ``limit_mb`` (MB, 0 = none)."""
+        return self._launcher.status(limit_mb)
+
     def get(self, name: str, version: str) -> VersionPool | None:
         """The pool of a version, whatever its state, or None if it was never started."""
         with self._lock:

@@ -57,11 +57,19 @@ def test_activate_with_a_memory_limit_and_go_over_it(tmp_path: Path) -> None:
                                                             "memory_limit_mb": -5})
             assert bad.status_code == 422 and bad.json()["code"] == "2013"
 
+            # Not running yet: show says what its workers would get (the setting).
+            before = cli(server.url, root, "show", NAME, "1.0.0")
+            assert before["workers"] is None and before["memory_limit"]["limit_mb"] == 4096
+
             done = cli(server.url, root, "activate", NAME, "1.0.0", "--pid", "P001", "--memory-limit-mb", "320")
             assert done["active"]["P001"]["memory_limit_mb"] == 320
             limit = cli(server.url, root, "show", NAME, "1.0.0")["workers"]["memory_limit"]
             _, expected = choose_containment("auto", 320)
             assert limit["limit_mb"] == 320 and limit["mechanism"] == expected.mechanism and limit["enforced"]
+            text = io.StringIO()
+            assert main(["show", NAME, "1.0.0", "--url", server.url, "--root", str(root)], out=text,
+                        err=io.StringIO()) == 0
+            assert f"320 MB per worker ({expected.mechanism}" in text.getvalue()
 
             def execute(params: str) -> httpx.Response:
                 return client.post("/execute", data={"pid": "P001", "user_params": params, "timeout_ms": "60000"},
