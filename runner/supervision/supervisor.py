@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -22,6 +23,8 @@ from .runtime_dirs import create_runtime_dir, remove_orphaned_runtime_dirs
 from .segments import StaleSweep, remove_stale_segments
 from .spec import WorkerSpec
 from .states import LIVE_STATES, SupervisorEvent
+
+_log = logging.getLogger(__name__)
 
 
 def _runtime_parent() -> Path | None:
@@ -55,6 +58,11 @@ class Supervisor:
         self.leftovers: LeftoverSweep = end_leftover_groups(layout.worker_groups)
         self._launcher = Launcher(settings, self._base_env, ProcessGroupLedger(layout.worker_groups))
         end_orphaned_cgroups(self._launcher.containment.cgroup_parent, self.leftovers)
+        if self.leftovers.groups or self.leftovers.cgroups:
+            _log.warning("ended worker processes a killed daemon left running: groups %s, cgroups %s",
+                         self.leftovers.groups, self.leftovers.cgroups)
+        report = self._launcher.report
+        _log.info("worker memory limit: %s MB via %s (%s)", report.limit_mb, report.mechanism, report.reason)
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], VersionPool] = {}
         self._closed = False
