@@ -113,8 +113,9 @@ def end_leftover_groups(folder: Path) -> LeftoverSweep:
     return sweep
 
 
-#: Worker and smoke cgroups are named ``pv-<daemon pid>-...`` (see launch.py and smoke.py).
-_CGROUP_NAME = re.compile(r"^pv-(\d+)-")
+#: Worker and smoke cgroups are named ``pv-<daemon pid>-...`` (see launch.py and smoke.py); the
+#: probe's test folder ``procvision-probe-<pid>`` (left if its process was killed in between).
+_CGROUP_NAME = re.compile(r"^(?:pv-(\d+)-|procvision-probe-(\d+)$)")
 
 
 def end_orphaned_cgroups(parent: Path | None, sweep: LeftoverSweep) -> None:
@@ -129,7 +130,7 @@ def end_orphaned_cgroups(parent: Path | None, sweep: LeftoverSweep) -> None:
     for child in children:
         match = _CGROUP_NAME.match(child.name)
         # A pid alive now might be reused by another process: left alone (never kill a live owner's).
-        if match is None or process_start_ticks(int(match.group(1))) is not None:
+        if match is None or process_start_ticks(int(match.group(1) or match.group(2))) is not None:
             continue
         if remove_cgroup(child):
             sweep.cgroups.append(str(child))

@@ -166,6 +166,8 @@ def test_start_ends_cgroups_of_daemons_that_are_gone(deployer: Deployer, tmp_pat
         pytest.skip(f"no cgroups here ({report.reason})")
     dead_pid = _finished_pid()
     placement = containment.place(f"pv-{dead_pid}-smoke-1", 0)
+    probe_left = parent / f"procvision-probe-{dead_pid}"  # a probe killed before it cleaned up
+    probe_left.mkdir()
     child = subprocess.Popen(placement.wrap([sys.executable, "-c", "import time; time.sleep(3600)",
                                              "pv-test-child"]), start_new_session=True)
     try:
@@ -176,6 +178,7 @@ def test_start_ends_cgroups_of_daemons_that_are_gone(deployer: Deployer, tmp_pat
             assert str(parent / f"pv-{dead_pid}-smoke-1") in sup.leftovers.cgroups
             assert child.wait(15) == -9
             assert not (parent / f"pv-{dead_pid}-smoke-1").exists()
+            assert not probe_left.exists()
         finally:
             sup.shutdown(timeout_s=1.0)
     finally:
@@ -183,6 +186,8 @@ def test_start_ends_cgroups_of_daemons_that_are_gone(deployer: Deployer, tmp_pat
             child.kill()
             child.wait(10)
         placement.terminate()
+        if probe_left.exists():
+            probe_left.rmdir()
 
 
 def _finished_pid() -> int:
