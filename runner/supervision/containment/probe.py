@@ -79,10 +79,24 @@ def _try_child(folder: Path, control_file: str) -> None:
 
 
 def probe_v2(mounts: list[Mount], cgroups: dict[str, str]) -> CgroupV2Containment:
+    """cgroup v2 allows no processes in a cgroup whose children get controllers, so worker cgroups
+    go under the daemon's own cgroup only if the daemon is not in it itself (never, in practice);
+    else under its parent, which is the delegated root when the daemon was put in a leaf of it
+    (systemd ``Delegate=yes`` with ``DelegateSubgroup=``)."""
     mount = next((m for m in mounts if m.fstype == "cgroup2"), None)
     if mount is None or "" not in cgroups:
         raise Unusable("no cgroup2 hierarchy is mounted")
-    folder = _folder(mount, cgroups[""])
+    own = _folder(mount, cgroups[""])
+    reasons: list[str] = []
+    for folder in (own, own.parent) if own != mount.point else (own,):
+        try:
+            return _probe_v2_parent(folder)
+        except Unusable as exc:
+            reasons.append(str(exc))
+    raise Unusable("; ".join(reasons))
+
+
+def _probe_v2_parent(folder: Path) -> CgroupV2Containment:
     try:
         available = (folder / "cgroup.controllers").read_text(encoding="ascii").split()
     except OSError as exc:
@@ -96,7 +110,8 @@ def probe_v2(mounts: list[Mount], cgroups: dict[str, str]) -> CgroupV2Containmen
             control.write_text("+memory", encoding="ascii")
     except OSError as exc:
         raise Unusable(f"cannot enable the memory controller for children of {folder}: {exc.strerror or exc} "
-                       "(run the daemon in a delegated cgroup, e.g. systemd Delegate=yes)") from exc
+                       "(run the daemon in a leaf of a delegated cgroup: systemd Delegate=yes and "
+                       "DelegateSubgroup=runner)") from exc
     _try_child(folder, "memory.max")
     return CgroupV2Containment(folder, f"memory cgroups (v2) under {folder}")
 
