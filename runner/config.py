@@ -77,6 +77,16 @@ class Settings(BaseSettings):
     # creates its segment inline, ~2-3 ms more per 1920x1200 RGB image); each costs one image of RAM.
     shm_spares_per_worker: int = Field(default=2, ge=0, le=16)
 
+    # Worker containment.
+    # Memory limit of each worker's process tree in MB (0: none); a version can get its own at
+    # activation. Enforced by the kernel: a memory cgroup (v2, else v1) where the daemon may create
+    # one, else RLIMIT_DATA per process; ``worker_memory_mechanism`` picks one first ("auto": that order).
+    worker_memory_limit_mb: int = Field(default=4096, ge=0)
+    worker_memory_mechanism: Literal["auto", "cgroup-v2", "cgroup-v1", "rlimit-data", "none"] = "auto"
+    # Environment variables workers inherit beyond the built-in allow-list (names, or prefixes
+    # ending in "*"); PROCVISION_* and PROC_* never pass.
+    worker_env_allow: list[str] = Field(default_factory=list)
+
     # Installing.
     installer: Literal["auto", "uv", "pip"] = "auto"
     python: str | None = Field(default=None, description="Interpreter for new venvs; default: matched to the package")

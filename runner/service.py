@@ -230,7 +230,15 @@ class RunnerService:
                              if b["name"] == name and b["version"] == version)
         return {**record, "manifest": self._manifest(record), "info": info, "workers": status,
                 "last_error": last_error, "active_pids": active_pids,
-                "log_file": str(self.log_file(name, version))}
+                "log_file": str(self.log_file(name, version)),
+                "memory_limit": (status or {}).get("memory_limit") or self._memory_limit(name, version)}
+
+    def _memory_limit(self, name: str, version: str) -> dict[str, Any]:
+        """How the workers of a version that is not running would be bounded (its newest binding's
+        own limit, else the setting)."""
+        bound = [b for b in self.router.active().values() if b.key == (name, version)]
+        own = max(bound, key=lambda b: b.activated_at).memory_limit_mb if bound else None
+        return dict(self.supervisor.memory_limit(own if own is not None else self.settings.worker_memory_limit_mb))
 
     def active(self) -> dict[str, dict[str, Any]]:
         """pid -> {name, version, activated_at}."""
@@ -238,9 +246,12 @@ class RunnerService:
 
     # --- activation ------------------------------------------------------------------------------
 
-    def activate(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
+    def activate(self, name: str, version: str, pids: list[str], memory_limit_mb: int | None = None
+                 ) -> dict[str, Any]:
+        """Bind pids to a version; ``memory_limit_mb`` gives its workers their own memory limit."""
         self.installer.trust.check_activation(self._record(name, version))
-        return {"result": jsonable(self.router.activate(name, version, pids)), "active": self.active()}
+        return {"result": jsonable(self.router.activate(name, version, pids, memory_limit_mb)),
+                "active": self.active()}
 
     def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
         self.installer.trust.check_activation(self._record(name, version))

@@ -68,6 +68,7 @@ STATUS_BY_CODE: dict[str, int] = {
     _E.HANDSHAKE_FAILED.value: 503,
     # The worker broke while serving the call.
     _E.WORKER_CRASHED.value: 502,
+    _E.MEMORY_LIMIT_EXCEEDED.value: 502,
     _E.PROTOCOL_ERROR.value: 502,
     _E.FRAME_TOO_LARGE.value: 502,
     _E.INVALID_RESULT.value: 502,
@@ -81,6 +82,7 @@ INFRASTRUCTURE_CODES = frozenset({
     _E.TIMEOUT.value, _E.HEARTBEAT_LOST.value, _E.QUEUE_FULL.value, _E.WORKER_UNAVAILABLE.value,
     _E.HANDSHAKE_FAILED.value, _E.WORKER_CRASHED.value, _E.PROTOCOL_ERROR.value,
     _E.FRAME_TOO_LARGE.value, _E.STDOUT_CONTAMINATED.value, _E.NOT_INITIALIZED.value,
+    _E.MEMORY_LIMIT_EXCEEDED.value,
 })
 
 _TITLES: dict[int, str] = {

@@ -37,6 +37,15 @@ class Activation(_Strict):
     pids: list[str] = _PIDS
 
 
+class Activate(Activation):
+    """Bind ``pids`` to ``name``/``version``, optionally with the version's own memory limit."""
+
+    memory_limit_mb: int | None = Field(default=None, ge=0, le=1024 * 1024,
+                                        description="Memory limit of each of the version's workers in MB "
+                                                    "(0: none); default: the version's current one, else "
+                                                    "the worker_memory_limit_mb setting")
+
+
 class PidList(_Strict):
     """A list of product ids (rollback)."""
 

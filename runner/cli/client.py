@@ -235,9 +235,12 @@ class RunnerClient:
     def active(self) -> dict[str, Any]:
         return dict(self.request("GET", "/algorithms/active"))
 
-    def activate(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
-        return dict(self.request("POST", "/algorithms/activate", json={"name": name, "version": version,
-                                                                        "pids": pids}))
+    def activate(self, name: str, version: str, pids: list[str], memory_limit_mb: int | None = None
+                 ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "version": version, "pids": pids}
+        if memory_limit_mb is not None:
+            body["memory_limit_mb"] = memory_limit_mb
+        return dict(self.request("POST", "/algorithms/activate", json=body))
 
     def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
         return dict(self.request("POST", "/algorithms/switch", json={"name": name, "version": version,

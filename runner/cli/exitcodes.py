@@ -9,7 +9,7 @@
     5            the algorithm answered ERROR without an error code
     10 + n       runner error 20nn (2001 invalid_zip -> 11 ... 2017 disk_full -> 27, 2018 insecure_setup -> 28); also
                  ``validate`` when the report's failed check carries such a code
-    30 + n       runtime error 10nn (1000 unknown_error -> 30 ... 1017 handshake_failed -> 47)
+    30 + n       runtime error 10nn (1000 unknown_error -> 30 ... 1018 memory_limit_exceeded -> 48)
     100 + n      package trust error 203n (2030 unsigned -> 100 ... 2035 signer_not_trusted -> 105)
 """
 

@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from procvision_algorithm_sdk import protocol
-from procvision_algorithm_sdk.client import AdapterClient, WorkerFailure, adapter_argv
+from procvision_algorithm_sdk.client import AdapterClient, WorkerFailure
 from procvision_algorithm_sdk.errors import ErrorCode
 from procvision_algorithm_sdk.manifest import Manifest
 from procvision_algorithm_sdk.schema import Issue, check_execute_result, check_info, check_pre_result
 
 from .. import __version__ as runner_version
 from ..config import Settings
+from ..supervision.containment import choose_containment
 from ..supervision.dialects import (
     IMPORT_BEFORE_HELLO_CAPABILITY,
     CallRequest,
@@ -39,8 +40,8 @@ from ..supervision.dialects import (
     ImageInput,
     build_call_data,
     detect_dialect,
-    worker_environment,
 )
+from ..supervision.launch import worker_command
 
 #: Error frames that mean the worker or its result is broken, not that the algorithm declined the image.
 BROKEN_CODES = frozenset({ErrorCode.STDOUT_CONTAMINATED.value, ErrorCode.PROTOCOL_ERROR.value,
@@ -140,9 +141,16 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
     report: dict[str, Any] = {"status": "FAIL", "dialect": None, "sdk_version": None, "steps": [],
                               "duration_ms": 0}
     run = _Run(settings, started + settings.smoke_timeout_s, report)
-    env = worker_environment(os.environ, package_dir, shm_dir, settings.max_frame_bytes)
-    client = AdapterClient(adapter_argv(str(python), manifest.entry_point), str(package_dir), env,
-                           max_frame_bytes=settings.max_frame_bytes, stderr_tail_lines=settings.stderr_tail_lines)
+    # The worker it starts is contained as a served one: same environment, limit and process group.
+    containment, _ = choose_containment(settings.worker_memory_mechanism, settings.worker_memory_limit_mb)
+    try:
+        placement = containment.place(f"pv-{os.getpid()}-smoke-{int(started * 1000)}",
+                                      settings.worker_memory_limit_mb)
+    except OSError as exc:
+        raise run.fail("hello", f"cannot place the worker under its memory limit: {exc}") from exc
+    command = worker_command(settings, python, manifest.entry_point, package_dir, shm_dir, os.environ, placement)
+    client = AdapterClient(command.argv, str(command.cwd), command.env, max_frame_bytes=settings.max_frame_bytes,
+                           stderr_tail_lines=settings.stderr_tail_lines)
     try:
         try:
             hello = client.start(run.remaining(settings.handshake_timeout_ms / 1000.0),
@@ -208,6 +216,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
             # A failed worker may be stuck in algorithm code: do not wait for it to agree to stop.
             client.kill()
             client.wait(5.0)
+        placement.terminate()  # anything the worker started ends with the test
         report["duration_ms"] = int((time.monotonic() - started) * 1000)
         report["stderr_tail"] = client.stderr_tail[-20:]
         shutil.rmtree(shm_dir, ignore_errors=True)

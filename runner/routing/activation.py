@@ -1,7 +1,10 @@
 """Which package version serves which product id (pid): ``active/<pid>.json`` plus a per-pid history.
 
-    active/<pid>.json            {"name", "version", "activated_at"}
-    active/.history/<pid>.json   [{"name", "version", "activated_at"}, ...]  oldest first, bounded
+    active/<pid>.json            {"name", "version", "activated_at"[, "memory_limit_mb"]}
+    active/.history/<pid>.json   [{"name", "version", "activated_at"[, ...]}, ...]  oldest first, bounded
+
+``memory_limit_mb`` is the version's own worker memory limit given at activation (absent: the
+``worker_memory_limit_mb`` setting).
 
 Every change happens under the root lock and every file is replaced atomically, so the daemon and a
 CLI on the same root never see half a binding. The last history entry is the current (or last)
@@ -32,22 +35,26 @@ def utc_now() -> str:
 
 @dataclass(frozen=True)
 class Binding:
-    """One pid bound to one package version."""
+    """One pid bound to one package version (with the version's memory limit, if it has its own)."""
 
     pid: str
     name: str
     version: str
     activated_at: str
+    memory_limit_mb: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return self.name, self.version
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pid": self.pid, "name": self.name, "version": self.version, "activated_at": self.activated_at}
+        return {"pid": self.pid, **self.file_body()}
 
     def file_body(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "activated_at": self.activated_at}
+        body: dict[str, Any] = {"name": self.name, "version": self.version, "activated_at": self.activated_at}
+        if self.memory_limit_mb is not None:
+            body["memory_limit_mb"] = self.memory_limit_mb
+        return body
 
 
 def _binding(pid: str, body: Any) -> Binding | None:
@@ -56,7 +63,9 @@ def _binding(pid: str, body: Any) -> Binding | None:
     name, version = body.get("name"), body.get("version")
     if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
         return None
-    return Binding(pid, name, version, str(body.get("activated_at") or ""))
+    limit = body.get("memory_limit_mb")
+    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else None
+    return Binding(pid, name, version, str(body.get("activated_at") or ""), limit)
 
 
 def check_pid(pid: Any) -> str:
@@ -155,14 +164,16 @@ class ActivationStore:
 
     # --- changing ------------------------------------------------------------------------------
 
-    def bind(self, pids: Iterable[str], name: str, version: str) -> list[Binding]:
-        """Bind every pid to ``name``/``version`` and append it to each pid's history.
+    def bind(self, pids: Iterable[str], name: str, version: str, memory_limit_mb: int | None = None
+             ) -> list[Binding]:
+        """Bind every pid to ``name``/``version`` (with its own memory limit, if given) and append
+        it to each pid's history.
 
         All files are written under one hold of the root lock; if a write fails, pids already
         rewritten are restored so the set of bindings changes completely or not at all.
         """
         now = utc_now()
-        bindings = [Binding(check_pid(p), name, version, now) for p in pids]
+        bindings = [Binding(check_pid(p), name, version, now, memory_limit_mb) for p in pids]
         with root_lock(self.layout, self._lock_timeout_s):
             self._apply(bindings, truncate_to=None)
         return bindings
@@ -174,7 +185,7 @@ class ActivationStore:
             if not 0 <= index < len(history):
                 raise RunnerError(PackageErrorCode.NOT_FOUND, f"pid {pid!r} has no history entry {index}")
             target = history[index]
-            binding = Binding(pid, target.name, target.version, utc_now())
+            binding = Binding(pid, target.name, target.version, utc_now(), target.memory_limit_mb)
             self._apply([binding], truncate_to={pid: index})
         return binding
 

@@ -176,7 +176,8 @@ class Router:
                     record = self._require_installed(*key)
                     pool = self.supervisor.get(*key)
                     if pool is None or not _serving(pool):
-                        pool = self.supervisor.start(self._spec(record), wait_ready=False)
+                        spec = self._spec(record, self._bound_limit(key))
+                        pool = self.supervisor.start(spec, wait_ready=False)
                     started.append((key, pool))
                 except RunnerError as exc:
                     self.resume_errors[_version_label(key)] = exc.to_dict()
@@ -197,8 +198,13 @@ class Router:
 
     # --- binding -------------------------------------------------------------------------------
 
-    def activate(self, name: str, version: str, pids: Sequence[str]) -> list[Binding]:
+    def activate(self, name: str, version: str, pids: Sequence[str], memory_limit_mb: int | None = None
+                 ) -> list[Binding]:
         """Bind ``pids`` to ``name``/``version``, starting its worker first.
+
+        ``memory_limit_mb`` gives the version's workers their own memory limit (0: none), kept with
+        the bindings; without it the version keeps the limit it has (else the setting). A version
+        already running with another limit is restarted (drained) with the new one.
 
         Refused (2006 activation_conflict) when a pid is not in the version's supported_pids, the
         version is invalid, or a pid is already bound to another version (use ``switch``); 2009 when
@@ -213,7 +219,12 @@ class Router:
                 raise RunnerError(PackageErrorCode.ACTIVATION_CONFLICT,
                                   f"pid(s) already bound to another version ({held}); use switch to move them "
                                   f"to {name} {version}", pids=sorted(taken), name=name, version=version)
-            return self._move(record, pids, smoke=False)
+            if memory_limit_mb is not None and memory_limit_mb < 0:
+                raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                                  f"memory_limit_mb must be 0 (no limit) or more, got {memory_limit_mb}",
+                                  memory_limit_mb=memory_limit_mb)
+            limit = memory_limit_mb if memory_limit_mb is not None else self._bound_limit((name, version))
+            return self._move(record, pids, smoke=False, memory_limit_mb=limit)
 
     def switch(self, name: str, version: str, pids: Sequence[str]) -> list[Binding]:
         """Move ``pids`` to ``name``/``version`` with zero failed calls.
@@ -226,7 +237,7 @@ class Router:
         """
         with self._ops:
             record, pids = self._check_target(name, version, pids)
-            bindings = self._move(record, pids, smoke=True)
+            bindings = self._move(record, pids, smoke=True, memory_limit_mb=self._bound_limit((name, version)))
             self._prune(name)
             return bindings
 
@@ -251,7 +262,9 @@ class Router:
             result: list[Binding] = []
             for key, entries in plan.items():
                 record = self._require_installed(*key)
-                self._start_checked(record, smoke=True)
+                first_pid, first_index = entries[0]  # the limit the version had in that activation
+                limit = self.store.history(first_pid)[first_index].memory_limit_mb
+                self._start_checked(record, smoke=True, memory_limit_mb=limit)
                 new = [self.store.rebind_to_history(pid, index) for pid, index in entries]
                 self._flip(new)
                 result.extend(new)
@@ -312,7 +325,7 @@ class Router:
         """Start the workers of an installed version (no pid is bound); returns the pool's status."""
         with self._ops:
             record = self._require_installed(name, version)
-            return self._ensure_started(record).status()
+            return self._ensure_started(record, self._bound_limit((name, version))).status()
 
     def stop(self, name: str, version: str, drain_timeout_s: float | None = None) -> None:
         """Drain and stop the workers of ``name``/``version``. Bound pids get 1016 until it is started."""
@@ -503,7 +516,13 @@ class Router:
                               name=name, version=version, pids=unsupported, supported_pids=supported)
         return record, pids
 
-    def _spec(self, record: Record) -> WorkerSpec:
+    def _bound_limit(self, key: VersionKey) -> int | None:
+        """The memory limit of ``key``'s newest current binding (None: the setting applies)."""
+        with self._cond:
+            bound = [b for b in self._routes.values() if b.key == key]
+        return max(bound, key=lambda b: b.activated_at).memory_limit_mb if bound else None
+
+    def _spec(self, record: Record, memory_limit_mb: int | None = None) -> WorkerSpec:
         name, version = str(record["name"]), str(record["version"])
         version_dir = self.layout.version_dir(name, version)
         package_rel = record.get("package_dir")
@@ -513,16 +532,22 @@ class Router:
         python = venv_python if venv_python.exists() or not recorded else Path(str(recorded))
         entry = record.get("entry_point")
         return WorkerSpec(name=name, version=version, version_dir=version_dir, package_dir=package_dir,
-                          python=python, entry_point=str(entry) if entry else None)
+                          python=python, entry_point=str(entry) if entry else None, memory_limit_mb=memory_limit_mb)
 
-    def _ensure_started(self, record: Record) -> Any:
-        """The version's pool, started (and ready) if it was not serving."""
-        pool = self.supervisor.get(str(record["name"]), str(record["version"]))
-        if pool is not None and _serving(pool):
+    def _ensure_started(self, record: Record, memory_limit_mb: int | None) -> Any:
+        """The version's pool, started (and ready) if it was not serving; restarted if it runs
+        with another memory limit."""
+        name, version = str(record["name"]), str(record["version"])
+        spec = self._spec(record, memory_limit_mb)
+        pool = self.supervisor.get(name, version)
+        running = getattr(pool, "spec", spec)
+        if pool is not None and _serving(pool) and running == spec:
             return pool
-        return self.supervisor.start(self._spec(record), wait_ready=True)
+        if pool is not None and _serving(pool):
+            self.supervisor.stop(name, version, drain_timeout_s=self.drain_timeout_s)
+        return self.supervisor.start(spec, wait_ready=True)
 
-    def _start_checked(self, record: Record, smoke: bool) -> Any:
+    def _start_checked(self, record: Record, smoke: bool, memory_limit_mb: int | None = None) -> Any:
         """Start the version (if needed) and, with ``smoke``, prove it answers an info call.
 
         On failure the version is stopped again if this call started it and no pid uses it, and a
@@ -532,7 +557,7 @@ class Router:
         existing = self.supervisor.get(name, version)
         was_serving = existing is not None and _serving(existing)
         try:
-            pool = self._ensure_started(record)
+            pool = self._ensure_started(record, memory_limit_mb)
         except RunnerError as exc:
             raise RunnerError(exc.code, f"{name} {version} could not start, nothing was changed: {exc.message}",
                               name=name, version=version, **exc.details) from exc
@@ -559,12 +584,13 @@ class Router:
             return f"info call returned {checked.error_code} {checked.error_name}: {checked.message}"
         return None
 
-    def _move(self, record: Record, pids: list[str], smoke: bool) -> list[Binding]:
+    def _move(self, record: Record, pids: list[str], smoke: bool, memory_limit_mb: int | None = None
+              ) -> list[Binding]:
         """Start (and check) the version, write the bindings, flip the table, retire what is unused."""
         key = (str(record["name"]), str(record["version"]))
         before = self.active()
-        self._start_checked(record, smoke=smoke)
-        bindings = self.store.bind(pids, *key)
+        self._start_checked(record, smoke=smoke, memory_limit_mb=memory_limit_mb)
+        bindings = self.store.bind(pids, *key, memory_limit_mb=memory_limit_mb)
         self._flip(bindings)
         self._retire_unused({before[p].key for p in pids if p in before and before[p].key != key})
         return bindings

@@ -12,11 +12,12 @@
     .lock                      root lock (serialises state changes)
     .daemon.lock               held for the daemon's whole life: a second daemon refuses to start
     .token                     the API bearer token (mode 0600; refused if group/others can read it)
-
-The root and its folders are created 0750 (an existing looser root is tightened), state files 0640.
     .uv-cache/                 uv's wheel cache, shared by every version's install
     trust/                     trusted public keys and CA certificates (PEM) that packages must be signed with
     .signing/                  the root's own signing key (made by quickstart; mode 0600)
+    .workers/                  one file per supervisor: its running worker process groups and cgroups
+
+The root and its folders are created 0750 (an existing looser root is tightened), state files 0640.
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ class RootLayout:
     @property
     def signing(self) -> Path:
         return self.root / ".signing"
+
+    @property
+    def worker_groups(self) -> Path:
+        """Records of running worker process groups, read back after a daemon was killed."""
+        return self.root / ".workers"
 
     def version_dir(self, name: str, version: str) -> Path:
         return self.deployed / name / version

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -43,8 +43,15 @@ PHASES = ("info", "pre", "execute")
 COLOR_SPACES = ("RGB", "BGR")
 #: Environment variables removed from a worker's environment: they would let the runner's own
 #: Python setup (or a user's) leak into the algorithm's venv.
-_SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONSTARTUP", "PYTHONINSPECT",
-             "PYTHONBREAKPOINT", "VIRTUAL_ENV", "PYTHONEXECUTABLE")
+#: What a worker inherits of the daemon's environment: names, or prefixes ending in ``*``. Anything
+#: else (the runner's token and settings, credentials, PYTHONPATH...) never reaches algorithm code;
+#: ``worker_env_allow`` adds names for a site (never ``PROCVISION_*``, see ``_NEVER``).
+ENV_ALLOW_LIST = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR", "TERM",
+                  "CUDA_*", "NVIDIA_*", "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "MKL_*", "OPENBLAS_*",
+                  "OPENCV_*", "ORT_*", "TF_CPP_MIN_LOG_LEVEL")
+#: Prefixes no allow-list entry can let through: the runner's own settings and the protocol's
+#: variables (the runner sets the ones a worker needs).
+_NEVER = ("PROCVISION_", "PROC_")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
@@ -353,16 +360,23 @@ def build_call_data(dialect: Dialect, request: CallRequest, handoff: ImageHandof
     return _phase_data(request, handoff, dialect)
 
 
+def _allowed(name: str, allow: Sequence[str]) -> bool:
+    if name.startswith(_NEVER):
+        return False
+    return any(name.startswith(entry[:-1]) if entry.endswith("*") else name == entry for entry in allow)
+
+
 def worker_environment(base: Mapping[str, str], cwd: Path, shm_dir: Path, max_frame_bytes: int,
-                       posix_dir: Path | str | None = None) -> dict[str, str]:
-    """The environment of a worker process: ``base`` scrubbed of Python and ProcVision settings
-    that could leak in, plus what the adapter needs.
+                       posix_dir: Path | str | None = None, extra_allow: Sequence[str] = ()) -> dict[str, str]:
+    """The environment of a worker process: the allow-listed part of ``base`` (``ENV_ALLOW_LIST``
+    plus ``extra_allow``), plus what the adapter needs.
 
     ``PROC_SHM_POSIX_DIR`` is always set to the folder the runner writes segments to
     (``posix_dir``, default ``posix_shm_dir()``, the same default ``ImageHandoff`` uses), so the
     worker never looks in another one.
     """
-    env = {k: v for k, v in base.items() if k not in _SCRUBBED and not k.startswith("PROC_")}
+    allow = (*ENV_ALLOW_LIST, *extra_allow)
+    env = {k: v for k, v in base.items() if _allowed(k, allow)}
     env.update({
         "PYTHONNOUSERSITE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -375,6 +389,6 @@ def worker_environment(base: Mapping[str, str], cwd: Path, shm_dir: Path, max_fr
 
 
 __all__ = ["Dialect", "detect_dialect", "ImageInput", "CallRequest", "ImageHandoff", "build_call_data",
-           "worker_environment", "posix_shm_dir", "SHM_POSIX_CAPABILITY", "IMPORT_BEFORE_HELLO_CAPABILITY",
-           "BUSY_PONG_CAPABILITY", "PHASES"]
+           "worker_environment", "ENV_ALLOW_LIST", "posix_shm_dir", "SHM_POSIX_CAPABILITY",
+           "IMPORT_BEFORE_HELLO_CAPABILITY", "BUSY_PONG_CAPABILITY", "PHASES"]
 

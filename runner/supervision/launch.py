@@ -1,9 +1,20 @@
-"""Starting one worker process: its command line and environment, the handshake, and the check
-that the algorithm really loaded."""
+"""Starting one worker process: its command line, environment and containment, the handshake, and
+the check that the algorithm really loaded.
+
+``worker_command`` is the one place that says what a worker process is (argv, cwd, environment); a
+wrapper such as a sandbox goes around the adapter's argv there, inside the placement's wrapper (so
+the cgroup or rlimit also covers the sandbox's own processes). ``Launcher``
+turns it into a running ``AdapterClient`` placed under the memory limit (``containment``) and
+recorded for the clean-up after a daemon crash (``leftovers``); ``LaunchedWorker.end`` ends the
+whole tree on every exit path.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +24,107 @@ from procvision_algorithm_sdk.errors import ErrorCode
 from runner import __version__ as runner_version
 from runner.config import Settings
 
+from .containment import Containment, ContainmentReport, Placement, choose_containment
 from .dialects import IMPORT_BEFORE_HELLO_CAPABILITY, Dialect, detect_dialect, worker_environment
+from .leftovers import ProcessGroupLedger
 from .spec import WorkerSpec
 
 ExitCallback = Callable[[AdapterClient, "int | None", str], None]
+_labels = itertools.count(1)
 
 
-def make_client(spec: WorkerSpec, settings: Settings, shm_dir: Path, base_env: Mapping[str, str],
-                on_stderr_line: Callable[[str], None], on_exit: ExitCallback) -> AdapterClient:
-    """An AdapterClient (not yet started) for one worker process of ``spec``."""
-    env = worker_environment(base_env, spec.package_dir, shm_dir, settings.max_frame_bytes)
-    return AdapterClient(adapter_argv(str(spec.python), spec.entry_point), str(spec.package_dir), env,
-                         max_frame_bytes=settings.max_frame_bytes, stderr_tail_lines=settings.stderr_tail_lines,
-                         on_stderr_line=on_stderr_line, on_exit=on_exit)
+@dataclass(frozen=True)
+class WorkerCommand:
+    """Everything that describes one worker process before it is spawned."""
+
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+
+
+def worker_command(settings: Settings, python: Path, entry_point: str | None, package_dir: Path, shm_dir: Path,
+                   base_env: Mapping[str, str], placement: Placement) -> WorkerCommand:
+    """The worker process for ``package_dir`` run by ``python``: allow-listed environment, and the
+    placement's limit applied before the adapter runs (so it covers whatever the argv starts)."""
+    env = worker_environment(base_env, package_dir, shm_dir, settings.max_frame_bytes,
+                             extra_allow=settings.worker_env_allow)
+    return WorkerCommand(placement.wrap(adapter_argv(str(python), entry_point)), package_dir, env)
+
+
+def memory_limit_of(spec: WorkerSpec, settings: Settings) -> int:
+    """The memory limit (MB, 0 = none) of ``spec``'s workers: its activation's, else the setting."""
+    return spec.memory_limit_mb if spec.memory_limit_mb is not None else settings.worker_memory_limit_mb
+
+
+class LaunchedWorker:
+    """One spawned (or about to be spawned) worker process and the tree around it."""
+
+    def __init__(self, client: AdapterClient, placement: Placement, key: str,
+                 ledger: ProcessGroupLedger | None) -> None:
+        self.client = client
+        self.placement = placement
+        self.key = key
+        self._ledger = ledger
+
+    def memory_cause(self, exit_code: int | None, stderr_tail: list[str]) -> str | None:
+        """Why the process ended, if its memory limit ended it; None otherwise."""
+        if not self.placement.memory_killed(exit_code, stderr_tail):
+            return None
+        return memory_message(self.placement)
+
+    def end(self) -> None:
+        """Kill the process and everything it started (process group and cgroup), forget it."""
+        self.client.kill()
+        self.placement.terminate()
+        if self._ledger is not None:
+            self._ledger.remove(self.key)
+
+
+def memory_message(placement: Placement) -> str:
+    """The message of a call whose worker went over its memory limit."""
+    return (f"the worker went over its memory limit of {placement.describe()} and was killed; raise "
+            "worker_memory_limit_mb or activate the version with a larger memory limit")
+
+
+class Launcher:
+    """Spawns the worker processes of one supervisor, each contained and recorded."""
+
+    def __init__(self, settings: Settings, base_env: Mapping[str, str], ledger: ProcessGroupLedger | None,
+                 containment: tuple[Containment, ContainmentReport] | None = None) -> None:
+        self.settings = settings
+        self.base_env = dict(base_env)
+        self.ledger = ledger
+        self.containment, self.report = containment or choose_containment(
+            settings.worker_memory_mechanism, settings.worker_memory_limit_mb)
+
+    def launch(self, spec: WorkerSpec, index: int, shm_dir: Path, on_stderr_line: Callable[[str], None],
+               on_exit: ExitCallback) -> LaunchedWorker:
+        """An AdapterClient (not yet started) for one worker process of ``spec``, with its placement.
+
+        Raises OSError if the placement (a cgroup) cannot be made.
+        """
+        key = f"pv-{os.getpid()}-{next(_labels)}-w{index}"
+        placement = self.containment.place(key, memory_limit_of(spec, self.settings))
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.add(key, None, placement.cgroup)
+        command = worker_command(self.settings, spec.python, spec.entry_point, spec.package_dir, shm_dir,
+                                 self.base_env, placement)
+
+        def spawned(pid: int) -> None:
+            if ledger is not None:
+                ledger.add(key, pid, placement.cgroup)
+
+        client = AdapterClient(command.argv, str(command.cwd), command.env,
+                               max_frame_bytes=self.settings.max_frame_bytes,
+                               stderr_tail_lines=self.settings.stderr_tail_lines,
+                               on_stderr_line=on_stderr_line, on_exit=on_exit, on_spawn=spawned)
+        return LaunchedWorker(client, placement, key, ledger)
+
+    def status(self, limit_mb: int) -> dict[str, Any]:
+        """The containment in force for workers with ``limit_mb`` (what ``status`` shows)."""
+        return {**self.report.to_dict(), "limit_mb": limit_mb,
+                "enforced": limit_mb > 0 and self.report.mechanism != "none"}
 
 
 def handshake(client: AdapterClient, settings: Settings) -> tuple[dict[str, Any], Dialect, dict[str, Any] | None]:

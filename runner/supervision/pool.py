@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from runner.store.layout import RootLayout
 
 from .dialects import CallRequest, Dialect
 from .dispatch import Dispatcher
+from .launch import Launcher, memory_limit_of
 from .logs import RotatingLineLog
 from .outcomes import error_outcome
 from .spec import CallOutcome, WorkerSpec
@@ -34,8 +34,9 @@ class VersionPool:
     """The worker processes of one version (``settings.workers_per_version`` of them)."""
 
     def __init__(self, spec: WorkerSpec, settings: Settings, layout: RootLayout, shm_root: Path,
-                 base_env: Mapping[str, str], sink: EventSink | None = None) -> None:
+                 launcher: Launcher, sink: EventSink | None = None) -> None:
         self.spec = spec
+        self.launcher = launcher
         self.settings = settings
         self._sink = sink
         self.log = RotatingLineLog(layout.log_dir(spec.name, spec.version) / "worker.log", settings.log_max_bytes,
@@ -43,7 +44,7 @@ class VersionPool:
         self._cond = threading.Condition()
         self._lifecycle = threading.Lock()  # serialises start/stop of the whole pool
         self.workers = [Worker(spec, i, settings, self.log, shm_root / f"{_safe(spec.name)}@{_safe(spec.version)}",
-                               base_env, self._on_event, self._claim_info)
+                               launcher, self._on_event, self._claim_info)
                         for i in range(settings.workers_per_version)]
         self._dispatcher = Dispatcher(self._cond, self.workers)
         self._accepting = False
@@ -125,6 +126,7 @@ class VersionPool:
             "workers": [w.status() for w in self.workers],
             "queue_depth": self.queue_depth(), "in_flight": self.in_flight(),
             "last_error": self.last_error, "info_error": self.info_error, "counters": counters,
+            "memory_limit": self.launcher.status(memory_limit_of(self.spec, self.settings)),
         }
 
     # --- lifecycle -----------------------------------------------------------------------------

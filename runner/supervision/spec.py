@@ -14,7 +14,8 @@ class WorkerSpec:
     """How to start the workers of one deployed version.
 
     ``package_dir`` is the folder holding manifest.json (the worker's cwd); ``python`` the venv's
-    interpreter; ``entry_point`` overrides the manifest's (``module:Class``) when given.
+    interpreter; ``entry_point`` overrides the manifest's (``module:Class``) when given;
+    ``memory_limit_mb`` the version's own memory limit from its activation (None: the setting).
     """
 
     name: str
@@ -23,6 +24,7 @@ class WorkerSpec:
     package_dir: Path
     python: Path
     entry_point: str | None = None
+    memory_limit_mb: int | None = None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -13,12 +14,17 @@ from runner.config import Settings
 from runner.errors import RunnerError
 from runner.store.layout import RootLayout
 
+from .containment import ContainmentReport
 from .dialects import posix_shm_dir
+from .launch import Launcher
+from .leftovers import LeftoverSweep, ProcessGroupLedger, end_leftover_groups, end_orphaned_cgroups
 from .pool import VersionPool
 from .runtime_dirs import create_runtime_dir, remove_orphaned_runtime_dirs
 from .segments import StaleSweep, remove_stale_segments
 from .spec import WorkerSpec
 from .states import LIVE_STATES, SupervisorEvent
+
+_log = logging.getLogger(__name__)
 
 
 def _runtime_parent() -> Path | None:
@@ -33,7 +39,11 @@ class Supervisor:
     Each worker gets a private folder (its ``PROC_SHM_DIR``) under one runtime folder that this
     supervisor creates and removes in ``shutdown``. Creating one first removes stale image segments
     (``remove_stale_segments``) from the shared memory folder, and the runtime folders of daemons
-    that are gone (killed before their ``shutdown``).
+    that are gone (killed before their ``shutdown``), and ends the worker process groups and
+    cgroups such daemons recorded (``leftovers``) before any worker of its own starts.
+
+    Workers are started by one ``Launcher``: an allow-listed environment, their own process group,
+    and the memory limit of the mechanism the probe chose (``containment``).
     """
 
     def __init__(self, settings: Settings, layout: RootLayout,
@@ -42,8 +52,17 @@ class Supervisor:
         self.settings = settings
         self.layout = layout
         self._on_event = on_event
-        # The environment workers inherit (scrubbed per worker); the daemon's own by default.
+        # The environment workers inherit (allow-listed per worker); the daemon's own by default.
         self._base_env = dict(base_env) if base_env is not None else dict(os.environ)
+        #: Worker trees a killed predecessor left running, ended now.
+        self.leftovers: LeftoverSweep = end_leftover_groups(layout.worker_groups)
+        self._launcher = Launcher(settings, self._base_env, ProcessGroupLedger(layout.worker_groups))
+        end_orphaned_cgroups(self._launcher.containment.cgroup_parent, self.leftovers)
+        if self.leftovers.groups or self.leftovers.cgroups:
+            _log.warning("ended worker processes a killed daemon left running: groups %s, cgroups %s",
+                         self.leftovers.groups, self.leftovers.cgroups)
+        report = self._launcher.report
+        _log.info("worker memory limit: %s MB via %s (%s)", report.limit_mb, report.mechanism, report.reason)
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], VersionPool] = {}
         self._closed = False
@@ -71,11 +90,20 @@ class Supervisor:
             if pool is None or pool.spec != spec:
                 if pool is not None:
                     pool.close()
-                pool = VersionPool(spec, self.settings, self.layout, self.runtime_dir, self._base_env,
+                pool = VersionPool(spec, self.settings, self.layout, self.runtime_dir, self._launcher,
                                    self._on_event)
                 self._pools[key] = pool
         pool.start(wait_ready)
         return pool
+
+    @property
+    def containment(self) -> ContainmentReport:
+        """How worker memory is bounded here, and why that way."""
+        return self._launcher.report
+
+    def memory_limit(self, limit_mb: int) -> dict[str, object]:
+        """What ``status`` shows of the containment for workers with ``limit_mb`` (MB, 0 = none)."""
+        return self._launcher.status(limit_mb)
 
     def get(self, name: str, version: str) -> VersionPool | None:
         """The pool of a version, whatever its state, or None if it was never started."""
@@ -132,4 +160,6 @@ class Supervisor:
                 for worker in pool.workers:
                     worker.stop(0.1)
             pool.close()
+        if self._launcher.ledger is not None:
+            self._launcher.ledger.close()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)

@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from .dialects import (
     build_call_data,
 )
 from .heartbeat import run_heartbeat
-from .launch import handshake, make_client
+from .launch import LaunchedWorker, Launcher, handshake, memory_message
 from .logs import RotatingLineLog
 from .outcomes import error_outcome, outcome_from_frame
 from .spec import CallOutcome, WorkerSpec
@@ -80,20 +80,21 @@ class Worker:
     """One worker slot: owns successive process generations of the same version."""
 
     def __init__(self, spec: WorkerSpec, index: int, settings: Settings, log: RotatingLineLog,
-                 shm_root: Path, base_env: Mapping[str, str], sink: EventSink,
+                 shm_root: Path, launcher: Launcher, sink: EventSink,
                  claim_info: Callable[[], bool] | None = None) -> None:
         self.spec = spec
         self.index = index
         self.settings = settings
         self.log = log
         self.shm_root = shm_root
-        self.base_env = dict(base_env)
+        self.launcher = launcher
         self._sink = sink
         # Says (once per pool start) that this worker should fetch get_info for the version.
         self._claim_info = claim_info
         self.machine = StateMachine(spec.name, spec.version, index, sink)
         self._lock = threading.RLock()
         self._client: AdapterClient | None = None
+        self._launched: LaunchedWorker | None = None  # the client's process tree and its limit
         self._generation = 0
         self._handled_generation = 0
         # The generation whose handshake is running: its spawn thread reports its failure (with the
@@ -208,15 +209,20 @@ class Worker:
         shm_dir = self.shm_root / f"w{self.index}-g{generation}"
         shm_dir.mkdir(parents=True, exist_ok=True)
         prefix = f"[w{self.index}] "
-        client = make_client(spec, self.settings, shm_dir, self.base_env,
-                             lambda line: self.log.write(line, prefix),
-                             lambda c, code, message: self._on_exit(generation, c, code, message))
+        try:
+            launched = self.launcher.launch(spec, self.index, shm_dir, lambda line: self.log.write(line, prefix),
+                                            lambda c, code, message: self._on_exit(generation, c, code, message))
+        except OSError as exc:  # its memory cgroup could not be made: never run it unlimited
+            return self._not_placed(generation, shm_dir, exc)
+        client = launched.client
         gen_stop = threading.Event()
         with self._lock:
             if run_stop.is_set():  # stop() ran since the check above: it must not miss this process
+                launched.end()
                 shutil.rmtree(shm_dir, ignore_errors=True)
                 return False
             self._client = client
+            self._launched = launched
             self._gen_stop = gen_stop
             self._shm_dir = shm_dir
             self._handoff = None
@@ -233,13 +239,17 @@ class Worker:
         except HandshakeFailed as failure:
             # _starting_generation stays set until _handle_failure has run: the exit callback of
             # the process the handshake killed must not report its SIGKILL as the cause.
+            exit_code = failure.exit_code if failure.exit_code is not None else client.wait(2.0)
+            tail = failure.stderr_tail or client.stderr_tail
+            memory = launched.memory_cause(exit_code, tail)
+            if memory is not None:  # the load itself went over the limit
+                failure = HandshakeFailed(memory, ErrorCode.MEMORY_LIMIT_EXCEEDED.value, exit_code=exit_code,
+                                          stderr_tail=tail)
             with self._lock:
                 if self.first_failure is None:
                     self.first_failure = failure
-            exit_code = failure.exit_code if failure.exit_code is not None else client.wait(2.0)
-            self._handle_failure(generation, failure.message, failure.error_code, exit_code,
-                                 failure.stderr_tail or client.stderr_tail,
-                                 killed_by_runner=exit_code == -signal.SIGKILL)
+            self._handle_failure(generation, failure.message, failure.error_code, exit_code, tail,
+                                 killed_by_runner=exit_code == -signal.SIGKILL and memory is None)
             return False
         with self._lock:
             self._starting_generation = 0
@@ -268,6 +278,19 @@ class Worker:
                   lambda: generation == self._generation and self.state in SERVING_STATES,
                   None if self.pongs_while_busy else self._call_gate,
                   lambda reason: self._lost_heartbeat(generation, reason))).start()
+        return False
+
+    def _not_placed(self, generation: int, shm_dir: Path, exc: OSError) -> bool:
+        """A start attempt whose containment could not be set up: a failure like a crash."""
+        failure = HandshakeFailed(f"cannot place the worker under its memory limit: {exc}",
+                                  ErrorCode.WORKER_UNAVAILABLE.value)
+        shutil.rmtree(shm_dir, ignore_errors=True)
+        with self._lock:
+            if self.first_failure is None:
+                self.first_failure = failure
+            # The previous generation was cleaned up when it ended: nothing of it is freed again.
+            self._client, self._launched, self._handoff, self._shm_dir = None, None, None, None
+        self._handle_failure(generation, failure.message, failure.error_code, None, [])
         return False
 
     def _fetch_info(self, client: AdapterClient, generation: int) -> dict[str, Any] | None:
@@ -332,7 +355,7 @@ class Worker:
             if generation != self._generation or generation <= self._handled_generation:
                 return
             self._handled_generation = generation
-            client, handoff, shm_dir = self._client, self._handoff, self._shm_dir
+            client, handoff, shm_dir, launched = self._client, self._handoff, self._shm_dir, self._launched
             self._gen_stop.set()
             kill_reason = self._kill_reason
             planned_stop = self.state in (State.STOPPING, State.STOPPED) or self._run_stop.is_set()
@@ -344,7 +367,10 @@ class Worker:
             client.kill()
             if exit_code is None:
                 exit_code = client.wait(2.0)
-        self._free(handoff, shm_dir)
+        memory = launched.memory_cause(exit_code, list(stderr_tail)) if launched and not kill_reason else None
+        if memory is not None:
+            message, code, killed_by_runner = memory, ErrorCode.MEMORY_LIMIT_EXCEEDED.value, False
+        self._free(handoff, shm_dir, launched)
         if planned_stop:
             return
         reason = short_text(kill_reason["message"] if kill_reason else message)
@@ -397,7 +423,9 @@ class Worker:
         self._event("restart", "restarting after backoff")
         self._spawn(run_stop, first)
 
-    def _free(self, handoff: ImageHandoff | None, shm_dir: Path | None) -> None:
+    def _free(self, handoff: ImageHandoff | None, shm_dir: Path | None, launched: LaunchedWorker | None) -> None:
+        if launched is not None:
+            launched.end()  # whatever the worker started dies with it (process group, cgroup)
         if handoff is not None:
             try:
                 handoff.close()  # frees images and spare segments, stops the handoff's thread
@@ -431,7 +459,7 @@ class Worker:
         with self._lock:
             self._run_stop.set()
             self._gen_stop.set()
-            client, handoff, shm_dir = self._client, self._handoff, self._shm_dir
+            client, handoff, shm_dir, launched = self._client, self._handoff, self._shm_dir, self._launched
             if self.state in LIVE_STATES:
                 self.machine.transition(State.STOPPING, "stop requested", pid=self.pid)
         if client is not None:
@@ -441,7 +469,7 @@ class Worker:
             while client.pid is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             client.shutdown(timeout=grace_s, term_timeout=min(grace_s, 3.0))
-        self._free(handoff, shm_dir)
+        self._free(handoff, shm_dir, launched)
         with self._lock:
             if self.state is not final_state:
                 self.machine.transition(final_state, reason, allowed_from=[State.STOPPING, State.STOPPED,
@@ -498,6 +526,8 @@ class Worker:
         def elapsed() -> float:
             return (time.monotonic() - started) * 1000
 
+        launched = self._launched if generation == self._generation else None
+
         try:
             data = build_call_data(dialect, request, handoff)
         except RunnerError as exc:
@@ -530,6 +560,9 @@ class Worker:
             kill = self._kill_reason if generation == self._generation else None
             code = kill["code"] if kill else exc.error_code
             message = kill["message"] if kill else exc.message
+            memory = launched.memory_cause(exit_code, tail) if launched is not None and not kill else None
+            if memory is not None:
+                code, message = ErrorCode.MEMORY_LIMIT_EXCEEDED.value, memory
             self._handle_failure(generation, message, code, exit_code, tail)
             text = short_text(message)
             text = text if f"code {exit_code}" in text else f"{text} (exit code {exit_code})"
@@ -537,6 +570,12 @@ class Worker:
             return error_outcome(code, f"{text}; worker restarts; last stderr lines: {quoted}",
                                  dialect, client.pid, elapsed(), exit_code=exit_code, stderr_tail=tail)
         outcome = outcome_from_frame(frame, dialect, client.pid, elapsed())
+        if launched is not None and launched.placement.memory_error_reply(outcome.details):
+            # RLIMIT_DATA made an allocation fail: the worker is over its limit, replace it.
+            reason = memory_message(launched.placement)
+            self.recycle(reason, ErrorCode.MEMORY_LIMIT_EXCEEDED)
+            return error_outcome(ErrorCode.MEMORY_LIMIT_EXCEEDED, f"{reason}; worker restarts", dialect,
+                                 client.pid, elapsed(), recycled=True, algorithm_message=outcome.message)
         if outcome.details.get("fatal") is True:
             self.recycle(f"algorithm raised a fatal error: {outcome.message}", ErrorCode.WORKER_CRASHED,
                          counts=False)

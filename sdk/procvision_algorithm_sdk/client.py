@@ -99,6 +99,7 @@ class AdapterClient:
         on_exit: Callable[[AdapterClient, int | None, str], None] | None = None,
         on_frame: Callable[[dict[str, Any]], None] | None = None,
         max_stderr_line_bytes: int = DEFAULT_MAX_STDERR_LINE_BYTES,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.cwd = cwd
@@ -108,6 +109,9 @@ class AdapterClient:
         self._on_exit = on_exit
         self._on_frame = on_frame
         self.max_stderr_line_bytes = max(256, max_stderr_line_bytes)
+        # Told the pid right after the spawn (the runner records it for clean-up after a crash).
+        self._on_spawn = on_spawn
+        self._pgid: int | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_tail_lines)
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
@@ -170,8 +174,13 @@ class AdapterClient:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,
-            start_new_session=True,  # signals to the daemon's group never reach workers
+            # Its own session and process group: signals to the daemon's group never reach the
+            # worker, and everything the worker starts can be ended with it (``end_group``).
+            start_new_session=True,
         )
+        self._pgid = self._proc.pid
+        if self._on_spawn is not None:
+            self._on_spawn(self._proc.pid)
         self._reader = threading.Thread(target=self._read_frames, name=f"adapter-stdout-{self._proc.pid}",
                                         daemon=True)
         self._stderr_reader = threading.Thread(target=self._read_stderr, name=f"adapter-stderr-{self._proc.pid}",
@@ -201,7 +210,10 @@ class AdapterClient:
         return hello
 
     def shutdown(self, timeout: float = 5.0, term_timeout: float = 3.0) -> int | None:
-        """Stop gracefully: shutdown frame, wait, SIGTERM, wait, SIGKILL. Returns the exit code."""
+        """Stop gracefully: shutdown frame, wait, SIGTERM, wait, SIGKILL. Returns the exit code.
+
+        Whatever the worker started and left running (its process group) is killed afterwards.
+        """
         proc = self._proc
         if proc is None:
             return None
@@ -215,12 +227,30 @@ class AdapterClient:
                 code = self._wait_exit(term_timeout)
             if code is None:
                 self.kill()
-        return self._wait_exit(5.0)
+        code = self._wait_exit(5.0)
+        self.end_group()
+        self._close_stdin()
+        return code
 
     def kill(self) -> None:
-        """SIGKILL the worker (and anything it started in its session) at once."""
+        """SIGKILL the worker and everything in its process group at once (also when the worker
+        itself already ended and only what it started is left)."""
         self._signal(signal.SIGKILL)
+        self.end_group()
         self._close_stdin()
+
+    def end_group(self) -> None:
+        """SIGKILL whatever is left in the worker's process group (children it started).
+
+        The group id is the worker's pid; the kernel hands out no pid that is still some group's id,
+        so while anything of the group lives this cannot hit an unrelated process.
+        """
+        if self._pgid is None:
+            return
+        try:
+            os.killpg(self._pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
 
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the process to exit; its exit code or None."""
@@ -329,6 +359,10 @@ class AdapterClient:
                 failure = WorkerExited(f"reading from the worker failed: {exc}", stderr_tail=self.stderr_tail)
                 break
             self._dispatch(frame)
+        # Nothing reads this pipe any more: close it now rather than when the Popen is collected,
+        # so a runner that recycles workers for days does not pile up pipe descriptors.
+        with contextlib.suppress(OSError):
+            stream.close()
         self._close(failure)
 
     def _dispatch(self, frame: dict[str, Any]) -> None:
@@ -376,6 +410,8 @@ class AdapterClient:
                 self._stderr_tail.append(line)
                 if self._on_stderr_line is not None:
                     self._on_stderr_line(line)
+        with contextlib.suppress(OSError):
+            proc.stderr.close()
 
     def _close(self, failure: WorkerFailure) -> None:
         hint = self._closed_reason_hint

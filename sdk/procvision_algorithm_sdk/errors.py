@@ -33,6 +33,7 @@ class ErrorCode(str, Enum):
     QUEUE_FULL = "1015"
     WORKER_UNAVAILABLE = "1016"
     HANDSHAKE_FAILED = "1017"
+    MEMORY_LIMIT_EXCEEDED = "1018"
 
     @property
     def error_name(self) -> str:

@@ -16,7 +16,7 @@ from runner.errors import PackageErrorCode, RunnerError
 from ..context import AppContext, get_ctx
 from ..limits import loads_limited, too_deep
 from ..operations import fingerprint_of
-from ..schemas import PROBLEM_RESPONSES, Activation, OperationOut, PidList, ValidateInstalled, ZipPath
+from ..schemas import PROBLEM_RESPONSES, Activate, Activation, OperationOut, PidList, ValidateInstalled, ZipPath
 from ..uploads import ReceivedZip, receive_zip
 
 router = APIRouter(prefix="/algorithms", tags=["algorithms"], responses={401: PROBLEM_RESPONSES[401]})
@@ -141,8 +141,8 @@ async def validate(request: Request, ctx: AppContext = Depends(get_ctx)) -> dict
 
 @router.post("/activate", summary="Bind pids to a version (starts its workers)",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
-def activate(body: Activation, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.activate(body.name, body.version, body.pids)
+def activate(body: Activate, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return ctx.service.activate(body.name, body.version, body.pids, body.memory_limit_mb)
 
 
 @router.post("/switch", summary="Move pids to another version once it is proven ready",

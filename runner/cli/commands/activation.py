@@ -21,6 +21,10 @@ def register(sub: Any) -> None:
         p.add_argument("version")
         p.add_argument("--pid", dest="pids", action="append", required=True, metavar="PID",
                        help="product id (repeatable)")
+        if command == "activate":
+            p.add_argument("--memory-limit-mb", type=int, default=None, metavar="MB",
+                           help="memory limit of each of the version's workers (0: none); default: the "
+                                "version's current one, else the worker_memory_limit_mb setting")
         add_common(p)
         p.set_defaults(func=func)
 
@@ -58,7 +62,8 @@ def _show(ctx: CliContext, result: dict[str, Any]) -> int:
 
 def activate(ctx: CliContext) -> int:
     with ctx.client() as client:
-        return _show(ctx, client.activate(ctx.args.name, ctx.args.version, ctx.args.pids))
+        return _show(ctx, client.activate(ctx.args.name, ctx.args.version, ctx.args.pids,
+                                          ctx.args.memory_limit_mb))
 
 
 def switch(ctx: CliContext) -> int:

@@ -181,6 +181,7 @@ def show(ctx: CliContext) -> int:
             ("active for", info.get("active_pids")), ("entry point", info.get("entry_point")),
             ("python", info.get("python_version")), ("installed", info.get("created_at")),
             ("signed by", _signer_cell(info)), ("log file", info.get("log_file")),
+            ("memory limit", _memory_limit(info.get("memory_limit"))),
             ("last error", f"[{last_error.get('code')} {last_error.get('name')}] {last_error.get('message')}"
              if last_error else None)], ctx.out)
     rows = workers.get("workers") or []
@@ -189,6 +190,14 @@ def show(ctx: CliContext) -> int:
         table(rows, [k for k in ("index", "pid", "state", "restarts") if any(k in r for r in rows)] or
               sorted(rows[0].keys()), ctx.out)
     return exitcodes.OK
+
+
+def _memory_limit(limit: Any) -> str | None:
+    if not isinstance(limit, dict):
+        return None
+    if not limit.get("enforced"):
+        return f"none ({limit.get('reason')})"
+    return f"{limit.get('limit_mb')} MB per worker ({limit.get('mechanism')}: {limit.get('reason')})"
 
 
 def uninstall(ctx: CliContext) -> int:
