@@ -33,6 +33,8 @@ class PackageErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "2014"  # an upload over the configured limit
     UNAUTHORIZED = "2015"  # missing or wrong bearer token
     PORT_IN_USE = "2016"  # the daemon's API port is taken by another process
+    SANDBOX_UNAVAILABLE = "2020"  # sandbox: require, and no sandbox mechanism works on this machine
+    SANDBOX_FAILED = "2021"  # the worker's box could not be prepared (its segment folder)
 
     @property
     def error_name(self) -> str:

@@ -41,6 +41,7 @@ from ..supervision.dialects import (
     detect_dialect,
     worker_environment,
 )
+from ..supervision.sandbox import box_worker
 
 #: Error frames that mean the worker or its result is broken, not that the algorithm declined the image.
 BROKEN_CODES = frozenset({ErrorCode.STDOUT_CONTAMINATED.value, ErrorCode.PROTOCOL_ERROR.value,
@@ -141,7 +142,11 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
                               "duration_ms": 0}
     run = _Run(settings, started + settings.smoke_timeout_s, report)
     env = worker_environment(os.environ, package_dir, shm_dir, settings.max_frame_bytes)
-    client = AdapterClient(adapter_argv(str(python), manifest.entry_point), str(package_dir), env,
+    # The same box the worker will run in: a package that needs more fails here, not in production.
+    boxed = box_worker(settings, adapter_argv(str(python), manifest.entry_point), env, name=manifest.name,
+                       version=manifest.version, package_dir=package_dir, python=python, work_dir=shm_dir)
+    report["sandbox"] = boxed.protections.to_dict()
+    client = AdapterClient(boxed.argv, str(package_dir), boxed.env,
                            max_frame_bytes=settings.max_frame_bytes, stderr_tail_lines=settings.stderr_tail_lines)
     try:
         try:
@@ -155,7 +160,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
         report["dialect"] = dialect.value
         report["sdk_version"] = hello.get("sdk_version")
         run.step("hello", "PASS", f"dialect {dialect.value}, sdk {hello.get('sdk_version')}")
-        handoff = ImageHandoff(dialect, shm_dir)
+        handoff = ImageHandoff(dialect, shm_dir, boxed.segment_dir)
         pid = manifest.supported_pids[0] if manifest.supported_pids else ""  # 0.3.x manifests list none
         # Public adapters say hello before importing the algorithm: the import (a model load) happens
         # during the first call, so that call gets the handshake deadline, not the short call deadline.

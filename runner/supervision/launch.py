@@ -14,6 +14,7 @@ from runner import __version__ as runner_version
 from runner.config import Settings
 
 from .dialects import IMPORT_BEFORE_HELLO_CAPABILITY, Dialect, detect_dialect, worker_environment
+from .sandbox import box_worker
 from .spec import WorkerSpec
 
 ExitCallback = Callable[[AdapterClient, "int | None", str], None]
@@ -23,7 +24,9 @@ def make_client(spec: WorkerSpec, settings: Settings, shm_dir: Path, base_env: M
                 on_stderr_line: Callable[[str], None], on_exit: ExitCallback) -> AdapterClient:
     """An AdapterClient (not yet started) for one worker process of ``spec``."""
     env = worker_environment(base_env, spec.package_dir, shm_dir, settings.max_frame_bytes)
-    return AdapterClient(adapter_argv(str(spec.python), spec.entry_point), str(spec.package_dir), env,
+    boxed = box_worker(settings, adapter_argv(str(spec.python), spec.entry_point), env, name=spec.name,
+                       version=spec.version, package_dir=spec.package_dir, python=spec.python, work_dir=shm_dir)
+    return AdapterClient(boxed.argv, str(spec.package_dir), boxed.env,
                          max_frame_bytes=settings.max_frame_bytes, stderr_tail_lines=settings.stderr_tail_lines,
                          on_stderr_line=on_stderr_line, on_exit=on_exit)
 
