@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,32 @@ def box_worker(settings: Settings, argv: Sequence[str], env: Mapping[str, str], 
     return select_sandbox(settings).wrap(argv, env, request)
 
 
+def refuse_unboxed(settings: Settings, what: str) -> None:
+    """Raise RunnerError SANDBOX_UNAVAILABLE if ``sandbox: require`` and no box works (before any
+    worker of ``what`` is started)."""
+    sandbox = select_sandbox(settings)
+    if isinstance(sandbox, NoSandbox) and sandbox.required:
+        raise sandbox.refusal(what)
+
+
+def announce(settings: Settings, log: logging.Logger) -> Sandbox:
+    """Say at daemon start which sandbox workers get; loudly when they get none."""
+    sandbox = select_sandbox(settings)
+    if not isinstance(sandbox, NoSandbox):
+        log.info("worker sandbox: %s (setting sandbox: %s)", sandbox.name, settings.sandbox)
+    elif sandbox.required:
+        log.error("NO WORKER SANDBOX, and 'sandbox: require' is set: no worker will start. %s. "
+                  "Install the Debian package 'bubblewrap'.", sandbox.reason)
+    elif settings.sandbox == "off":
+        log.warning("WORKERS RUN UNBOXED (sandbox: off): algorithm code can read the API token and "
+                    "change every deployed version.")
+    else:
+        log.error("WORKERS RUN UNBOXED: %s. Algorithm code can read the API token and change every "
+                  "deployed version. Install the Debian package 'bubblewrap' (or set 'sandbox: require' "
+                  "to refuse to run workers unboxed).", sandbox.reason)
+    return sandbox
+
+
 def segment_dir(settings: Settings, work_dir: Path) -> Path | None:
     """Where the runner writes the image segments of the worker whose private folder is ``work_dir``."""
     return select_sandbox(settings).segment_dir(work_dir)
@@ -38,5 +65,5 @@ def protections_for(settings: Settings, name: str, version: str, package_dir: Pa
     return select_sandbox(settings).protections(request)
 
 
-__all__ = ["BoxRequest", "BoxedCommand", "NoSandbox", "Probe", "Protections", "Sandbox", "box_worker",
-           "fallback_order", "protections_for", "segment_dir", "select_sandbox"]
+__all__ = ["BoxRequest", "BoxedCommand", "NoSandbox", "Probe", "Protections", "Sandbox", "announce", "box_worker",
+           "fallback_order", "protections_for", "refuse_unboxed", "segment_dir", "select_sandbox"]

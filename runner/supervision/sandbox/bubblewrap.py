@@ -5,10 +5,13 @@ namespaces) and ``setpriv`` (util-linux) then drops to the unprivileged worker u
 capabilities, an empty bounding set and no-new-privileges before Python starts. As an ordinary
 user, bwrap uses a user namespace instead and the worker keeps the daemon's uid.
 
-Not used on purpose: ``--die-with-parent`` (its parent-death signal fires when the daemon *thread*
-that spawned the worker ends, which kills healthy workers; a worker already exits when its stdin
-closes), and ``--new-session`` (the worker is already a session leader without a terminal: the
-client starts it with ``start_new_session``, and the supervisor signals that process group).
+The box dies with its monitor: bwrap runs with ``--die-with-parent`` under coreutils ``timeout 0``
+(no time limit; it only waits, forwards SIGTERM/SIGINT and exits as bwrap did). A parent-death signal
+fires when the parent *thread* ends, so bwrap must not be the direct child of the daemon thread that
+spawned it; and since the monitor cannot signal a process that switched users, only bwrap's own init
+(still root) can take the worker down with it. Killing the pid the runner shows (``timeout``'s) thus
+kills the whole box. ``--new-session`` is not used: the worker is already a session leader without a
+terminal (the client starts it with ``start_new_session``) and the runner signals that process group.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 
 from .base import BoxedCommand, BoxRequest, Probe, Protections, Sandbox
-from .mounts import MountPlan, device_paths, nested_last, system_mounts
+from .mounts import MountPlan, device_paths, nested_last, system_mounts, system_plan
 from .python_paths import interpreter_folders
 from .users import WorkerUser, resolve_worker_user
 
@@ -38,7 +41,9 @@ def _namespace_options(as_root: bool, network: bool) -> list[str]:
     if not network:
         options.append("--unshare-net")
     if not as_root:
-        options.append("--unshare-user")  # an ordinary user needs one to build the box at all
+        # An ordinary user needs a user namespace to build the box at all; the worker must not make
+        # nested ones (to rearrange its mounts) - bubblewrap >= 0.8.
+        options += ["--unshare-user", "--disable-userns"]
     return options
 
 
@@ -83,6 +88,7 @@ class BubblewrapSandbox(Sandbox):
         self.executable = shutil.which(settings.sandbox_bwrap)
         self.as_root = os.geteuid() == 0
         self.setpriv = shutil.which("setpriv") if self.as_root else None
+        self.timeout = shutil.which("timeout")
         self.user = resolve_worker_user(settings.sandbox_worker_user) if self.setpriv else None
 
     def probe(self) -> Probe:
@@ -138,8 +144,7 @@ class BubblewrapSandbox(Sandbox):
         network = protections.network == "allowed"
         work_dir = Path(os.path.realpath(request.work_dir))
         segments = self._prepare(work_dir)
-        plan = MountPlan()
-        system_mounts(plan, network)
+        plan = system_plan(network)
         readable = [*interpreter_folders(request.python), Path(os.path.realpath(request.package_dir))]
         for folder in nested_last([p for p in readable if not plan.covered(p)]):
             plan.bind(folder)
@@ -157,8 +162,10 @@ class BubblewrapSandbox(Sandbox):
         plan.bind(work_dir, writable=True)
         for device in protections.devices:
             plan.device(Path(device))
-        options = [self.executable, *_namespace_options(self.as_root, network), *plan.args,
-                   "--chdir", str(os.path.realpath(request.package_dir)), "--cap-drop", "ALL"]
+        monitor = [self.timeout, "0"] if self.timeout else []
+        options = [*monitor, self.executable, *_namespace_options(self.as_root, network), *plan.args,
+                   "--chdir", str(os.path.realpath(request.package_dir)), "--cap-drop", "ALL",
+                   *(["--die-with-parent"] if self.timeout else [])]
         boxed_env = dict(env)
         boxed_env.update({"HOME": "/tmp", "TMPDIR": "/tmp", SHM_DIR_ENV: str(segments)})
         if self.user is not None and self.setpriv is not None:

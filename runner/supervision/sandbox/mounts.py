@@ -9,6 +9,7 @@ the box's own (its pid namespace), ``/dev`` a minimal one plus configured device
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from pathlib import Path
@@ -25,7 +26,9 @@ SCRATCH = Path("/tmp")
 
 
 def _under(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+    # Plain string comparison: Path.parents is slow, and this runs on every worker start.
+    inner, outer = str(path), str(folder).rstrip("/")
+    return inner == outer or inner.startswith(outer + "/") or outer == ""
 
 
 class MountPlan:
@@ -76,6 +79,21 @@ class MountPlan:
         self._parents(path)
         self.args += ["--dev-bind", str(path), str(path)]
         self._made.add(path)
+
+
+def system_plan(network: bool) -> MountPlan:
+    """A new plan holding the system mounts (computed once per process: they do not change)."""
+    args, binds, made = _system_state(network)
+    plan = MountPlan()
+    plan.args, plan._binds, plan._made = list(args), list(binds), set(made)
+    return plan
+
+
+@functools.lru_cache(maxsize=2)
+def _system_state(network: bool) -> tuple[tuple[str, ...], tuple[Path, ...], frozenset[Path]]:
+    plan = MountPlan()
+    system_mounts(plan, network)
+    return tuple(plan.args), tuple(plan._binds), frozenset(plan._made)
 
 
 def system_mounts(plan: MountPlan, network: bool) -> None:

@@ -3,6 +3,7 @@ and folders its ``.pth`` files add to ``sys.path`` (editable installs)."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def _pth_folders(venv_dir: Path) -> list[Path]:
     return found
 
 
-def interpreter_folders(python: Path) -> list[Path]:
-    """Real folders a worker started as ``python`` (a venv's ``bin/python``) must be able to read."""
+@functools.lru_cache(maxsize=64)
+def interpreter_folders(python: Path) -> tuple[Path, ...]:
+    """Real folders a worker started as ``python`` (a venv's ``bin/python``) must be able to read.
+
+    Cached per interpreter path: a deployed venv does not change (a reinstall is a new version)."""
     venv_dir = python.parent.parent
     folders = [_real(venv_dir), _prefix_of_bin(_real(python).parent)]
     home = venv_home(venv_dir)
@@ -57,4 +61,4 @@ def interpreter_folders(python: Path) -> list[Path]:
     for folder in folders:
         if folder != Path("/") and folder.is_dir() and folder not in unique:
             unique.append(folder)
-    return unique
+    return tuple(unique)

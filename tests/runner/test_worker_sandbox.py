@@ -1,0 +1,230 @@
+"""Workers run with least privilege: a hostile algorithm, boxed, is denied every escape it tries,
+from import and from execute, and its calls still complete normally.
+
+The same algorithm with ``sandbox: off`` succeeds at the same attempts, so each attempt is real.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from procvision_algorithm_sdk.shared_memory import ImageSegment
+from runner.errors import RunnerError
+from runner.supervision import CallRequest, Supervisor, VersionPool
+from runner.supervision.sandbox import BoxRequest, announce, box_worker, protections_for, select_sandbox
+from runner.supervision.sandbox.bubblewrap import BubblewrapSandbox
+from runner.supervision.sandbox.users import FALLBACK_ID, resolve_worker_user
+from tests.runner.supervision_support import ALGO, fast_settings
+from tests.support import hostile
+from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
+
+#: An address outside this machine (TEST-NET-1: never routed), for the outside-connection attempt.
+OUTSIDE = "192.0.2.1"
+#: Where the hostile algorithm tries to write a system file (it succeeds only unboxed, as root).
+PLANTED = Path("/usr/lib/procvision-planted")
+
+
+@pytest.fixture
+def api_port() -> Iterator[int]:
+    """A real listening socket on 127.0.0.1 standing in for the management API."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield int(server.getsockname()[1])
+
+
+def _require_bubblewrap(tmp_path: Path) -> None:
+    sandbox = select_sandbox(fast_settings(tmp_path / "probe-root"))
+    if not isinstance(sandbox, BubblewrapSandbox):
+        pytest.fail(f"bubblewrap is needed for this test: {sandbox.probe().reason or 'not selected'}; "
+                    "`./dev test` installs it (python -m tests.support.wheels), or apt-get install bubblewrap")
+
+
+class Scene:
+    """A runtime root with a token, a registry, trust keys and a running victim version whose worker
+    holds a segment; the hostile version's targets point at all of them."""
+
+    def __init__(self, dep: Deployer, port: int, **overrides: Any) -> None:
+        layout = dep.layout
+        layout.token_file.write_text("secret-token\n", encoding="utf-8")
+        layout.token_file.chmod(0o600)
+        layout.registry_file.write_text('{"versions": []}\n', encoding="utf-8")
+        (layout.root / "trust").mkdir(exist_ok=True)
+        self.trust_key = layout.root / "trust" / "station.pub"
+        self.trust_key.write_text("ed25519 public key\n", encoding="utf-8")
+        self.settings = fast_settings(layout.root, **overrides)
+        self.supervisor = Supervisor(self.settings, layout)
+        victim = dep.deploy("victim", "1.0.0", ALGO)
+        self.supervisor.start(victim.spec())
+        victim_dirs = sorted(self.supervisor.runtime_dir.glob("victim@1.0.0/w0-g*"))
+        assert victim_dirs, "the victim worker has no private folder"
+        self.segment = ImageSegment.allocate(4, 4, 3, shm_dir=str(victim_dirs[-1]))
+        targets = hostile.targets_json(
+            token=layout.token_file, registry=layout.registry_file, active=layout.active,
+            other_manifest=victim.package_dir / "manifest.json", trust_key=self.trust_key,
+            other_segment=self.segment.path, other_segment_dir=victim_dirs[-1], daemon_pid=os.getpid(),
+            api_port=port, outside_host=OUTSIDE,
+            setuid_binary=layout.version_dir("hostile", "1.0.0") / "suid-id")
+        self.hostile = dep.deploy("hostile", "1.0.0", hostile.SOURCE, files={"targets.json": targets})
+        # A real setuid-root program: `id` prints euid=0 when the bit takes effect.
+        setuid = self.hostile.version_dir / "suid-id"
+        shutil.copy2("/usr/bin/id", setuid)
+        os.chown(setuid, 0, 0)
+        setuid.chmod(0o4755)
+        self.registry_before = layout.registry_file.read_bytes()
+
+    def run_hostile(self) -> tuple[VersionPool, dict[str, Any]]:
+        pool = self.supervisor.start(self.hostile.spec())
+        out = pool.call(CallRequest("execute", pid="P1"))
+        assert out.status == "OK", out  # every denial is the algorithm's problem, not a failed call
+        return pool, out.data["attempts"]
+
+    def close(self) -> None:
+        self.segment.close()
+        self.supervisor.shutdown(timeout_s=1.0)
+
+
+@pytest.fixture
+def scene(deployer: Deployer, api_port: int) -> Iterator[Any]:  # noqa: F811
+    made: list[Scene] = []
+
+    def _make(**overrides: Any) -> Scene:
+        made.append(Scene(deployer, api_port, **overrides))
+        return made[-1]
+
+    yield _make
+    for item in made:
+        item.close()
+
+
+def test_hostile_algorithm_is_denied_every_escape_and_its_calls_complete(scene: Any, tmp_path: Path) -> None:
+    _require_bubblewrap(tmp_path)
+    PLANTED.unlink(missing_ok=True)
+    s = scene()
+    pool, attempts = s.run_hostile()
+    for phase in ("import", "execute"):
+        for name in hostile.FORBIDDEN:
+            outcome = attempts[phase][name]
+            assert outcome["denied"], f"{name} from {phase} was allowed: {outcome['how']}"
+        for name in hostile.ALLOWED:
+            assert not attempts[phase][name]["denied"], f"{name} from {phase}: {attempts[phase][name]['how']}"
+    # Nothing it tried to change changed, and the worker keeps serving.
+    assert s.settings.layout.registry_file.read_bytes() == s.registry_before
+    assert not (s.hostile.package_dir / "planted.py").exists()
+    assert not PLANTED.exists()
+    assert list(s.settings.layout.active.iterdir()) == []
+    pid = pool.workers[0].pid
+    again = pool.call(CallRequest("execute", pid="P1"))
+    assert again.ok and again.worker_pid == pid
+    status = pool.status()
+    assert status["sandbox"]["mechanism"] == "bubblewrap" and status["sandbox"]["network"] == "isolated"
+    assert status["workers"][0]["sandbox"].startswith("bubblewrap: filesystem, processes")
+
+
+def test_without_the_sandbox_the_same_attempts_succeed(scene: Any) -> None:
+    s = scene(sandbox="off")
+    try:
+        pool, attempts = s.run_hostile()
+        for phase in ("import", "execute"):
+            for name in ("read_token", "write_registry", "write_active", "read_other_version", "read_trust_keys",
+                         "map_other_segment", "list_other_segments", "signal_daemon", "read_daemon_proc",
+                         "connect_api", "write_package", "write_scratch"):
+                assert not attempts[phase][name]["denied"], f"{name} from {phase}: {attempts[phase][name]['how']}"
+        assert pool.status()["sandbox"]["mechanism"] == "none"
+    finally:
+        (s.hostile.package_dir / "planted.py").unlink(missing_ok=True)
+        PLANTED.unlink(missing_ok=True)
+
+
+def test_network_allowed_per_version_only(tmp_path: Path) -> None:
+    _require_bubblewrap(tmp_path)
+    settings = fast_settings(tmp_path / "root", sandbox_network=["licensed"])
+    python = Path(os.path.realpath(sys.executable))
+    assert protections_for(settings, "licensed", "2.0", tmp_path, python).network == "allowed"
+    assert protections_for(settings, "other", "2.0", tmp_path, python).network == "isolated"
+    pinned = fast_settings(tmp_path / "root", sandbox_network=["licensed@1.0"])
+    assert protections_for(pinned, "licensed", "2.0", tmp_path, python).network == "isolated"
+
+
+def test_require_refuses_to_start_workers_when_no_box_works(deployer: Deployer) -> None:  # noqa: F811
+    settings = fast_settings(deployer.layout.root, sandbox="require", sandbox_bwrap="/nonexistent/bwrap")
+    sup = Supervisor(settings, deployer.layout)
+    try:
+        with pytest.raises(RunnerError) as info:
+            sup.start(deployer.deploy("algo", "1.0.0", ALGO).spec())
+        assert info.value.code == "2020" and info.value.name == "sandbox_unavailable"
+        assert "bubblewrap" in info.value.message
+        assert sup.get("algo", "1.0.0") is None
+    finally:
+        sup.shutdown(timeout_s=1.0)
+
+
+def test_auto_without_a_mechanism_runs_unboxed_and_says_so_loudly(deployer: Deployer,  # noqa: F811
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    settings = fast_settings(deployer.layout.root, sandbox_bwrap="/nonexistent/bwrap")
+    with caplog.at_level(logging.INFO):
+        announce(settings, logging.getLogger("test.sandbox"))
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert loud and "UNBOXED" in loud[0].getMessage() and "bubblewrap" in loud[0].getMessage()
+    sup = Supervisor(settings, deployer.layout)
+    try:
+        pool = sup.start(deployer.deploy("algo", "1.0.0", ALGO).spec())
+        assert pool.call(CallRequest("execute", pid="P1")).ok
+        assert pool.status()["workers"][0]["sandbox"].startswith("none (no sandbox mechanism works here")
+    finally:
+        sup.shutdown(timeout_s=1.0)
+
+
+def test_boxed_command_shows_only_what_the_worker_needs(deployer: Deployer, tmp_path: Path) -> None:  # noqa: F811
+    _require_bubblewrap(tmp_path)
+    dep = deployer.deploy("algo", "1.0.0", ALGO)
+    settings = fast_settings(deployer.layout.root, sandbox_devices=["/dev/null"])
+    work = tmp_path / "work"
+    boxed = box_worker(settings, [str(dep.python), "-V"], {"PATH": "/usr/bin"}, name="algo", version="1.0.0",
+                       package_dir=dep.package_dir, python=dep.python, work_dir=work)
+    argv = boxed.argv
+    binds = {argv[i + 2]: argv[i] for i, arg in enumerate(argv) if arg in ("--ro-bind", "--bind")}
+    root = str(deployer.layout.root)
+    # Its own package folder; nothing else of the root (no token, registry, active, other versions).
+    assert [p for p in binds if p.startswith(root)] == [str(dep.package_dir.resolve())]
+    assert argv[argv.index(str(work.resolve())) - 1] == "--bind"
+    assert "--unshare-net" in argv and "--unshare-pid" in argv and "--cap-drop" in argv
+    assert argv[argv.index("--dev-bind"):argv.index("--dev-bind") + 3] == ["--dev-bind", "/dev/null", "/dev/null"]
+    assert boxed.env["HOME"] == boxed.env["TMPDIR"] == "/tmp"
+    assert boxed.segment_dir == work.resolve() and oct(work.stat().st_mode & 0o7777) == "0o2750"
+    if os.geteuid() == 0:
+        assert f"--reuid={FALLBACK_ID}" in argv or any(a.startswith("--reuid=") for a in argv)
+        assert "--no-new-privs" in argv and "--bounding-set=-all" in argv
+
+
+def test_worker_user_setting_resolves_to_an_unprivileged_id() -> None:
+    missing = resolve_worker_user("procvision-no-such-user")
+    assert (missing.uid, missing.gid) == (FALLBACK_ID, FALLBACK_ID) and "no user" in missing.label
+    nobody = resolve_worker_user("nobody")
+    assert nobody.uid not in (0, FALLBACK_ID)
+    assert resolve_worker_user("4242").uid == 4242
+    with pytest.raises(ValueError):
+        fast_settings(Path("/tmp/x"), sandbox_worker_user="root")
+
+
+def test_box_request_keeps_the_runtime_root_hidden_under_shown_folders(tmp_path: Path) -> None:
+    _require_bubblewrap(tmp_path)
+    # A root inside a folder the box shows anyway (here: next to the package, inside it).
+    package = tmp_path / "pkg"
+    root = package / "algorithms"
+    root.mkdir(parents=True)
+    settings = fast_settings(root)
+    sandbox = select_sandbox(settings)
+    python = Path(sys.executable)
+    boxed = sandbox.wrap([str(python), "-V"], {}, BoxRequest("a", "1", package, python, tmp_path / "w", (root,)))
+    argv = boxed.argv
+    assert argv[argv.index(str(root.resolve())) - 1] == "--tmpfs"
