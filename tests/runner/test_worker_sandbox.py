@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 
 from procvision_algorithm_sdk.shared_memory import ImageSegment
+from runner.config import Settings
 from runner.errors import RunnerError
+from runner.package.installer import Installer
+from runner.store.registry import Registry
 from runner.supervision import CallRequest, Supervisor, VersionPool
 from runner.supervision.sandbox import BoxRequest, announce, box_worker, protections_for, select_sandbox
 from runner.supervision.sandbox.bubblewrap import BubblewrapSandbox
@@ -26,6 +29,7 @@ from runner.supervision.sandbox.users import FALLBACK_ID, resolve_worker_user
 from tests.runner.supervision_support import ALGO, fast_settings
 from tests.support import hostile
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
+from tests.support.packages import ALGORITHM_SOURCE, algorithm_files, build_package, manifest_for
 
 #: An address outside this machine (TEST-NET-1: never routed), for the outside-connection attempt.
 OUTSIDE = "192.0.2.1"
@@ -228,3 +232,28 @@ def test_box_request_keeps_the_runtime_root_hidden_under_shown_folders(tmp_path:
     boxed = sandbox.wrap([str(python), "-V"], {}, BoxRequest("a", "1", package, python, tmp_path / "w", (root,)))
     argv = boxed.argv
     assert argv[argv.index(str(root.resolve())) - 1] == "--tmpfs"
+
+
+@pytest.mark.slow
+def test_smoke_test_runs_in_the_box_so_a_package_needing_more_fails_at_install(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    _require_bubblewrap(tmp_path)
+    # The algorithm reads a model from a folder of the host at import: the box does not show it.
+    model = tmp_path / "host-models" / "model.bin"
+    model.parent.mkdir()
+    model.write_bytes(b"weights")
+    source = f"_MODEL = open({str(model)!r}, 'rb').read()\n" + ALGORITHM_SOURCE.format(
+        name="boxed_algo", version="1.0.0", pids=["P001"])
+    manifest = manifest_for(name="boxed_algo")
+    path = build_package(tmp_path / "src", manifest=manifest, files=algorithm_files(manifest, source))
+    uv_cache = tmp_path_factory.getbasetemp() / "uv-cache-install"
+    boxed = Settings(root=tmp_path / "boxed", uv_cache_dir=uv_cache)
+    with pytest.raises(RunnerError) as info:
+        Installer(boxed, Registry(boxed.layout)).install(path)
+    assert info.value.code == "2010"
+    report = info.value.details["report"]
+    assert report["sandbox"]["mechanism"] == "bubblewrap"
+    assert "model.bin" in " ".join(str(step.get("message")) for step in report["steps"])
+    unboxed = Settings(root=tmp_path / "unboxed", uv_cache_dir=uv_cache, sandbox="off")
+    result = Installer(unboxed, Registry(unboxed.layout)).install(path)
+    assert result.report is not None and result.report["sandbox"]["mechanism"] == "none"

@@ -28,7 +28,7 @@ from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 
 from .base import BoxedCommand, BoxRequest, Probe, Protections, Sandbox
-from .mounts import MountPlan, device_paths, nested_last, system_mounts, system_plan
+from .mounts import device_paths, nested_last, system_plan
 from .python_paths import interpreter_folders
 from .users import WorkerUser, resolve_worker_user
 
@@ -56,9 +56,7 @@ def _drop_privileges(setpriv: str, user: WorkerUser) -> list[str]:
 @functools.lru_cache(maxsize=8)
 def probe_bwrap(executable: str, as_root: bool, setpriv: str | None) -> Probe:
     """Run a trivial boxed command the way workers will be run. Cached: a machine fact per process."""
-    plan = MountPlan()
-    system_mounts(plan, network=False)
-    argv = [executable, *_namespace_options(as_root, network=False), *plan.args, "--cap-drop", "ALL"]
+    argv = [executable, *_namespace_options(as_root, network=False), *system_plan(False).args, "--cap-drop", "ALL"]
     if as_root and setpriv:
         argv += [arg for cap in _SWITCH_CAPS for arg in ("--cap-add", cap)]
         argv += ["--", *_drop_privileges(setpriv, WorkerUser(65534, 65534, "probe")), "/bin/true"]
