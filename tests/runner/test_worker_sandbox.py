@@ -66,14 +66,16 @@ class Scene:
         self.trust_key = layout.root / "trust" / "station.pub"
         self.trust_key.write_text("ed25519 public key\n", encoding="utf-8")
         self.settings = fast_settings(layout.root, **overrides)
-        self.supervisor = Supervisor(self.settings, layout)
+        # The daemon got its token from the environment: workers must not inherit it.
+        self.supervisor = Supervisor(self.settings, layout,
+                                     base_env={**os.environ, "PROCVISION_RUNNER_TOKEN": "secret-token"})
         victim = dep.deploy("victim", "1.0.0", ALGO)
         self.supervisor.start(victim.spec())
         victim_dirs = sorted(self.supervisor.runtime_dir.glob("victim@1.0.0/w0-g*"))
         assert victim_dirs, "the victim worker has no private folder"
         self.segment = ImageSegment.allocate(4, 4, 3, shm_dir=str(victim_dirs[-1]))
         targets = hostile.targets_json(
-            token=layout.token_file, registry=layout.registry_file, active=layout.active,
+            token=layout.token_file, token_value="secret-token", registry=layout.registry_file, active=layout.active,
             other_manifest=victim.package_dir / "manifest.json", trust_key=self.trust_key,
             other_segment=self.segment.path, other_segment_dir=victim_dirs[-1], daemon_pid=os.getpid(),
             api_port=port, outside_host=OUTSIDE,
@@ -139,9 +141,9 @@ def test_without_the_sandbox_the_same_attempts_succeed(scene: Any) -> None:
     try:
         pool, attempts = s.run_hostile()
         for phase in ("import", "execute"):
-            for name in ("read_token", "write_registry", "write_active", "read_other_version", "read_trust_keys",
-                         "map_other_segment", "list_other_segments", "signal_daemon", "read_daemon_proc",
-                         "connect_api", "write_package", "write_scratch"):
+            for name in ("read_token", "read_token_env", "write_registry", "write_active", "read_other_version",
+                         "read_trust_keys", "map_other_segment", "list_other_segments", "signal_daemon",
+                         "read_daemon_proc", "connect_api", "write_package", "write_scratch"):
                 assert not attempts[phase][name]["denied"], f"{name} from {phase}: {attempts[phase][name]['how']}"
         assert pool.status()["sandbox"]["mechanism"] == "none"
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 #: Attempts that every box must deny.
-FORBIDDEN = ("read_token", "write_registry", "write_active", "read_other_version", "read_trust_keys",
+FORBIDDEN = ("read_token", "read_token_env", "write_registry", "write_active", "read_other_version", "read_trust_keys",
              "map_other_segment", "list_other_segments", "signal_daemon", "read_daemon_proc", "connect_api",
              "connect_outside", "write_package", "write_system", "setuid_root")
 #: Attempts that must work inside the box (it is a box, not a broken process).
@@ -34,6 +34,13 @@ T = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tar
 
 def read_token():
     return open(T["token"]).read()
+
+
+def read_token_env():
+    found = [k for k, v in os.environ.items() if T["token_value"] in v]
+    if not found:
+        raise PermissionError("the token is in no environment variable")
+    return found
 
 
 def write_registry():
@@ -106,9 +113,9 @@ def write_scratch():
         return fh.name
 
 
-ATTEMPTS = [read_token, write_registry, write_active, read_other_version, read_trust_keys, map_other_segment,
-            list_other_segments, signal_daemon, read_daemon_proc, connect_api, connect_outside, write_package,
-            write_system, setuid_root, write_scratch]
+ATTEMPTS = [read_token, read_token_env, write_registry, write_active, read_other_version, read_trust_keys,
+            map_other_segment, list_other_segments, signal_daemon, read_daemon_proc, connect_api, connect_outside,
+            write_package, write_system, setuid_root, write_scratch]
 
 
 def attempt_all():

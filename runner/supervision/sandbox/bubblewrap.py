@@ -33,6 +33,8 @@ from .python_paths import interpreter_folders
 from .users import WorkerUser, resolve_worker_user
 
 PROBE_TIMEOUT_S = 15.0
+#: Environment variables of the daemon's settings: never shown to a boxed worker.
+DAEMON_ENV_PREFIX = "PROCVISION_RUNNER_"
 _SWITCH_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
 
@@ -164,7 +166,8 @@ class BubblewrapSandbox(Sandbox):
         options = [*monitor, self.executable, *_namespace_options(self.as_root, network), *plan.args,
                    "--chdir", str(os.path.realpath(request.package_dir)), "--cap-drop", "ALL",
                    *(["--die-with-parent"] if self.timeout else [])]
-        boxed_env = dict(env)
+        # The daemon's own settings (PROCVISION_RUNNER_TOKEN may hold the API token) stay outside.
+        boxed_env = {k: v for k, v in env.items() if not k.startswith(DAEMON_ENV_PREFIX)}
         boxed_env.update({"HOME": "/tmp", "TMPDIR": "/tmp", SHM_DIR_ENV: str(segments)})
         if self.user is not None and self.setpriv is not None:
             options += [arg for cap in _SWITCH_CAPS for arg in ("--cap-add", cap)]
