@@ -12,6 +12,7 @@
     .daemon.lock               held for the daemon's whole life: a second daemon refuses to start
     .token                     the API bearer token (mode 0600)
     .uv-cache/                 uv's wheel cache, shared by every version's install
+    .sandbox/                  the worker sandbox's compiled seccomp filter
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class RootLayout:
     @property
     def uv_cache(self) -> Path:
         return self.root / ".uv-cache"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.root / ".sandbox"
 
     def version_dir(self, name: str, version: str) -> Path:
         return self.deployed / name / version

@@ -133,6 +133,7 @@ def test_hostile_algorithm_is_denied_every_escape_and_its_calls_complete(scene: 
     assert again.ok and again.worker_pid == pid
     status = pool.status()
     assert status["sandbox"]["mechanism"] == "bubblewrap" and status["sandbox"]["network"] == "isolated"
+    assert status["sandbox"]["seccomp"] is True  # what stops new_user_namespace and ptrace_child
     assert status["workers"][0]["sandbox"].startswith("bubblewrap: filesystem, processes")
 
 
@@ -143,7 +144,8 @@ def test_without_the_sandbox_the_same_attempts_succeed(scene: Any) -> None:
         for phase in ("import", "execute"):
             for name in ("read_token", "read_token_env", "write_registry", "write_active", "read_other_version",
                          "read_trust_keys", "map_other_segment", "list_other_segments", "signal_daemon",
-                         "read_daemon_proc", "connect_api", "write_package", "write_scratch"):
+                         "read_daemon_proc", "connect_api", "write_package", "new_user_namespace",
+                         "ptrace_child", "write_scratch"):
                 assert not attempts[phase][name]["denied"], f"{name} from {phase}: {attempts[phase][name]['how']}"
         assert pool.status()["sandbox"]["mechanism"] == "none"
     finally:

@@ -15,17 +15,21 @@ from typing import Any
 #: Attempts that every box must deny.
 FORBIDDEN = ("read_token", "read_token_env", "write_registry", "write_active", "read_other_version", "read_trust_keys",
              "map_other_segment", "list_other_segments", "signal_daemon", "read_daemon_proc", "connect_api",
-             "connect_outside", "write_package", "write_system", "setuid_root")
+             "connect_outside", "write_package", "write_system", "setuid_root", "new_user_namespace", "ptrace_child")
+#: Attempts only the seccomp filter stops (an unprivileged process may do both without one).
+SECCOMP_ONLY = ("new_user_namespace", "ptrace_child")
 #: Attempts that must work inside the box (it is a box, not a broken process).
 ALLOWED = ("write_scratch",)
 
 SOURCE = r'''
+import ctypes
 import json
 import mmap
 import os
 import socket
 import subprocess
 import tempfile
+import time
 
 from procvision_algorithm_sdk import BaseAlgorithm
 
@@ -107,6 +111,40 @@ def setuid_root():
     raise PermissionError("setuid bit had no effect: " + out.strip())
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _in_child(action):
+    """Run ``action`` in a forked child (so nothing it changes sticks to the worker); True if it worked."""
+    child = os.fork()
+    if child == 0:
+        try:
+            os._exit(0 if action() == 0 else 1)
+        finally:
+            os._exit(2)
+    return os.waitpid(child, 0)[1] == 0
+
+
+def new_user_namespace():
+    if not _in_child(lambda: _LIBC.unshare(0x10000000)):  # CLONE_NEWUSER
+        raise PermissionError("unshare(CLONE_NEWUSER) failed")
+
+
+def ptrace_child():
+    child = os.fork()
+    if child == 0:
+        time.sleep(5)
+        os._exit(0)
+    try:
+        if _LIBC.ptrace(16, child, None, None) != 0:  # PTRACE_ATTACH
+            raise PermissionError("ptrace attach failed: errno %d" % ctypes.get_errno())
+        os.waitpid(child, 0)  # stopped by the attach
+        _LIBC.ptrace(17, child, None, None)  # PTRACE_DETACH
+    finally:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+
+
 def write_scratch():
     with tempfile.NamedTemporaryFile(dir=tempfile.gettempdir()) as fh:
         fh.write(b"scratch")
@@ -115,7 +153,7 @@ def write_scratch():
 
 ATTEMPTS = [read_token, read_token_env, write_registry, write_active, read_other_version, read_trust_keys,
             map_other_segment, list_other_segments, signal_daemon, read_daemon_proc, connect_api, connect_outside,
-            write_package, write_system, setuid_root, write_scratch]
+            write_package, write_system, setuid_root, new_user_namespace, ptrace_child, write_scratch]
 
 
 def attempt_all():

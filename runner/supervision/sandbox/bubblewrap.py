@@ -3,7 +3,9 @@
 As root, bwrap builds the box (own mount, pid, ipc, uts, cgroup and, unless allowed, network
 namespaces) and ``setpriv`` (util-linux) then drops to the unprivileged worker user with no
 capabilities, an empty bounding set and no-new-privileges before Python starts. As an ordinary
-user, bwrap uses a user namespace instead and the worker keeps the daemon's uid.
+user, bwrap uses a user namespace instead and the worker keeps the daemon's uid. Either way bwrap
+loads the seccomp filter (``seccomp.py``) last, just before the worker's command starts; a shell
+opens it on fd 3 and ``exec``s bwrap, since the worker's spawn passes no extra descriptors.
 
 The box dies with its monitor: bwrap runs with ``--die-with-parent`` under coreutils ``timeout 0``
 (no time limit; it only waits, forwards SIGTERM/SIGINT and exits as bwrap did). A parent-death signal
@@ -30,6 +32,7 @@ from runner.errors import PackageErrorCode, RunnerError
 from .base import BoxedCommand, BoxRequest, Probe, Protections, Sandbox
 from .mounts import device_paths, nested_last, system_plan
 from .python_paths import interpreter_folders
+from .seccomp import seccomp_filter
 from .users import WorkerUser, resolve_worker_user
 
 PROBE_TIMEOUT_S = 15.0
@@ -55,8 +58,16 @@ def _drop_privileges(setpriv: str, user: WorkerUser) -> list[str]:
             "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
 
 
+def _with_filter(bwrap_argv: list[str], seccomp: Path | None) -> list[str]:
+    """``bwrap_argv`` with the seccomp program on fd 3: the worker's spawn passes no extra descriptors,
+    so a shell opens the file and becomes bwrap (``exec``: no extra process)."""
+    if seccomp is None:
+        return bwrap_argv
+    return ["/bin/sh", "-c", 'exec "$@" 3<"$0"', str(seccomp), bwrap_argv[0], "--seccomp", "3", *bwrap_argv[1:]]
+
+
 @functools.lru_cache(maxsize=8)
-def probe_bwrap(executable: str, as_root: bool, setpriv: str | None) -> Probe:
+def probe_bwrap(executable: str, as_root: bool, setpriv: str | None, seccomp: Path | None) -> Probe:
     """Run a trivial boxed command the way workers will be run. Cached: a machine fact per process."""
     argv = [executable, *_namespace_options(as_root, network=False), *system_plan(False).args, "--cap-drop", "ALL"]
     if as_root and setpriv:
@@ -64,6 +75,7 @@ def probe_bwrap(executable: str, as_root: bool, setpriv: str | None) -> Probe:
         argv += ["--", *_drop_privileges(setpriv, WorkerUser(65534, 65534, "probe")), "/bin/true"]
     else:
         argv += ["--", "/bin/true"]
+    argv = _with_filter(argv, seccomp)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
@@ -89,13 +101,14 @@ class BubblewrapSandbox(Sandbox):
         self.as_root = os.geteuid() == 0
         self.setpriv = shutil.which("setpriv") if self.as_root else None
         self.timeout = shutil.which("timeout")
+        self.seccomp = seccomp_filter(settings.layout.sandbox_dir)
         self.user = resolve_worker_user(settings.sandbox_worker_user) if self.setpriv else None
 
     def probe(self) -> Probe:
         if self.executable is None:
             return Probe(False, f"bubblewrap is not installed (no {self.settings.sandbox_bwrap!r} found); "
                                 "install the Debian package 'bubblewrap'")
-        return probe_bwrap(self.executable, self.as_root, self.setpriv)
+        return probe_bwrap(self.executable, self.as_root, self.setpriv, self.seccomp.path)
 
     def network_allowed(self, request: BoxRequest) -> bool:
         allowed = self.settings.sandbox_network
@@ -112,8 +125,8 @@ class BubblewrapSandbox(Sandbox):
             mechanism=self.name, filesystem=True, processes=True,
             network="allowed" if self.network_allowed(request) else "isolated",
             user=user, separate_user=separate, no_new_privileges=True, capabilities_dropped=True,
-            seccomp=False, devices=tuple(str(p) for p in device_paths(self.settings.sandbox_devices)),
-            reason="no seccomp filter: no maintained seccomp library is available to build one")
+            seccomp=self.seccomp.path is not None,
+            devices=tuple(str(p) for p in device_paths(self.settings.sandbox_devices)), reason=self.seccomp.reason)
 
     def segment_dir(self, work_dir: Path) -> Path | None:
         # The worker's private folder itself: the only image folder its box shows (segment files
@@ -162,18 +175,19 @@ class BubblewrapSandbox(Sandbox):
         plan.bind(work_dir, writable=True)
         for device in protections.devices:
             plan.device(Path(device))
-        monitor = [self.timeout, "0"] if self.timeout else []
-        options = [*monitor, self.executable, *_namespace_options(self.as_root, network), *plan.args,
+        options = [self.executable, *_namespace_options(self.as_root, network), *plan.args,
                    "--chdir", str(os.path.realpath(request.package_dir)), "--cap-drop", "ALL",
                    *(["--die-with-parent"] if self.timeout else [])]
         # The daemon's own settings (PROCVISION_RUNNER_TOKEN may hold the API token) stay outside.
         boxed_env = {k: v for k, v in env.items() if not k.startswith(DAEMON_ENV_PREFIX)}
         boxed_env.update({"HOME": "/tmp", "TMPDIR": "/tmp", SHM_DIR_ENV: str(segments)})
+        monitor = [self.timeout, "0"] if self.timeout else []
         if self.user is not None and self.setpriv is not None:
             options += [arg for cap in _SWITCH_CAPS for arg in ("--cap-add", cap)]
-            command = [*options, "--", *_drop_privileges(self.setpriv, self.user), *argv]
+            command = [*monitor, *_with_filter([*options, "--", *_drop_privileges(self.setpriv, self.user), *argv],
+                                               self.seccomp.path)]
             boxed_env.update({"USER": self.settings.sandbox_worker_user,
                               "LOGNAME": self.settings.sandbox_worker_user})
         else:
-            command = [*options, "--", *argv]
+            command = [*monitor, *_with_filter([*options, "--", *argv], self.seccomp.path)]
         return BoxedCommand(command, boxed_env, segments, protections)
