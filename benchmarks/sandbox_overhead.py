@@ -5,9 +5,10 @@ Run from the repository root (bubblewrap installed)::
     .venv/bin/python -m benchmarks.sandbox_overhead [--starts 15] [--calls 300]
 
 One real worker per mode (``sandbox: off`` and ``sandbox: auto``, i.e. bubblewrap) of a no-op
-algorithm. Starts alternate between the modes so machine load hits both alike; each start is
-``VersionPool.start`` until the worker is ready (spawn, import, handshake). Calls are header-only and
-1920x1200x3 images through shared memory, also alternating.
+algorithm. Starts alternate between the modes so machine load hits both alike; each start is what a
+worker slot does (``launch.make_client``: box the command; ``launch.handshake``: spawn, import,
+hello), timed until the worker is ready. Calls are header-only and 1920x1200x3 images through
+shared memory, also alternating.
 
 Targets (issue 16): the box adds at most 50 ms to a worker's start and nothing measurable to a call.
 A benchmark prints; it never asserts.
@@ -16,17 +17,22 @@ A benchmark prints; it never asserts.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from runner.config import Settings
-from runner.supervision import CallRequest, ImageInput, Supervisor, VersionPool
-from runner.supervision.sandbox import select_sandbox
+from runner.supervision import CallRequest, ImageInput, Supervisor, VersionPool, WorkerSpec
+from runner.supervision.launch import handshake, make_client
+from runner.supervision.sandbox import box_worker, select_sandbox
 from tests.support.deploy import OURS, Deployer
 
 ALGO = '''
@@ -45,7 +51,7 @@ class Algo(BaseAlgorithm):
             read_image_from_shared_memory(shared_mem_id, image_meta)
         return {"status": "OK", "data": {"result_status": "OK", "defect_rects": []}}
 '''
-MODES = ("off", "auto")
+MODES: tuple[Literal["off", "auto"], ...] = ("off", "auto")
 HEIGHT, WIDTH = 1200, 1920
 
 
@@ -54,11 +60,32 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _timed_start(pool: VersionPool) -> float:
-    pool.stop()
+def _timed_start(settings: Settings, spec: WorkerSpec, work_root: Path, index: int) -> float:
+    """One worker start as the supervisor does it (box, spawn, import, handshake), in ms."""
+    work_dir = work_root / f"w{index}"
+    work_dir.mkdir()
     began = time.perf_counter()
-    pool.start(wait_ready=True)
-    return (time.perf_counter() - began) * 1000
+    client = make_client(spec, settings, work_dir, dict(os.environ), lambda _line: None, lambda *_args: None)
+    handshake(client, settings)
+    elapsed = (time.perf_counter() - began) * 1000
+    client.shutdown(timeout=5.0, term_timeout=2.0)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return elapsed
+
+
+def _bare_starts(settings: Settings, spec: WorkerSpec, work_dir: Path, runs: int) -> dict[str, list[float]]:
+    """``python -S -c pass`` from the worker's venv, plain and boxed, alternating: the box's own cost
+    without the algorithm's imports."""
+    argv = [str(spec.python), "-S", "-c", "pass"]
+    boxed = box_worker(settings, argv, dict(os.environ), name=spec.name, version=spec.version,
+                       package_dir=spec.package_dir, python=spec.python, work_dir=work_dir)
+    samples: dict[str, list[float]] = {"off": [], "auto": []}
+    for _ in range(runs):
+        for mode, command, env in (("off", argv, dict(os.environ)), ("auto", boxed.argv, boxed.env)):
+            began = time.perf_counter()
+            subprocess.run(command, env=env, cwd=str(spec.package_dir), check=True, timeout=60)
+            samples[mode].append((time.perf_counter() - began) * 1000)
+    return samples
 
 
 def _timed_call(pool: VersionPool, request: CallRequest) -> float:
@@ -89,9 +116,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             pools = {mode: sup.start(dep.spec()) for mode, sup in supervisors.items()}
             starts: dict[str, list[float]] = {mode: [] for mode in MODES}
-            for _ in range(args.starts):
-                for mode in MODES:
-                    starts[mode].append(_timed_start(pools[mode]))
+            work_root = Path(tempfile.mkdtemp(prefix="pv-bench-work-", dir="/dev/shm"))
+            try:
+                for index in range(args.starts):
+                    for mode in MODES:
+                        starts[mode].append(_timed_start(supervisors[mode].settings, dep.spec(), work_root,
+                                                         index * len(MODES) + MODES.index(mode)))
+                bare = _bare_starts(supervisors["auto"].settings, dep.spec(), work_root / "bare", args.starts * 2)
+            finally:
+                shutil.rmtree(work_root, ignore_errors=True)
             pixels = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
             kinds = {"header-only": CallRequest("execute", pid="P1"),
                      "1920x1200 image": CallRequest("execute", pid="P1", image=ImageInput(array=pixels))}
@@ -112,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
               f"p90 {_pct(starts[mode], 0.9):7.1f} ms")
     added = statistics.median(starts["auto"]) - statistics.median(starts["off"])
     print(f"  the box adds {added:+.1f} ms to the median start (target: <= 50 ms)")
+    bare_added = statistics.median(bare["auto"]) - statistics.median(bare["off"])
+    print(f"bare interpreter start (python -S -c pass), {len(bare['off'])} runs per mode: "
+          f"plain median {statistics.median(bare['off']):.1f} ms, boxed {statistics.median(bare['auto']):.1f} ms "
+          f"({bare_added:+.1f} ms: the box's own cost)")
     print(f"call latency, {args.calls} calls per mode:")
     for kind in kinds:
         off, box = calls[(kind, "off")], calls[(kind, "auto")]
