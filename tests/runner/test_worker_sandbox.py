@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
+from procvision_algorithm_sdk.manifest import load_manifest
 from procvision_algorithm_sdk.shared_memory import ImageSegment
 from runner.config import Settings
 from runner.errors import RunnerError
 from runner.package.installer import Installer
+from runner.package.smoke import run_smoke_test
 from runner.store.registry import Registry
 from runner.supervision import CallRequest, Supervisor, VersionPool
 from runner.supervision.sandbox import BoxRequest, announce, box_worker, protections_for, select_sandbox
@@ -261,3 +263,12 @@ def test_smoke_test_runs_in_the_box_so_a_package_needing_more_fails_at_install(
     unboxed = Settings(root=tmp_path / "unboxed", uv_cache_dir=uv_cache, sandbox="off")
     result = Installer(unboxed, Registry(unboxed.layout)).install(path)
     assert result.report is not None and result.report["sandbox"]["mechanism"] == "none"
+
+
+def test_require_refuses_the_smoke_test_too(deployer: Deployer, tmp_path: Path) -> None:  # noqa: F811
+    dep = deployer.deploy("algo", "1.0.0", ALGO)
+    settings = fast_settings(deployer.layout.root, sandbox="require", sandbox_bwrap="/nonexistent/bwrap")
+    with pytest.raises(RunnerError) as info:
+        run_smoke_test(settings, dep.python, dep.package_dir, load_manifest(dep.package_dir / "manifest.json"),
+                       tmp_path / "smoke-shm")
+    assert info.value.code == "2020" and "sandbox: require" in info.value.message
