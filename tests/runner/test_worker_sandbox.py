@@ -28,7 +28,8 @@ from runner.supervision import CallRequest, Supervisor, VersionPool
 from runner.supervision.sandbox import BoxRequest, announce, box_worker, protections_for, select_sandbox
 from runner.supervision.sandbox.bubblewrap import BubblewrapSandbox
 from runner.supervision.sandbox.users import FALLBACK_ID, resolve_worker_user
-from tests.runner.supervision_support import ALGO, fast_settings
+from tests.api.support import ServeProcess
+from tests.runner.supervision_support import ALGO, fast_settings, wait_for
 from tests.support import hostile
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
 from tests.support.packages import ALGORITHM_SOURCE, algorithm_files, build_package, manifest_for
@@ -272,3 +273,20 @@ def test_require_refuses_the_smoke_test_too(deployer: Deployer, tmp_path: Path) 
         run_smoke_test(settings, dep.python, dep.package_dir, load_manifest(dep.package_dir / "manifest.json"),
                        tmp_path / "smoke-shm")
     assert info.value.code == "2020" and "sandbox: require" in info.value.message
+
+
+@pytest.mark.parametrize(("bwrap", "expected"), [
+    ("/nonexistent/bwrap", "WORKERS RUN UNBOXED: no sandbox mechanism works here: bubblewrap: bubblewrap is not "
+                           "installed"),
+    ("bwrap", "worker sandbox: bubblewrap"),
+])
+def test_daemon_start_says_which_sandbox_workers_get(tmp_path: Path, bwrap: str, expected: str) -> None:
+    if bwrap == "bwrap":
+        _require_bubblewrap(tmp_path)
+    daemon = ServeProcess(tmp_path / "root", "--port", "0",
+                          env=dict(os.environ, PROCVISION_RUNNER_SANDBOX_BWRAP=bwrap))
+    try:
+        daemon.url()
+        wait_for(lambda: any(expected in line for line in daemon.stderr), what=f"{expected!r} in the daemon log")
+    finally:
+        assert daemon.stop() == 0
