@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,6 @@ from tests.support.packages import ALGORITHM_SOURCE, algorithm_files, build_pack
 
 #: An address outside this machine (TEST-NET-1: never routed), for the outside-connection attempt.
 OUTSIDE = "192.0.2.1"
-#: Where the hostile algorithm tries to write a system file (it succeeds only unboxed, as root).
-PLANTED = Path("/usr/lib/procvision-planted")
 
 
 @pytest.fixture
@@ -77,11 +76,13 @@ class Scene:
         victim_dirs = sorted(self.supervisor.runtime_dir.glob("victim@1.0.0/w0-g*"))
         assert victim_dirs, "the victim worker has no private folder"
         self.segment = ImageSegment.allocate(4, 4, 3, shm_dir=str(victim_dirs[-1]))
+        # A system file it tries to write (it succeeds only unboxed, as root): unique per test.
+        self.planted = Path("/usr/lib") / f"procvision-planted-{uuid.uuid4().hex}"
         targets = hostile.targets_json(
             token=layout.token_file, token_value="secret-token", registry=layout.registry_file, active=layout.active,
             other_manifest=victim.package_dir / "manifest.json", trust_key=self.trust_key,
             other_segment=self.segment.path, other_segment_dir=victim_dirs[-1], daemon_pid=os.getpid(),
-            api_port=port, outside_host=OUTSIDE,
+            api_port=port, outside_host=OUTSIDE, system_file=self.planted,
             setuid_binary=layout.version_dir("hostile", "1.0.0") / "suid-id")
         self.hostile = dep.deploy("hostile", "1.0.0", hostile.SOURCE, files={"targets.json": targets})
         # A real setuid-root program: `id` prints euid=0 when the bit takes effect.
@@ -98,6 +99,7 @@ class Scene:
         return pool, out.data["attempts"]
 
     def close(self) -> None:
+        self.planted.unlink(missing_ok=True)
         self.segment.close()
         self.supervisor.shutdown(timeout_s=1.0)
 
@@ -117,7 +119,6 @@ def scene(deployer: Deployer, api_port: int) -> Iterator[Any]:  # noqa: F811
 
 def test_hostile_algorithm_is_denied_every_escape_and_its_calls_complete(scene: Any, tmp_path: Path) -> None:
     _require_bubblewrap(tmp_path)
-    PLANTED.unlink(missing_ok=True)
     s = scene()
     pool, attempts = s.run_hostile()
     for phase in ("import", "execute"):
@@ -129,7 +130,7 @@ def test_hostile_algorithm_is_denied_every_escape_and_its_calls_complete(scene: 
     # Nothing it tried to change changed, and the worker keeps serving.
     assert s.settings.layout.registry_file.read_bytes() == s.registry_before
     assert not (s.hostile.package_dir / "planted.py").exists()
-    assert not PLANTED.exists()
+    assert not s.planted.exists()
     assert list(s.settings.layout.active.iterdir()) == []
     pid = pool.workers[0].pid
     again = pool.call(CallRequest("execute", pid="P1"))
@@ -153,7 +154,6 @@ def test_without_the_sandbox_the_same_attempts_succeed(scene: Any) -> None:
         assert pool.status()["sandbox"]["mechanism"] == "none"
     finally:
         (s.hostile.package_dir / "planted.py").unlink(missing_ok=True)
-        PLANTED.unlink(missing_ok=True)
 
 
 def test_network_allowed_per_version_only(tmp_path: Path) -> None:

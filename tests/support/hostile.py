@@ -100,7 +100,7 @@ def write_package():
 
 
 def write_system():
-    with open("/usr/lib/procvision-planted", "w") as fh:
+    with open(T["system_file"], "w") as fh:
         fh.write("x")
 
 
