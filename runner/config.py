@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .store.layout import RootLayout
@@ -103,6 +103,35 @@ class Settings(BaseSettings):
     retain_versions: int = Field(default=3, ge=1)
     # Whole-archive expansion bound (overlapping-entry zip bombs keep each entry under the per-entry ratio).
     max_total_compression_ratio: float = Field(default=100.0, gt=1)
+
+    # Worker sandbox.
+    # auto: box every worker with the best mechanism that works here (bubblewrap), else run unboxed
+    # and say so loudly; require: refuse to start workers (and smoke tests) that cannot be boxed;
+    # off: never box.
+    sandbox: Literal["auto", "require", "off"] = "auto"
+    sandbox_bwrap: str = Field(default="bwrap", description="bubblewrap executable (name on PATH or path)")
+    sandbox_network: list[str] = Field(
+        default_factory=list, description="Versions whose workers may use the network: 'name' or 'name@version'")
+    sandbox_devices: list[str] = Field(
+        default_factory=list, description="Device paths or globs shown to every boxed worker, e.g. /dev/nvidia*")
+    sandbox_worker_user: str = Field(
+        default="procvision-worker", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$",
+        description="User (name or numeric uid) boxed workers run as when the daemon runs as root")
+
+    @field_validator("sandbox_worker_user")
+    @classmethod
+    def _unprivileged_worker_user(cls, value: str) -> str:
+        if value in ("0", "root"):
+            raise ValueError("sandbox_worker_user must be an unprivileged user, not root")
+        return value
+
+    @field_validator("sandbox_devices")
+    @classmethod
+    def _device_paths(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.startswith("/dev/") or ".." in item.split("/"):
+                raise ValueError(f"sandbox_devices entries must be paths under /dev/, got {item!r}")
+        return value
 
     @property
     def layout(self) -> RootLayout:

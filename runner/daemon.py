@@ -36,6 +36,7 @@ from runner.package.watcher import DropFolderWatcher
 from runner.service import RunnerService
 from runner.service_notify import ServiceNotifier, WatchdogPinger
 from runner.store.locks import DaemonLock
+from runner.supervision.sandbox import announce as announce_sandbox
 
 _log = logging.getLogger("runner.daemon")
 #: Longest wait for a running install at shutdown; an interrupted install is cleaned by recover().
@@ -186,6 +187,7 @@ class Daemon:
         try:
             shutil.rmtree(uploads_dir(layout.root), ignore_errors=True)  # leftovers of a crash
             service = RunnerService.create(settings)
+            announce_sandbox(settings, _log)  # loudly, when workers would run unboxed
             try:
                 self._serve(service, sock)
             finally:

@@ -35,6 +35,8 @@ class PackageErrorCode(StrEnum):
     PORT_IN_USE = "2016"  # the daemon's API port is taken by another process
     DISK_FULL = "2017"  # a write under the root failed: no space left (ENOSPC) or quota (EDQUOT)
     INSECURE_SETUP = "2018"  # loose root/token permissions or --no-auth off loopback: refused
+    SANDBOX_UNAVAILABLE = "2020"  # sandbox: require, and no sandbox mechanism works on this machine
+    SANDBOX_FAILED = "2021"  # the worker's box could not be prepared (its segment folder)
     # Package trust (runner/trust): signatures checked before anything of a package runs.
     UNSIGNED = "2030"  # the package has no signature and trust_mode requires one
     SIGNATURE_MISMATCH = "2031"  # a file was changed, added or removed after signing (names the file)

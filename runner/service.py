@@ -23,6 +23,7 @@ from runner.errors import PackageErrorCode, RunnerError
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID
 from runner.supervision.dialects import CallRequest, Dialect
+from runner.supervision.sandbox import protections_for
 from runner.supervision.states import SERVING_STATES, State
 from runner.trust import view as trust_view
 
@@ -385,7 +386,10 @@ class RunnerService:
         pool = self._pool(str(record["name"]), str(record["version"]))
         if pool is not None:
             state = pool.state
-            record = {**record, "state": state.value if isinstance(state, State) else str(state)}
+            spec = pool.spec
+            boxed = protections_for(self.settings, spec.name, spec.version, spec.package_dir, spec.python)
+            record = {**record, "state": state.value if isinstance(state, State) else str(state),
+                      "sandbox": boxed.summary()}
         return record
 
     def _status_of(self, name: str, version: str) -> dict[str, Any]:

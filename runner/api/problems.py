@@ -66,6 +66,8 @@ STATUS_BY_CODE: dict[str, int] = {
     _E.QUEUE_FULL.value: 503,
     _E.WORKER_UNAVAILABLE.value: 503,
     _E.HANDSHAKE_FAILED.value: 503,
+    _P.SANDBOX_UNAVAILABLE.value: 503,  # sandbox: require, and no box works here
+    _P.SANDBOX_FAILED.value: 503,
     # The worker broke while serving the call.
     _E.WORKER_CRASHED.value: 502,
     _E.MEMORY_LIMIT_EXCEEDED.value: 502,

@@ -42,6 +42,7 @@ from ..supervision.dialects import (
     detect_dialect,
 )
 from ..supervision.launch import worker_command
+from ..supervision.spec import WorkerSpec
 
 #: Error frames that mean the worker or its result is broken, not that the algorithm declined the image.
 BROKEN_CODES = frozenset({ErrorCode.STDOUT_CONTAMINATED.value, ErrorCode.PROTOCOL_ERROR.value,
@@ -141,14 +142,21 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
     report: dict[str, Any] = {"status": "FAIL", "dialect": None, "sdk_version": None, "steps": [],
                               "duration_ms": 0}
     run = _Run(settings, started + settings.smoke_timeout_s, report)
-    # The worker it starts is contained as a served one: same environment, limit and process group.
+    # The worker it starts is contained and boxed as a served one: same environment, sandbox, limit and
+    # process group, so a package that needs more than the box allows fails here, not in production.
     containment, _ = choose_containment(settings.worker_memory_mechanism, settings.worker_memory_limit_mb)
     try:
         placement = containment.place(f"pv-{os.getpid()}-smoke-{int(started * 1000)}",
                                       settings.worker_memory_limit_mb)
     except OSError as exc:
         raise run.fail("hello", f"cannot place the worker under its memory limit: {exc}") from exc
-    command = worker_command(settings, python, manifest.entry_point, package_dir, shm_dir, os.environ, placement)
+    spec = WorkerSpec(manifest.name, manifest.version, package_dir, package_dir, python, manifest.entry_point)
+    try:
+        command = worker_command(settings, spec, shm_dir, os.environ, placement)
+    except BaseException:
+        placement.terminate()
+        raise
+    report["sandbox"] = command.protections.to_dict()
     client = AdapterClient(command.argv, str(command.cwd), command.env, max_frame_bytes=settings.max_frame_bytes,
                            stderr_tail_lines=settings.stderr_tail_lines)
     try:
@@ -163,7 +171,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
         report["dialect"] = dialect.value
         report["sdk_version"] = hello.get("sdk_version")
         run.step("hello", "PASS", f"dialect {dialect.value}, sdk {hello.get('sdk_version')}")
-        handoff = ImageHandoff(dialect, shm_dir)
+        handoff = ImageHandoff(dialect, shm_dir, command.segment_dir)
         pid = manifest.supported_pids[0] if manifest.supported_pids else ""  # 0.3.x manifests list none
         # Public adapters say hello before importing the algorithm: the import (a model load) happens
         # during the first call, so that call gets the handshake deadline, not the short call deadline.

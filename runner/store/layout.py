@@ -18,6 +18,9 @@
     .workers/                  one file per supervisor: its running worker process groups and cgroups
 
 The root and its folders are created 0750 (an existing looser root is tightened), state files 0640.
+
+    @property
+    .sandbox/                  the worker sandbox's compiled seccomp filter
 """
 
 from __future__ import annotations
@@ -109,6 +112,10 @@ class RootLayout:
     def worker_groups(self) -> Path:
         """Records of running worker process groups, read back after a daemon was killed."""
         return self.root / ".workers"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.root / ".sandbox"
 
     def version_dir(self, name: str, version: str) -> Path:
         return self.deployed / name / version

@@ -27,6 +27,8 @@ from runner.config import Settings
 from .containment import Containment, ContainmentReport, Placement, choose_containment
 from .dialects import IMPORT_BEFORE_HELLO_CAPABILITY, Dialect, detect_dialect, worker_environment
 from .leftovers import ProcessGroupLedger
+from .sandbox import box_worker
+from .sandbox.base import Protections
 from .spec import WorkerSpec
 
 ExitCallback = Callable[[AdapterClient, "int | None", str], None]
@@ -40,15 +42,22 @@ class WorkerCommand:
     argv: list[str]
     cwd: Path
     env: dict[str, str]
+    #: What the sandbox gives this worker (shown in the smoke report and ``show``).
+    protections: Protections
+    #: Where the runner writes this worker's image segments (None: the shared default folder).
+    segment_dir: Path | None
 
 
-def worker_command(settings: Settings, python: Path, entry_point: str | None, package_dir: Path, shm_dir: Path,
-                   base_env: Mapping[str, str], placement: Placement) -> WorkerCommand:
-    """The worker process for ``package_dir`` run by ``python``: allow-listed environment, and the
-    placement's limit applied before the adapter runs (so it covers whatever the argv starts)."""
-    env = worker_environment(base_env, package_dir, shm_dir, settings.max_frame_bytes,
+def worker_command(settings: Settings, spec: WorkerSpec, shm_dir: Path, base_env: Mapping[str, str],
+                   placement: Placement) -> WorkerCommand:
+    """The worker process of ``spec``: allow-listed environment, inside the daemon's sandbox, and the
+    placement's limit applied before the sandbox starts (so it covers the whole boxed tree)."""
+    env = worker_environment(base_env, spec.package_dir, shm_dir, settings.max_frame_bytes,
                              extra_allow=settings.worker_env_allow)
-    return WorkerCommand(placement.wrap(adapter_argv(str(python), entry_point)), package_dir, env)
+    boxed = box_worker(settings, adapter_argv(str(spec.python), spec.entry_point), env, name=spec.name,
+                       version=spec.version, package_dir=spec.package_dir, python=spec.python, work_dir=shm_dir)
+    return WorkerCommand(placement.wrap(boxed.argv), spec.package_dir, dict(boxed.env), boxed.protections,
+                         boxed.segment_dir)
 
 
 def memory_limit_of(spec: WorkerSpec, settings: Settings) -> int:
@@ -108,8 +117,7 @@ class Launcher:
         ledger = self.ledger
         if ledger is not None:
             ledger.add(key, None, placement.cgroup)
-        command = worker_command(self.settings, spec.python, spec.entry_point, spec.package_dir, shm_dir,
-                                 self.base_env, placement)
+        command = worker_command(self.settings, spec, shm_dir, self.base_env, placement)
 
         def spawned(pid: int) -> None:
             if ledger is not None:

@@ -25,6 +25,7 @@ from .dispatch import Dispatcher
 from .launch import Launcher, memory_limit_of
 from .logs import RotatingLineLog
 from .outcomes import error_outcome
+from .sandbox import protections_for
 from .spec import CallOutcome, WorkerSpec
 from .states import LIVE_STATES, TERMINAL_STATES, EventSink, State, SupervisorEvent, derive_version_state
 from .worker import Worker, short_text
@@ -115,6 +116,8 @@ class VersionPool:
     def status(self) -> dict[str, Any]:
         """JSON-able status for the API and CLI."""
         hello = self.hello or {}
+        spec = self.spec
+        boxed = protections_for(self.settings, spec.name, spec.version, spec.package_dir, spec.python)
         counters = {"calls": 0, "errors": 0, "timeouts": 0, "restarts": 0, "crashes": 0}
         for worker in self.workers:
             for key in counters:
@@ -123,7 +126,8 @@ class VersionPool:
             "name": self.spec.name, "version": self.spec.version, "state": self.state.value,
             "dialect": self.dialect.value if self.dialect else None,
             "hello": {"sdk_version": hello.get("sdk_version"), "capabilities": list(hello.get("capabilities") or [])},
-            "workers": [w.status() for w in self.workers],
+            "workers": [{**w.status(), "sandbox": boxed.summary()} for w in self.workers],
+            "sandbox": boxed.to_dict(),
             "queue_depth": self.queue_depth(), "in_flight": self.in_flight(),
             "last_error": self.last_error, "info_error": self.info_error, "counters": counters,
             "memory_limit": self.launcher.status(memory_limit_of(self.spec, self.settings)),

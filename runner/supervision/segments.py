@@ -46,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procvision_algorithm_sdk.shared_memory import HEADER_SIZE, SHM_PREFIX, ImageSegment
+from procvision_algorithm_sdk.shared_memory import HEADER_SIZE, SEGMENT_MODE, SHM_PREFIX, ImageSegment
 
 #: Used segments waiting to be freed beyond this count are freed inline instead (bounds the memory
 #: held when calls come faster than the background thread frees).
@@ -435,7 +435,7 @@ def make_spare(shm_dir: str, shape: Shape) -> _Spare:
     size = HEADER_SIZE + height * width * channels
     dir_fd = os.open(shm_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fd = os.open(".", os.O_TMPFILE | os.O_RDWR, 0o600, dir_fd=dir_fd)
+        fd = os.open(".", os.O_TMPFILE | os.O_RDWR, SEGMENT_MODE, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
     mm: mmap.mmap | None = None

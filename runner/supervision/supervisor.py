@@ -20,6 +20,7 @@ from .launch import Launcher
 from .leftovers import LeftoverSweep, ProcessGroupLedger, end_leftover_groups, end_orphaned_cgroups
 from .pool import VersionPool
 from .runtime_dirs import create_runtime_dir, remove_orphaned_runtime_dirs
+from .sandbox import refuse_unboxed
 from .segments import StaleSweep, remove_stale_segments
 from .spec import WorkerSpec
 from .states import LIVE_STATES, SupervisorEvent
@@ -80,6 +81,7 @@ class Supervisor:
         Raises RunnerError (HANDSHAKE_FAILED, WORKER_UNAVAILABLE...) with the exit code and stderr
         tail when ``wait_ready`` and no worker became ready.
         """
+        refuse_unboxed(self.settings, f"{spec.name} {spec.version}")
         with self._lock:
             if self._closed:
                 raise RunnerError(ErrorCode.WORKER_UNAVAILABLE, "the supervisor is shut down")

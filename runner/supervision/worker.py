@@ -49,6 +49,7 @@ from .heartbeat import run_heartbeat
 from .launch import LaunchedWorker, Launcher, handshake, memory_message
 from .logs import RotatingLineLog
 from .outcomes import error_outcome, outcome_from_frame
+from .sandbox import segment_dir
 from .spec import CallOutcome, WorkerSpec
 from .states import LIVE_STATES, SERVING_STATES, EventSink, State, StateMachine, SupervisorEvent
 
@@ -262,7 +263,8 @@ class Worker:
             self.dialect = dialect
             if info is not None:  # a restart keeps what an earlier generation reported
                 self.info = info
-            self._handoff = ImageHandoff(dialect, shm_dir, spares=self.settings.shm_spares_per_worker)
+            self._handoff = ImageHandoff(dialect, shm_dir, segment_dir(self.settings, shm_dir),
+                                         spares=self.settings.shm_spares_per_worker)
             self.started_at = time.time()
             self._up_since = time.monotonic()
             self.machine.transition(State.RUNNING, f"ready ({dialect.value}, sdk {hello.get('sdk_version')})",

@@ -48,6 +48,9 @@ KIND_ENCODED = 2
 _HEADER = struct.Struct("<4sHBBIIIQ")
 HEADER_SIZE = 64
 SHM_DIR_ENV = "PROC_SHM_POSIX_DIR"
+#: Segment files are readable by their group: a sandboxed worker runs as another user, and the runner
+#: gives its private segment folder that user's group (setgid), so only that worker can map them.
+SEGMENT_MODE = 0o640
 FILE_DIR_ENV = "PROC_SHM_DIR"
 
 _SEGMENT_ID = re.compile(r"^pvshm-[A-Za-z0-9._-]{1,200}$")
@@ -120,7 +123,7 @@ class ImageSegment:
         segment_id = segment_id or SHM_PREFIX + uuid.uuid4().hex
         path = _segment_path(segment_id, shm_dir)
         size = HEADER_SIZE + payload_len
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, SEGMENT_MODE)
         try:
             os.ftruncate(fd, size)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -184,7 +187,7 @@ class ImageSegment:
         path = _segment_path(segment_id, shm_dir)
         height, width, channels = (int(n) for n in arr.shape)
         header = _HEADER.pack(MAGIC, FORMAT_VERSION, KIND_RAW, 0, height, width, channels, arr.nbytes)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, SEGMENT_MODE)
         try:
             _pwrite_all(fd, memoryview(header.ljust(HEADER_SIZE, b"\0")), 0)
             _pwrite_all(fd, arr.data.cast("B"), HEADER_SIZE)

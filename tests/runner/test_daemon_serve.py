@@ -46,7 +46,8 @@ def private_shm() -> Iterator[Path]:
 
 def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: Path) -> None:
     root = tmp_path / "root"
-    env = dict(os.environ, PROC_SHM_POSIX_DIR=str(private_shm))
+    # Unboxed: PROC_SHM_POSIX_DIR is the segment folder of unboxed workers (boxed ones use their own).
+    env = dict(os.environ, PROC_SHM_POSIX_DIR=str(private_shm), PROCVISION_RUNNER_SANDBOX="off")
     segments_before = _segments(private_shm)
     zip_path = make_zip(tmp_path / "pkgs")
     daemon = ServeProcess(root, "--port", "0", env=env)

@@ -253,9 +253,11 @@ assert KEEPER != ALGO
 
 
 def test_workers_read_segments_from_the_runners_private_folder(deployer: Deployer, shm: Path) -> None:  # noqa: F811
-    """With PROC_SHM_POSIX_DIR set for the runner, workers look in the same folder (was: 1007)."""
+    """With PROC_SHM_POSIX_DIR set for the runner, workers look in the same folder (was: 1007).
+
+    Unboxed: a boxed worker gets its segments in its own private folder instead."""
     dep = deployer.deploy("algo", "1.0.0", KEEPER)
-    sup = Supervisor(fast_settings(deployer.layout.root), deployer.layout)
+    sup = Supervisor(fast_settings(deployer.layout.root, sandbox="off"), deployer.layout)
     try:
         pool = sup.start(dep.spec())
         worker = pool.workers[0]

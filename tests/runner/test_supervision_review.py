@@ -59,6 +59,7 @@ def test_hung_calls_each_get_1005_once_and_never_fail_the_version(start: StartFn
     assert counters["timeouts"] == 3 and counters["calls"] == 3  # one attempt per call
     assert counters["crashes"] == 0
     assert pool.state is not State.FAILED and not any(e.kind == "failed" for e in events)
+    wait_for(lambda: pool.state is State.RUNNING, what="worker up")
     ok = _execute(pool)
     assert ok.status == "OK" and ok.worker_pid not in pids, ok
     assert not any(pid_alive(p) for p in pids if p is not None)
@@ -84,14 +85,15 @@ def test_queued_call_expires_at_its_own_deadline(start: StartFn) -> None:
 
 
 def test_recoverable_errors_retry_only_within_the_deadline(start: StartFn, tmp_path: Path) -> None:
-    _, pool, _ = start(max_retries=5)
+    # The algorithm counts its attempts in files of this test's folder, which a boxed worker cannot see.
+    _, pool, _ = start(max_retries=5, sandbox="off")
     ok = _execute(pool, mode="recoverable", counter=str(tmp_path / "a"), fail_times=2)
     assert ok.status == "OK" and ok.retries == 2
     # Each attempt sleeps 0.4 s before failing: a 1 s budget leaves room for three at most, and
     # the last one may run out of time (1005) instead of failing retryably.
     source = ALGO.replace('''            if mode == "recoverable":''', '''            if mode == "recoverable":
                 time.sleep(float(user_params.get("sleep", 0)))''')
-    _, slow_pool, _ = start(source, max_retries=5)
+    _, slow_pool, _ = start(source, max_retries=5, sandbox="off")
     out = _execute(slow_pool, 1.0, mode="recoverable", counter=str(tmp_path / "b"), fail_times=99, sleep=0.4)
     assert out.status == "ERROR" and (out.details.get("retryable") is True or out.error_code == "1005"), out
     assert 1 <= out.retries < 5 and slow_pool.status()["counters"]["calls"] == out.retries + 1

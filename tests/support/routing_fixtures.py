@@ -87,8 +87,11 @@ raise RuntimeError("this build is broken on purpose")
 
 def routing_settings(root: Any, **overrides: Any) -> Settings:
     """Settings for routing tests: short grace periods so stops and drains stay quick."""
+    # Unboxed: these tests match a worker's own os.getpid() against the runner's worker pid, which a
+    # boxed worker cannot see from its pid namespace (tests/runner/test_worker_sandbox.py covers boxes).
     values: dict[str, Any] = {"root": root, "shutdown_grace_s": 2.0, "handshake_timeout_ms": 60000,
-                              "restart_backoff_initial_ms": 100, "crash_loop_max": 2, "retain_versions": 3}
+                              "restart_backoff_initial_ms": 100, "crash_loop_max": 2, "retain_versions": 3,
+                              "sandbox": "off"}
     values.update(overrides)
     return Settings(**values)
 

@@ -90,4 +90,7 @@ def ensure() -> Path:
 
 
 if __name__ == "__main__":
+    from tests.support.system_packages import ensure_bubblewrap
+
     print(ensure())
+    print(ensure_bubblewrap() or "bubblewrap: not available (the worker sandbox tests will fail)")

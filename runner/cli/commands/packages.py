@@ -182,12 +182,13 @@ def show(ctx: CliContext) -> int:
             ("python", info.get("python_version")), ("installed", info.get("created_at")),
             ("signed by", _signer_cell(info)), ("log file", info.get("log_file")),
             ("memory limit", _memory_limit(info.get("memory_limit"))),
+            ("sandbox", (workers.get("sandbox") or {}).get("summary")),
             ("last error", f"[{last_error.get('code')} {last_error.get('name')}] {last_error.get('message')}"
              if last_error else None)], ctx.out)
     rows = workers.get("workers") or []
     if rows:
         ctx.out.write("\n")
-        table(rows, [k for k in ("index", "pid", "state", "restarts") if any(k in r for r in rows)] or
+        table(rows, [k for k in ("index", "pid", "state", "restarts", "sandbox") if any(k in r for r in rows)] or
               sorted(rows[0].keys()), ctx.out)
     return exitcodes.OK
 

@@ -38,7 +38,7 @@ def status(ctx: CliContext) -> int:
         table([{"pid": p, **b} for p, b in sorted(active.items())], ["pid", "name", "version"], ctx.out,
               empty="(no pid is active)")
         ctx.out.write("\n")
-        table(versions, ["name", "version", "state", "dialect"], ctx.out, empty="(no versions installed)")
+        table(versions, ["name", "version", "state", "dialect", "sandbox"], ctx.out, empty="(no versions installed)")
     return exitcodes.OK if ready.get("ready") else exitcodes.NOT_READY
 
 
