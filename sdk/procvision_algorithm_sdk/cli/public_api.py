@@ -86,6 +86,13 @@ def _fail_report(name: str, message: str) -> dict[str, Any]:
     return report.to_dict()
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``procvision-cli`` with ``argv`` (default: the command line); returns the exit code."""
+    from .main import main as cli_main
+
+    return cli_main(argv)
+
+
 # --- checks ----------------------------------------------------------------------------------------
 
 def validate(project: str | None = None, manifest: str | None = None, zip_path: str | None = None) -> dict[str, Any]:
