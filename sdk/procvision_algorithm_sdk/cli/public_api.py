@@ -173,6 +173,10 @@ def _run_phase_in_process(algorithm: Any, pid: str, image_path: str, params_json
     return {"pre_execute": pre, "execute": exe}
 
 
+def _log(message: str) -> None:
+    sys.stderr.write(message + "\n")
+
+
 def _params(params_json: str | None) -> dict[str, Any]:
     if not params_json:
         return {}
@@ -273,6 +277,6 @@ def package(project: str, output: str | None = None, requirements: str | None = 
                              embed_python=embed_python or bool(python_runtime),
                              runtime=(runtime_python_version or runtime_abi or python_runtime))
     try:
-        return {"status": "OK", "zip": str(run_package(request, log=lambda m: sys.stderr.write(m + "\n")))}
+        return {"status": "OK", "zip": str(run_package(request, log=_log))}
     except (UsageError, PackageError, ManifestError) as exc:
         return {"status": "ERROR", "message": str(exc)}
