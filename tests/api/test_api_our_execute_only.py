@@ -39,6 +39,10 @@ def test_our_execute_only_worker_end_to_end(tmp_path: Path) -> None:
             op = install(client, zip_path)
             assert op["state"] == "succeeded", op
             assert op["result"]["dialect"] == "procvision-execute-only"
+            # The smoke test ran the execute-only call (two images), not pre/execute.
+            smoke = op["result"]["report"]
+            assert [(step["name"], step["result"]) for step in smoke["steps"]] == [("hello", "PASS"),
+                                                                                    ("execute", "PASS")], smoke
             activated = client.post("/algorithms/activate", json={"name": manifest["name"], "version": "1.0.0",
                                                                   "pids": ["G01"]})
             assert activated.status_code == 200, activated.text
