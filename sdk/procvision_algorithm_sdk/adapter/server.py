@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import queue
-import select
 import signal
 import sys
 import threading
@@ -27,14 +26,11 @@ from ..session import Session
 from .calls import CallHandler
 from .entry import EntryError, extend_sys_path, load_algorithm, resolve_entry
 from .execute_only import ExecuteOnlyHandler, implements_get_info, manifest_info
+from .load_failure import EXIT_LOAD_FAILED, MAX_MESSAGE_CHARS, load_failure
 from .sessions import DEFAULT_CAPACITY, SessionStore
 from .stdio import ProtocolStreams
 
-#: Exit code when the algorithm cannot be loaded (an error frame was sent first).
-EXIT_LOAD_FAILED = 3
-#: After a load failure, how long the adapter keeps answering frames (with the load error) before exiting.
-LOAD_FAILURE_LINGER_S = 10.0
-_MAX_MESSAGE_CHARS = 4000
+__all__ = ["AdapterServer", "main", "EXIT_LOAD_FAILED"]
 
 
 def _tb(exc: BaseException) -> str:
@@ -78,7 +74,7 @@ class AdapterServer:
                        f"and at most {self.max_frame_bytes} bytes")
             self.logger.error("reply could not be encoded", request_id=frame.get("request_id"), reason=str(exc))
             data = protocol.encode_frame(
-                protocol.make_error(frame.get("request_id"), message[:_MAX_MESSAGE_CHARS],
+                protocol.make_error(frame.get("request_id"), message[:MAX_MESSAGE_CHARS],
                                     ErrorCode.INVALID_RESULT.value), self.max_frame_bytes)
         with self._write_lock:
             try:
@@ -216,7 +212,7 @@ class AdapterServer:
                 reply = self._handle(rid, data)
             except BaseException as exc:  # noqa: BLE001 - sys.exit() in algorithm code must not kill the thread
                 self.logger.error(f"call raised {type(exc).__name__}", request_id=rid, traceback=_tb(exc))
-                reply = protocol.make_error(rid, f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE_CHARS],
+                reply = protocol.make_error(rid, f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE_CHARS],
                                             ErrorCode.EXECUTE_EXCEPTION.value, error_class=type(exc).__name__,
                                             fatal=False, retryable=False)
             with self._state_lock:
@@ -307,62 +303,6 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-def _load_failure(streams: ProtocolStreams, logger: StructuredLogger, exc: BaseException, message: str,
-                  max_frame_bytes: int) -> int:
-    logger.error(message, traceback=_tb(exc))
-    fields = exc.to_fields() if isinstance(exc, ProcVisionError) else {"error_code": ErrorCode.UNKNOWN_ERROR.value}
-    code = str(fields.pop("error_code"))
-    fields.pop("error_name", None)
-    frame = protocol.make_error(None, message[:_MAX_MESSAGE_CHARS], code, **fields)
-    try:
-        protocol.write_frame(streams.out, frame, max_frame_bytes)
-    except (BrokenPipeError, OSError) as write_exc:
-        logger.error("cannot report the load failure on the protocol stream", reason=str(write_exc))
-        return EXIT_LOAD_FAILED
-    _answer_after_load_failure(streams, frame, max_frame_bytes, logger)
-    return EXIT_LOAD_FAILED
-
-
-def _answer_after_load_failure(streams: ProtocolStreams, failure: dict[str, Any], max_frame_bytes: int,
-                               logger: StructuredLogger, linger_s: float = LOAD_FAILURE_LINGER_S) -> None:
-    """Answer what still arrives with the load error until EOF, shutdown or ``linger_s`` of silence.
-
-    The public adapter says hello before importing and then answers calls with errors, and callers
-    written for it send their call before looking at the reply; they get a reply naming the load
-    failure instead of a broken pipe. The runner kills the worker on the first error frame anyway.
-    """
-    fd = streams.inp.fileno()
-    while True:
-        try:
-            ready, _, _ = select.select([fd], [], [], linger_s)
-        except (OSError, ValueError):
-            return
-        if not ready:
-            logger.info("no frames after the load failure; exiting", linger_s=linger_s)
-            return
-        try:
-            frame = protocol.read_frame(streams.inp, max_frame_bytes)
-        except protocol.ProtocolError:
-            return  # EOF, the end marker, or garbage: nothing more to answer
-        except (OSError, ValueError):
-            return
-        kind, rid = frame.get("type"), frame.get("request_id")
-        if kind == protocol.CALL:
-            reply = dict(failure, request_id=rid if isinstance(rid, str) else None, timestamp_ms=protocol.now_ms())
-        elif kind == protocol.PING:
-            reply = protocol.make_pong(rid)
-        elif kind == protocol.SHUTDOWN:
-            reply = protocol.make_shutdown_ack()
-        else:
-            continue
-        try:
-            protocol.write_frame(streams.out, reply, max_frame_bytes)
-        except (OSError, ValueError):
-            return
-        if kind == protocol.SHUTDOWN:
-            return
-
-
 def _cheap_info(algorithm: BaseAlgorithm, logger: StructuredLogger,
                 fallback: dict[str, Any] | None = None) -> dict[str, Any] | None:
     if not implements_get_info(algorithm):
@@ -392,18 +332,18 @@ def main(argv: list[str], streams: ProtocolStreams) -> int:
     try:
         entry, source = resolve_entry(args.entry, env, cwd)
     except EntryError as exc:
-        return _load_failure(streams, logger, exc, exc.message, max_bytes)
+        return load_failure(streams, logger, exc, exc.message, max_bytes)
     try:
         algorithm = load_algorithm(entry)
     except EntryError as exc:
-        return _load_failure(streams, logger, exc, f"{exc.message} (entry from {source})", max_bytes)
+        return load_failure(streams, logger, exc, f"{exc.message} (entry from {source})", max_bytes)
     try:
         algorithm.setup()
     except BaseException as exc:  # noqa: BLE001 - a failed setup is reported, whatever it raised
         message = f"entry point {entry!r}: setup() failed: {type(exc).__name__}: {exc}"
         if not isinstance(exc, ProcVisionError):
             exc = EntryError(message, ErrorCode.UNKNOWN_ERROR.value)
-        return _load_failure(streams, logger, exc, message, max_bytes)
+        return load_failure(streams, logger, exc, message, max_bytes)
     style = algorithm.algorithm_style()  # checked when the class was constructed
     execute_only: ExecuteOnlyHandler | None = None
     fallback = None
