@@ -48,6 +48,16 @@ def test_top_level_and_cli_names_exist_and_are_callables() -> None:
     assert inspect.isfunction(cli.validate) and inspect.isfunction(cli.run) and inspect.isfunction(cli.main)
 
 
+
+def test_public_main_exits_with_the_command_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and "procvision-cli" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["validate", "/nonexistent/project/folder"])
+    assert exc.value.code == 2
+
+
 @pytest.mark.parametrize("func", list(PUBLIC_SIGNATURES), ids=lambda f: f.__name__)
 def test_public_signatures(func: object) -> None:
     params = list(inspect.signature(func).parameters)  # type: ignore[arg-type]

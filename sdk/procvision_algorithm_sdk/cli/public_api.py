@@ -17,7 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -86,11 +86,15 @@ def _fail_report(name: str, message: str) -> dict[str, Any]:
     return report.to_dict()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``procvision-cli`` with ``argv`` (default: the command line); returns the exit code."""
+def main(argv: list[str] | None = None) -> NoReturn:
+    """``procvision-cli`` with ``argv`` (default: the command line), then exit with its code.
+
+    Exits like the public ``main()`` does, so a script whose last line is ``main()`` reports the
+    outcome. (``procvision_algorithm_sdk.cli.main.main`` returns the code instead.)
+    """
     from .main import main as cli_main
 
-    return cli_main(argv)
+    raise SystemExit(cli_main(argv))
 
 
 # --- checks ----------------------------------------------------------------------------------------
