@@ -52,6 +52,8 @@ def test_init_project_in_the_0_0_form_makes_a_phase_project(tmp_path: Path) -> N
     assert ran["pre_execute"]["status"] == "OK" and ran["execute"]["data"]["result_status"] == "NG"
     via_worker = cli.run_adapter(str(tmp_path / "ph"), "D01", str(image), "{}", 1, None)
     assert via_worker["pre_execute"]["status"] == "OK" and via_worker["execute"]["status"] == "OK", via_worker
+    no_params = cli.run_adapter(str(tmp_path / "ph"), "D01", str(image), None, 1, None)
+    assert no_params["pre_execute"]["status"] == "OK", no_params
 
 
 def test_unreadable_image_files_read_black_as_in_the_public_sdk(tmp_path: Path) -> None:

@@ -60,9 +60,9 @@ def _bind_era(what: str, sigs: dict[str, inspect.Signature], args: tuple[Any, ..
         b.apply_defaults()
         bound[era] = dict(b.arguments)
     if len(bound) == 2:
-        # Only run_adapter's positional forms overlap; the 4th argument is the phase era's JSON
-        # params text or the execute-only era's step index.
-        era = PHASE if len(args) > 3 and isinstance(args[3], str) else EXECUTE_ONLY
+        # Only run_adapter's positional forms overlap (6 or more arguments); the 5th is the
+        # execute-only era's step_desc (a string) or the phase era's step_index (an int or None).
+        era = EXECUTE_ONLY if len(args) > 4 and isinstance(args[4], str) else PHASE
         return era, bound[era]
     if len(bound) == 1:
         era = next(iter(bound))
