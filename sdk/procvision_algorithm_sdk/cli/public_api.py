@@ -17,9 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..manifest import ManifestError
 from ..session import Session
@@ -27,6 +25,9 @@ from ..styles import EXECUTE_ONLY, PHASE
 from .images import ImageLoadError, load_image, synthetic_image
 from .project import UsageError, read_manifest
 from .report import Report
+
+if TYPE_CHECKING:  # numpy is imported where used: `procvision-cli --help` must not pay for it
+    import numpy as np
 
 #: The public tools use a black 640x480 image when an image file cannot be read.
 _FALLBACK_SHAPE = (480, 640, 3)
@@ -72,6 +73,8 @@ def _bind_era(what: str, sigs: dict[str, inspect.Signature], args: tuple[Any, ..
 
 
 def _image_or_black(path: str) -> np.ndarray:
+    import numpy as np
+
     try:
         return load_image(path)
     except ImageLoadError as exc:
