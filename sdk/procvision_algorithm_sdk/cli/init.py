@@ -118,13 +118,13 @@ def init_project(name: str, directory: Path, pids: list[str], *, style: str = PH
 
     ``style`` is ``"phase"`` (needs ``pids``) or ``"execute-only"`` (``pids`` optional).
     """
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid name {name!r}: use letters, digits, '.', '_', '-' (at most 64 characters)")
     if style not in STYLES:
         raise UsageError(f"invalid style {style!r}: use 'phase' or 'execute-only'")
     if style == PHASE and not pids:
         pids = ["A01"]
-    bad = [p for p in pids if not PID_RE.match(p)]
+    bad = [p for p in pids if not PID_RE.fullmatch(p)]
     if bad:
         raise UsageError(f"invalid product id(s) {bad}: use letters, digits, '.', '_', '-'")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
