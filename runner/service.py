@@ -22,7 +22,7 @@ from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID
-from runner.supervision.dialects import CallRequest, Dialect
+from runner.supervision.dialects import EXECUTE_ONLY_VALUES, CallRequest
 from runner.supervision.sandbox import protections_for
 from runner.supervision.states import SERVING_STATES, State
 from runner.trust import view as trust_view
@@ -290,7 +290,7 @@ class RunnerService:
             pool = self._pool(binding.name, binding.version)
             # The registry has no dialect for a version installed without the smoke test.
             live = getattr(getattr(pool, "dialect", None), "value", None)
-            if (live or record.get("dialect")) == Dialect.PUBLIC_EXECUTE_ONLY.value:
+            if (live or record.get("dialect")) in EXECUTE_ONLY_VALUES:
                 self._check_execute_only(binding.name, binding.version, request)
         started = time.monotonic()
         try:
@@ -315,12 +315,12 @@ class RunnerService:
         """Refuse up front what an execute-only worker (public SDK 0.3.x) cannot run."""
         if request.phase == "pre":
             raise RunnerError(PackageErrorCode.INVALID_REQUEST,
-                              f"{name} {version} is an execute-only worker (public SDK 0.3.x): "
+                              f"{name} {version} is an execute-only worker (public SDK 0.3.x style): "
                               "it has no 'pre' phase; send phase=execute with the image and guide_image",
                               name=name, version=version, phase="pre")
         if request.guide_image is None:
             raise RunnerError(ErrorCode.INVALID_PARAMS,
-                              f"{name} {version} is an execute-only worker (public SDK 0.3.x): it needs the "
+                              f"{name} {version} is an execute-only worker (public SDK 0.3.x style): it needs the "
                               "guide image too; send it as the multipart file 'guide_image'",
                               name=name, version=version, field="guide_image")
 

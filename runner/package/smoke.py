@@ -185,7 +185,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
             loaded = True
             return max(cap_s, handshake_s)
 
-        if dialect is Dialect.PUBLIC_EXECUTE_ONLY:
+        if dialect.execute_only:
             request = CallRequest(phase="execute", step_index=_first_step(manifest, None), pid=pid,
                                   image=ImageInput(array=synthetic_image(0)),
                                   guide_image=ImageInput(array=synthetic_image(1)), step_desc="smoke test")

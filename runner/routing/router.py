@@ -35,7 +35,7 @@ from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.layout import RootLayout
 from runner.store.registry import INVALID, Record, Registry
-from runner.supervision.dialects import CallRequest, Dialect
+from runner.supervision.dialects import EXECUTE_ONLY_VALUES, CallRequest, Dialect
 from runner.supervision.spec import CallOutcome, WorkerSpec
 
 from .activation import ActivationStore, Binding, check_pid
@@ -563,7 +563,7 @@ class Router:
                               name=name, version=version, **exc.details) from exc
         # The registry has no dialect for a version installed without the smoke test: ask the pool.
         dialect = getattr(getattr(pool, "dialect", None), "value", None) or record.get("dialect")
-        if smoke and dialect != Dialect.PUBLIC_EXECUTE_ONLY.value:
+        if smoke and dialect not in EXECUTE_ONLY_VALUES:
             problem = self._smoke(pool)
             if problem is not None:
                 if not was_serving and not self._bound((name, version)):

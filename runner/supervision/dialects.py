@@ -1,9 +1,12 @@
 """The protocol dialects a worker can speak, and how images and call data reach each one.
 
-Three kinds of worker exist in the field:
+Four kinds of worker exist in the field:
 
 - ``procvision``: this project's SDK. Announces ``pv:`` capabilities; images go in POSIX shared
   memory segments (``procvision_algorithm_sdk.shared_memory.ImageSegment``).
+- ``procvision-execute-only``: this project's SDK serving an algorithm written in the execute-only
+  style (announces ``execute`` and ``pv:`` capabilities). Calls take the 0.3.x shape (current +
+  guide image, ``step_desc``, ``guide_info``); both images go in POSIX shared memory segments.
 - ``public-phase``: the public SDK 0.0.6/0.0.7 (phases info/pre/execute). Reads images from files
   ``<PROC_SHM_DIR>/<id>.npy`` (array) or ``<id>.bin`` (encoded bytes).
 - ``public-execute-only``: the public SDK 0.3.x (announces ``execute``). One ``execute`` per call with
@@ -59,21 +62,38 @@ class Dialect(StrEnum):
     """Which protocol variant a worker speaks (from its hello)."""
 
     PROCVISION = "procvision"
+    PROCVISION_EXECUTE_ONLY = "procvision-execute-only"
     PUBLIC_PHASE = "public-phase"
     PUBLIC_EXECUTE_ONLY = "public-execute-only"
+
+    @property
+    def ours(self) -> bool:
+        """Our SDK's adapter (``pv:`` capabilities, shared memory segments), in either style."""
+        return self in (Dialect.PROCVISION, Dialect.PROCVISION_EXECUTE_ONLY)
+
+    @property
+    def execute_only(self) -> bool:
+        """Calls take the execute-only shape: one ``execute`` with a current and a guide image."""
+        return self in (Dialect.PUBLIC_EXECUTE_ONLY, Dialect.PROCVISION_EXECUTE_ONLY)
+
+
+#: Dialect values (as stored in the registry) whose workers take execute-only calls.
+EXECUTE_ONLY_VALUES = frozenset(d.value for d in Dialect if d.execute_only)
 
 
 def detect_dialect(hello: Mapping[str, Any]) -> Dialect:
     """Tell the dialect from a worker's hello frame.
 
-    ``execute`` among the capabilities marks the public 0.3.x execute-only era; any ``pv:``
-    capability marks our SDK; everything else is the public phase protocol (0.0.6/0.0.7).
+    ``execute`` among the capabilities marks the execute-only call shape and any ``pv:`` capability
+    our SDK: both -> our SDK serving an execute-only algorithm; ``execute`` alone -> the public 0.3.x
+    era; ``pv:`` alone -> our SDK (phase style); neither -> the public phase protocol (0.0.6/0.0.7).
     """
     raw = hello.get("capabilities")
     caps = [str(c) for c in raw] if isinstance(raw, list) else []
+    ours = any(c.startswith("pv:") for c in caps)
     if "execute" in caps:
-        return Dialect.PUBLIC_EXECUTE_ONLY
-    if any(c.startswith("pv:") for c in caps):
+        return Dialect.PROCVISION_EXECUTE_ONLY if ours else Dialect.PUBLIC_EXECUTE_ONLY
+    if ours:
         return Dialect.PROCVISION
     return Dialect.PUBLIC_PHASE
 
@@ -169,7 +189,7 @@ class ImageHandoff:
 
     @property
     def uses_posix_shm(self) -> bool:
-        return self.dialect is Dialect.PROCVISION
+        return self.dialect.ours
 
     def held_ids(self) -> list[str]:
         """Ids of images currently held (for diagnostics and leak checks)."""
@@ -333,11 +353,14 @@ def _phase_data(request: CallRequest, handoff: ImageHandoff, dialect: Dialect) -
 
 
 def _execute_only_data(request: CallRequest, handoff: ImageHandoff) -> dict[str, Any]:
+    if request.phase == "info" and handoff.dialect.ours:
+        # Our adapter answers info for execute-only algorithms too (from get_info or the manifest).
+        return {"phase": "info", "step_index": 0}
     if request.phase != "execute":
-        raise _invalid(f"this algorithm uses the public SDK 0.3.x protocol, which has no {request.phase!r} "
-                       "phase; send only 'execute' calls to it", phase=request.phase)
+        raise _invalid(f"this algorithm is written in the execute-only style (public SDK 0.3.x), which has no "
+                       f"{request.phase!r} phase; send only 'execute' calls to it", phase=request.phase)
     if request.image is None or request.guide_image is None:
-        raise _invalid("algorithms on the public SDK 0.3.x protocol need both the current image and a "
+        raise _invalid("execute-only algorithms (the public SDK 0.3.x style) need both the current image and a "
                        "guide image in every execute call")
     cur_id, cur_meta = handoff.put(request.image)
     guide_id, guide_meta = handoff.put(request.guide_image)
@@ -355,7 +378,7 @@ def build_call_data(dialect: Dialect, request: CallRequest, handoff: ImageHandof
     """
     if request.phase not in PHASES:
         raise _invalid(f"unknown phase {request.phase!r}; use one of {list(PHASES)}", phase=request.phase)
-    if dialect is Dialect.PUBLIC_EXECUTE_ONLY:
+    if dialect.execute_only:
         return _execute_only_data(request, handoff)
     return _phase_data(request, handoff, dialect)
 
@@ -388,7 +411,7 @@ def worker_environment(base: Mapping[str, str], cwd: Path, shm_dir: Path, max_fr
     return env
 
 
-__all__ = ["Dialect", "detect_dialect", "ImageInput", "CallRequest", "ImageHandoff", "build_call_data",
-           "worker_environment", "ENV_ALLOW_LIST", "posix_shm_dir", "SHM_POSIX_CAPABILITY",
+__all__ = ["Dialect", "EXECUTE_ONLY_VALUES", "detect_dialect", "ImageInput", "CallRequest", "ImageHandoff",
+           "build_call_data", "worker_environment", "ENV_ALLOW_LIST", "posix_shm_dir", "SHM_POSIX_CAPABILITY",
            "IMPORT_BEFORE_HELLO_CAPABILITY", "BUSY_PONG_CAPABILITY", "PHASES"]
 

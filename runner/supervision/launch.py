@@ -164,7 +164,7 @@ def confirm_ready(client: AdapterClient, hello: Mapping[str, Any], dialect: Dial
     HandshakeFailed (or another WorkerFailure) when the algorithm did not load.
     """
     caps = [str(c) for c in hello.get("capabilities") or []]
-    if dialect is Dialect.PROCVISION and IMPORT_BEFORE_HELLO_CAPABILITY in caps:
+    if dialect.ours and IMPORT_BEFORE_HELLO_CAPABILITY in caps:
         return None
     timeout = settings.info_timeout_ms / 1000
     # Public adapters import the algorithm after their hello, so the first reply waits for that load:

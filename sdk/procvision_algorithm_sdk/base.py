@@ -1,10 +1,14 @@
-"""``BaseAlgorithm``: the class every ProcVision algorithm subclasses (phase-era API)."""
+"""``BaseAlgorithm``: the class every ProcVision algorithm subclasses, in either authoring style.
+
+See ``styles`` for the two styles (phase, execute-only) and how a class's style is found.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
+from . import styles
 from .diagnostics import Diagnostics
 from .logger import StructuredLogger
 from .session import Session
@@ -13,11 +17,38 @@ from .session import Session
 class BaseAlgorithm(ABC):
     """Base of an algorithm served by the worker adapter.
 
+    Two authoring styles (``styles``): the phase style implements ``get_info``, ``pre_execute`` and
+    ``execute(step_index, pid, session, user_params, shared_mem_id, image_meta)``; the execute-only
+    style implements only ``execute(step_index, step_desc, cur_image, guide_image, guide_info)`` and
+    receives both images as arrays. The style is detected from ``execute``'s parameters, or declared
+    with ``execution_style = "phase"`` / ``"execute-only"``; constructing a phase-style class that
+    lacks ``get_info`` or ``pre_execute`` raises TypeError, as an abstract method would.
+
     Lifecycle: the adapter constructs the class once per worker process, calls ``setup()`` before
     it reports ready, then ``pre_execute``/``execute`` for each step (wrapped by ``on_step_start``
     and ``on_step_finish``), ``reset(session)`` when a session ends or is evicted, and
     ``teardown()`` exactly once when the worker stops.
     """
+
+    #: ``"phase"``, ``"execute-only"`` or None (detected from ``execute``'s parameters).
+    execution_style: ClassVar[str | None] = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> BaseAlgorithm:
+        if not getattr(cls, "__abstractmethods__", None):
+            style = styles.detect_style(cls, BaseAlgorithm)
+            if style == styles.PHASE:
+                missing = [name for name in ("get_info", "pre_execute")
+                           if getattr(cls, name) is getattr(BaseAlgorithm, name)]
+                if missing:
+                    raise TypeError(f"Can't instantiate phase-style algorithm {cls.__name__} without "
+                                    f"{' and '.join(missing)} (or write the execute-only style: "
+                                    f"execute({', '.join(styles.EXECUTE_ONLY_PARAMS)}))")
+        return super().__new__(cls)
+
+    @classmethod
+    def algorithm_style(cls) -> str:
+        """This class's authoring style, ``"phase"`` or ``"execute-only"`` (StyleError if unclear)."""
+        return styles.detect_style(cls, BaseAlgorithm)
 
     def __init__(self) -> None:
         self.logger = StructuredLogger()
@@ -48,14 +79,16 @@ class BaseAlgorithm(ABC):
         """Called when ``session`` ends or is evicted; drop anything kept for it."""
         return None
 
-    # --- required -------------------------------------------------------------------------------
+    # --- phase style (required there; unused by execute-only algorithms) ----------------------------
 
-    @abstractmethod
     def get_info(self) -> dict[str, Any]:
-        """``{name, version, description, supported_pids, steps}``; must agree with the manifest."""
-        ...
+        """``{name, version, description, supported_pids, steps}``; must agree with the manifest.
 
-    @abstractmethod
+        Required in the phase style. Execute-only algorithms may leave it out: the adapter then
+        answers ``info`` from ``manifest.json``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement get_info()")
+
     def pre_execute(
         self,
         step_index: int,
@@ -65,18 +98,17 @@ class BaseAlgorithm(ABC):
         shared_mem_id: str,
         image_meta: dict[str, Any],
     ) -> dict[str, Any]:
-        """Prepare a step (for example calibration); returns ``{status, message, data}``."""
-        ...
+        """Prepare a step (for example calibration); returns ``{status, message, data}``. Phase style only."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement pre_execute()")
+
+    # --- required -------------------------------------------------------------------------------
 
     @abstractmethod
-    def execute(
-        self,
-        step_index: int,
-        pid: str,
-        session: Session,
-        user_params: dict[str, Any],
-        shared_mem_id: str,
-        image_meta: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Run a step; returns ``{status, message?, error_code?, data: {result_status, ...}}``."""
+    def execute(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Run a step; returns ``{status, message?, error_code?, data: {result_status, ...}}``.
+
+        Phase style: ``execute(step_index, pid, session, user_params, shared_mem_id, image_meta)``.
+        Execute-only style: ``execute(step_index, step_desc, cur_image, guide_image, guide_info)``
+        with ``cur_image``/``guide_image`` as H x W x 3 uint8 RGB arrays.
+        """
         ...

@@ -42,6 +42,21 @@ EXTENDED_CAPABILITIES: list[str] = [
     "pv:import-before-hello:v1",  # hello is sent only after the algorithm loaded
 ]
 
+#: Capability of our adapter serving an execute-only algorithm: calls take the public 0.3.x shape
+#: (current + guide image), with images in our shared memory.
+EXECUTE_ONLY_CAPABILITY = "pv:execute-only:v1"
+#: What the public 0.3.x adapter announces; ``execute`` marks the execute-only call shape.
+PUBLIC_EXECUTE_ONLY_CAPABILITIES: list[str] = ["ping", "call", "shutdown", "shared_memory:v1", "execute"]
+
+
+def hello_capabilities(style: str) -> list[str]:
+    """The capabilities our adapter announces for an algorithm of ``style`` (``styles``)."""
+    if style == "execute-only":
+        # No sessions in this style; everything else our adapter adds still holds.
+        extended = [c for c in EXTENDED_CAPABILITIES if c != "pv:sessions:v1"]
+        return PUBLIC_EXECUTE_ONLY_CAPABILITIES + extended + [EXECUTE_ONLY_CAPABILITY]
+    return PUBLIC_CAPABILITIES + EXTENDED_CAPABILITIES
+
 
 class ProtocolError(Exception):
     """A framing or message error. ``error_code`` is the wire code that describes it."""

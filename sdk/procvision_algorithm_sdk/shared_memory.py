@@ -20,6 +20,11 @@ Segment layout (little-endian), followed by the payload at offset ``HEADER_SIZE`
 
 Ids not starting with ``pvshm-`` use the public SDK's development scheme (``.npy``/``.bin`` files
 in ``$PROC_SHM_DIR``), so images written by tools built on the public SDK still load.
+
+Development ids (``dev-shm:...``, what the public SDK's tools and authors' unit tests use) behave as
+in the public SDK: a missing or unreadable image reads as a black image of the ``image_meta`` size
+(with a warning on stderr), and no size gives None. Every other id is strict: a missing image is an
+error (1007), never a black picture, so nothing the runner hands over can silently go missing.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ import numpy as np
 from .errors import ErrorCode, ProcVisionError
 
 SHM_PREFIX = "pvshm-"
+#: Ids with the public SDK's lenient development semantics.
+DEV_PREFIX = "dev-shm:"
 MAGIC = b"PVSH"
 FORMAT_VERSION = 1
 KIND_RAW = 1
@@ -419,8 +426,10 @@ def _read_file(shared_mem_id: str, image_meta: dict[str, Any]) -> np.ndarray:
                  f"no image for shared memory id {shared_mem_id!r} (looked for {npy_path} and {bin_path})")
 
 
-def read_image_from_shared_memory(shared_mem_id: str, image_meta: dict[str, Any]) -> np.ndarray:
+def read_image_from_shared_memory(shared_mem_id: str, image_meta: dict[str, Any]) -> np.ndarray | None:
     """The image behind ``shared_mem_id`` as an H x W x 3 uint8 RGB array.
+
+    Development ids (``dev-shm:...``) follow the public SDK instead: see ``_read_dev``.
 
     Raw RGB segments are returned without copying the pixels (a private copy-on-write mapping:
     writing to the array never changes the runner's image). BGR data is reordered to RGB, mono data
@@ -431,6 +440,10 @@ def read_image_from_shared_memory(shared_mem_id: str, image_meta: dict[str, Any]
     if not isinstance(shared_mem_id, str) or not shared_mem_id:
         raise _error(ErrorCode.SHARED_MEMORY_NOT_FOUND, "shared_mem_id is empty")
     meta = image_meta if isinstance(image_meta, dict) else {}
+    if shared_mem_id.startswith(DEV_PREFIX):
+        from .dev_shm import read_dev
+
+        return read_dev(shared_mem_id, meta)
     if shared_mem_id.startswith(SHM_PREFIX):
         return _read_segment(shared_mem_id, meta)
     return _read_file(shared_mem_id, meta)
@@ -443,6 +456,11 @@ def write_image_array_to_shared_memory(shared_mem_id: str, image_array: Any) -> 
     caller later removes with ``ImageSegment``/``cleanup_stale_segments`` or ``os.unlink``.
     Other ids write the public SDK's ``.npy`` file.
     """
+    if shared_mem_id.startswith(DEV_PREFIX):
+        from .dev_shm import write_dev_array
+
+        write_dev_array(shared_mem_id, image_array)
+        return
     arr = _as_uint8_image(image_array)
     if shared_mem_id.startswith(SHM_PREFIX):
         path = _segment_path(shared_mem_id, None)
@@ -480,3 +498,11 @@ def cleanup_stale_segments(shm_dir: str | None = None, older_than_s: float = 0.0
         except FileNotFoundError:
             continue
     return removed
+
+
+# The public SDK's development helpers live in this module's namespace too.
+from .dev_shm import dev_clear_shared_memory, dev_write_image_to_shared_memory  # noqa: E402
+
+__all__ = ["ImageSegment", "read_image_from_shared_memory", "write_image_array_to_shared_memory",
+           "dev_write_image_to_shared_memory", "dev_clear_shared_memory", "cleanup_stale_segments",
+           "default_shm_dir", "SHM_PREFIX", "DEV_PREFIX", "HEADER_SIZE"]

@@ -73,7 +73,8 @@ def build_sdk_wheel(dest_dir: str | Path) -> Path:
     entries.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: procvision-cli\n"
                                          b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
     entries.append((f"{dist_info}/entry_points.txt",
-                    b"[console_scripts]\nprocvision-cli = procvision_algorithm_sdk.cli.main:main\n"))
+                    b"[console_scripts]\nprocvision-cli = procvision_algorithm_sdk.cli.main:main\n"
+                    b"procvision-adapter = procvision_algorithm_sdk.adapter.__main__:main\n"))
     record_lines = [f"{name},{_record_hash(data)},{len(data)}" for name, data in entries]
     record_lines.append(f"{dist_info}/RECORD,,")
     entries.append((f"{dist_info}/RECORD", ("\n".join(record_lines) + "\n").encode()))

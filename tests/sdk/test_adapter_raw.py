@@ -118,6 +118,13 @@ def test_load_failure_is_an_error_frame_with_null_request_id_and_exit_3(raw_adap
     err = adapter.next_frame()
     assert err["type"] == "error" and err["request_id"] is None and err["error_code"] == "1000"
     assert "algo:Algo" in err["message"] and "libcuda.so.1 missing" in err["message"]
+    # A call sent anyway (as callers written for the public adapter do) gets the load error too.
+    adapter.send({"type": "call", "request_id": "r1", "data": {"phase": "execute"}})
+    again = adapter.next_frame()
+    assert again["type"] == "error" and again["request_id"] == "r1" and again["error_code"] == "1000"
+    assert "libcuda.so.1 missing" in again["message"]
+    adapter.send({"type": "shutdown"})
+    assert adapter.next_frame()["type"] == "shutdown"
     adapter.expect_eof()
     assert adapter.wait() == 3
     wait_until(lambda: any("Traceback" in line and "libcuda" in line for line in adapter.stderr_lines),
@@ -130,6 +137,7 @@ def test_missing_entry_exit_3_with_1004(raw_adapter: Raw, tmp_path: Path) -> Non
     adapter = raw_adapter(empty, entry=None, env={"PROC_ENTRY_POINT": "", "PROC_ALGO_ROOT": ""})
     err = adapter.next_frame()
     assert err["type"] == "error" and err["request_id"] is None and err["error_code"] == "1004"
+    adapter.close_stdin()  # end of input ends the wait for late frames
     assert adapter.wait() == 3
 
 

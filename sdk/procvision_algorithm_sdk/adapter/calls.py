@@ -1,9 +1,10 @@
-"""Run one ``call`` against the algorithm and build its reply frame (phase protocol)."""
+"""Run one ``call`` against the algorithm and build its reply frame (phase protocol; execute-only
+calls are passed to ``execute_only``)."""
 
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import protocol
 from ..base import BaseAlgorithm
@@ -11,6 +12,9 @@ from ..errors import ErrorCode, ProcVisionError, error_name
 from ..logger import StructuredLogger
 from ..session import Session
 from .sessions import SessionStore
+
+if TYPE_CHECKING:
+    from .execute_only import ExecuteOnlyHandler
 
 PHASES = ("info", "pre", "execute")
 
@@ -24,7 +28,7 @@ class CallRejected(Exception):
         self.error_code = error_code.value
 
 
-def _error_frame(request_id: str, exc: BaseException, where: str, logger: StructuredLogger) -> dict[str, Any]:
+def error_frame(request_id: str, exc: BaseException, where: str, logger: StructuredLogger) -> dict[str, Any]:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, ProcVisionError):
         logger.error(f"{where} raised {type(exc).__name__}", request_id=request_id, error_code=exc.error_code,
@@ -36,7 +40,7 @@ def _error_frame(request_id: str, exc: BaseException, where: str, logger: Struct
                                fatal=False, retryable=False)
 
 
-def _field(data: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+def field(data: dict[str, Any], key: str, kind: type, default: Any) -> Any:
     value = data.get(key)
     if value is None:
         return default
@@ -49,17 +53,26 @@ def _field(data: dict[str, Any], key: str, kind: type, default: Any) -> Any:
 class CallHandler:
     """Executes calls for one algorithm instance, keeping sessions between them."""
 
-    def __init__(self, algorithm: BaseAlgorithm, sessions: SessionStore, logger: StructuredLogger) -> None:
+    def __init__(self, algorithm: BaseAlgorithm, sessions: SessionStore, logger: StructuredLogger,
+                 execute_only: ExecuteOnlyHandler | None = None) -> None:
         self.algorithm = algorithm
         self.sessions = sessions
         self.logger = logger
+        #: Set for an execute-only algorithm: every call goes there.
+        self.execute_only = execute_only
 
     def handle(self, request_id: str, data: Any) -> dict[str, Any]:
         """The reply frame (``result`` or ``error``) for a call. Never raises for algorithm faults."""
         try:
             if not isinstance(data, dict):
                 raise CallRejected("call has no 'data' object", ErrorCode.INVALID_PARAMS)
+            if self.execute_only is not None:
+                return self.execute_only.handle(request_id, data)
             phase = data.get("phase")
+            if phase is None and "cur_image_shm_id" in data:
+                raise CallRejected("this algorithm is written in the phase style (get_info, pre_execute, execute "
+                                   "with shared_mem_id): it cannot serve an execute-only call with "
+                                   "cur_image_shm_id/guide_image_shm_id", ErrorCode.INVALID_PARAMS)
             if phase not in PHASES:
                 raise CallRejected(f"unknown phase {phase!r}: expected one of {', '.join(PHASES)}",
                                    ErrorCode.INVALID_PARAMS)
@@ -74,18 +87,18 @@ class CallHandler:
         try:
             info = self.algorithm.get_info()
         except Exception as exc:  # noqa: BLE001 - algorithm code: any failure becomes a reply
-            return _error_frame(request_id, exc, "get_info()", self.logger)
+            return error_frame(request_id, exc, "get_info()", self.logger)
         if not isinstance(info, dict):
             raise CallRejected(f"get_info() returned {type(info).__name__}, expected a dict", ErrorCode.INVALID_RESULT)
         return protocol.make_result(request_id, "OK", "", {"phase": "info", "step_index": 0, "info": info})
 
     def _step(self, request_id: str, phase: str, data: dict[str, Any]) -> dict[str, Any]:
-        step_index = _field(data, "step_index", int, 1)
-        pid = _field(data, "pid", str, "")
-        session_info = _field(data, "session", dict, {})
-        user_params = _field(data, "user_params", dict, {})
-        shared_mem_id = _field(data, "shared_mem_id", str, "")
-        image_meta = _field(data, "image_meta", dict, {})
+        step_index = field(data, "step_index", int, 1)
+        pid = field(data, "pid", str, "")
+        session_info = field(data, "session", dict, {})
+        user_params = field(data, "user_params", dict, {})
+        shared_mem_id = field(data, "shared_mem_id", str, "")
+        image_meta = field(data, "image_meta", dict, {})
         raw_id = session_info.get("id")
         session_id = str(raw_id) if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else ""
         context = session_info.get("context") or {}
@@ -109,41 +122,41 @@ class CallHandler:
         try:
             alg.on_step_start(step_index, session, hook_ctx)
         except Exception as exc:  # noqa: BLE001 - algorithm code: any failure becomes a reply
-            return _error_frame(request_id, exc, "on_step_start()", self.logger)
+            return error_frame(request_id, exc, "on_step_start()", self.logger)
         method: Callable[..., Any] = alg.pre_execute if phase == "pre" else alg.execute
         name = "pre_execute()" if phase == "pre" else "execute()"
         try:
             result = method(step_index, pid, session, user_params, shared_mem_id, image_meta)
         except Exception as exc:  # noqa: BLE001 - algorithm code: any failure becomes a reply
-            return _error_frame(request_id, exc, name, self.logger)
+            return error_frame(request_id, exc, name, self.logger)
         if not isinstance(result, dict):
             raise CallRejected(f"{name} returned {type(result).__name__}, expected a dict", ErrorCode.INVALID_RESULT)
         try:
             alg.on_step_finish(step_index, session, result)
         except Exception as exc:  # noqa: BLE001 - algorithm code: any failure becomes a reply
-            return _error_frame(request_id, exc, "on_step_finish()", self.logger)
-        return self._result_frame(request_id, phase, step_index, result, name)
+            return error_frame(request_id, exc, "on_step_finish()", self.logger)
+        return result_frame(request_id, phase, step_index, result, name)
 
-    @staticmethod
-    def _result_frame(request_id: str, phase: str, step_index: int, result: dict[str, Any],
-                      name: str) -> dict[str, Any]:
-        status = result.get("status") or "OK"
-        if not isinstance(status, str):
-            raise CallRejected(f"{name} returned a non-string status {status!r}", ErrorCode.INVALID_RESULT)
-        message = result.get("message") or ""
-        payload = result.get("data")
-        if payload is None:
-            payload = {}
-        if not isinstance(payload, dict):
-            raise CallRejected(f"{name} returned 'data' of type {type(payload).__name__}, expected a dict",
-                               ErrorCode.INVALID_RESULT)
-        frame_data: dict[str, Any] = {"phase": phase, "step_index": step_index}
-        frame_data.update(payload)
-        extra: dict[str, str | None] = {}
-        code = result.get("error_code")
-        if code is not None and code != "":
-            # Upstream adapters drop this; the runner needs it to tell failure kinds apart.
-            extra["error_code"] = str(code)
-            extra["error_name"] = error_name(str(code))
-        return protocol.make_result(request_id, status, str(message), frame_data, **extra)
+
+def result_frame(request_id: str, phase: str, step_index: int, result: dict[str, Any], name: str) -> dict[str, Any]:
+    """The ``result`` frame for what ``name`` returned; keeps the algorithm's ``error_code``."""
+    status = result.get("status") or "OK"
+    if not isinstance(status, str):
+        raise CallRejected(f"{name} returned a non-string status {status!r}", ErrorCode.INVALID_RESULT)
+    message = result.get("message") or ""
+    payload = result.get("data")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise CallRejected(f"{name} returned 'data' of type {type(payload).__name__}, expected a dict",
+                           ErrorCode.INVALID_RESULT)
+    frame_data: dict[str, Any] = {"phase": phase, "step_index": step_index}
+    frame_data.update(payload)
+    extra: dict[str, str | None] = {}
+    code = result.get("error_code")
+    if code is not None and code != "":
+        # Upstream adapters drop this; the runner needs it to tell failure kinds apart.
+        extra["error_code"] = str(code)
+        extra["error_name"] = error_name(str(code))
+    return protocol.make_result(request_id, status, str(message), frame_data, **extra)
 

@@ -18,19 +18,19 @@ import traceback
 from types import FrameType
 from typing import Any
 
-from .. import __version__, protocol
+from .. import __version__, protocol, styles
 from ..base import BaseAlgorithm
 from ..errors import ErrorCode, ProcVisionError
 from ..logger import StructuredLogger
 from ..session import Session
 from .calls import CallHandler
 from .entry import EntryError, extend_sys_path, load_algorithm, resolve_entry
+from .execute_only import ExecuteOnlyHandler, implements_get_info, manifest_info
+from .load_failure import EXIT_LOAD_FAILED, MAX_MESSAGE_CHARS, load_failure
 from .sessions import DEFAULT_CAPACITY, SessionStore
 from .stdio import ProtocolStreams
 
-#: Exit code when the algorithm cannot be loaded (an error frame was sent first).
-EXIT_LOAD_FAILED = 3
-_MAX_MESSAGE_CHARS = 4000
+__all__ = ["AdapterServer", "main", "EXIT_LOAD_FAILED"]
 
 
 def _tb(exc: BaseException) -> str:
@@ -42,14 +42,14 @@ class AdapterServer:
 
     def __init__(self, algorithm: BaseAlgorithm, streams: ProtocolStreams, logger: StructuredLogger, *,
                  max_frame_bytes: int, session_capacity: int = DEFAULT_CAPACITY,
-                 shutdown_grace_s: float = 3.0) -> None:
+                 shutdown_grace_s: float = 3.0, execute_only: ExecuteOnlyHandler | None = None) -> None:
         self.algorithm = algorithm
         self.streams = streams
         self.logger = logger
         self.max_frame_bytes = max_frame_bytes
         self.shutdown_grace_s = shutdown_grace_s
         self.sessions = SessionStore(self._reset_session, session_capacity)
-        self.handler = CallHandler(algorithm, self.sessions, logger)
+        self.handler = CallHandler(algorithm, self.sessions, logger, execute_only)
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._busy_id: str | None = None
@@ -74,7 +74,7 @@ class AdapterServer:
                        f"and at most {self.max_frame_bytes} bytes")
             self.logger.error("reply could not be encoded", request_id=frame.get("request_id"), reason=str(exc))
             data = protocol.encode_frame(
-                protocol.make_error(frame.get("request_id"), message[:_MAX_MESSAGE_CHARS],
+                protocol.make_error(frame.get("request_id"), message[:MAX_MESSAGE_CHARS],
                                     ErrorCode.INVALID_RESULT.value), self.max_frame_bytes)
         with self._write_lock:
             try:
@@ -185,6 +185,23 @@ class AdapterServer:
             return
         self._calls.put((rid, data))
 
+    def _handle(self, rid: str, data: Any) -> dict[str, Any]:
+        watch = self.streams.watch
+        if watch is None:
+            return self.handler.handle(rid, data)
+        watch.arm()
+        try:
+            reply = self.handler.handle(rid, data)
+        finally:
+            written, sample = watch.disarm()
+        if written:
+            # Strict mode (PROC_STRICT_STDIO): the public adapter's contract is to fail such a call.
+            self.logger.error("stdout_contaminated", request_id=rid, stdout_bytes=written, sample=sample)
+            return protocol.make_error(rid, f"the algorithm wrote {written} bytes to stdout during this call "
+                                       f"(strict stdio mode); log with StructuredLogger or to stderr instead",
+                                       ErrorCode.STDOUT_CONTAMINATED.value, stdout_bytes=written)
+        return reply
+
     def _call_loop(self) -> None:
         while True:
             item = self._calls.get()
@@ -192,10 +209,10 @@ class AdapterServer:
                 return
             rid, data = item
             try:
-                reply = self.handler.handle(rid, data)
+                reply = self._handle(rid, data)
             except BaseException as exc:  # noqa: BLE001 - sys.exit() in algorithm code must not kill the thread
                 self.logger.error(f"call raised {type(exc).__name__}", request_id=rid, traceback=_tb(exc))
-                reply = protocol.make_error(rid, f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE_CHARS],
+                reply = protocol.make_error(rid, f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE_CHARS],
                                             ErrorCode.EXECUTE_EXCEPTION.value, error_class=type(exc).__name__,
                                             fatal=False, retryable=False)
             with self._state_lock:
@@ -266,28 +283,32 @@ def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--entry", default=None, help="module.path:ClassName of the algorithm")
     parser.add_argument("--session-capacity", type=int, default=DEFAULT_CAPACITY)
     parser.add_argument("--shutdown-grace-s", type=float, default=3.0)
-    # Accepted for command-line compatibility with the public adapter; not used.
-    parser.add_argument("--log-level", default=None)
-    parser.add_argument("--heartbeat-interval-ms", type=int, default=None)
-    parser.add_argument("--heartbeat-grace-ms", type=int, default=None)
+    # The public adapter's options and their environment defaults. It parses them and uses none;
+    # so does this one (the runner owns heartbeats), but they are checked and logged.
+    parser.add_argument("--log-level", default=os.environ.get("PROC_LOG_LEVEL") or "info")
+    parser.add_argument("--heartbeat-interval-ms", type=int,
+                        default=_env_int("PROC_HEARTBEAT_INTERVAL_MS", 5000))
+    parser.add_argument("--heartbeat-grace-ms", type=int, default=_env_int("PROC_HEARTBEAT_GRACE_MS", 2000))
     return parser.parse_known_args(argv)
 
 
-def _load_failure(streams: ProtocolStreams, logger: StructuredLogger, exc: BaseException, message: str,
-                  max_frame_bytes: int) -> int:
-    logger.error(message, traceback=_tb(exc))
-    fields = exc.to_fields() if isinstance(exc, ProcVisionError) else {"error_code": ErrorCode.UNKNOWN_ERROR.value}
-    code = str(fields.pop("error_code"))
-    fields.pop("error_name", None)
-    frame = protocol.make_error(None, message[:_MAX_MESSAGE_CHARS], code, **fields)
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
     try:
-        protocol.write_frame(streams.out, frame, max_frame_bytes)
-    except (BrokenPipeError, OSError) as write_exc:
-        logger.error("cannot report the load failure on the protocol stream", reason=str(write_exc))
-    return EXIT_LOAD_FAILED
+        return int(raw)
+    except ValueError:
+        StructuredLogger(component="adapter").warning(f"${name} is not an integer; using {default}", value=raw)
+        return default
 
 
-def _cheap_info(algorithm: BaseAlgorithm, logger: StructuredLogger) -> dict[str, Any] | None:
+def _cheap_info(algorithm: BaseAlgorithm, logger: StructuredLogger,
+                fallback: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    if not implements_get_info(algorithm):
+        if fallback is None:
+            return None
+        return {"name": str(fallback.get("name", "")), "version": str(fallback.get("version", ""))}
     try:
         info = algorithm.get_info()
     except Exception as exc:  # noqa: BLE001 - algorithm code; hello goes out without info
@@ -311,25 +332,32 @@ def main(argv: list[str], streams: ProtocolStreams) -> int:
     try:
         entry, source = resolve_entry(args.entry, env, cwd)
     except EntryError as exc:
-        return _load_failure(streams, logger, exc, exc.message, max_bytes)
+        return load_failure(streams, logger, exc, exc.message, max_bytes)
     try:
         algorithm = load_algorithm(entry)
     except EntryError as exc:
-        return _load_failure(streams, logger, exc, f"{exc.message} (entry from {source})", max_bytes)
+        return load_failure(streams, logger, exc, f"{exc.message} (entry from {source})", max_bytes)
     try:
         algorithm.setup()
     except BaseException as exc:  # noqa: BLE001 - a failed setup is reported, whatever it raised
         message = f"entry point {entry!r}: setup() failed: {type(exc).__name__}: {exc}"
         if not isinstance(exc, ProcVisionError):
             exc = EntryError(message, ErrorCode.UNKNOWN_ERROR.value)
-        return _load_failure(streams, logger, exc, message, max_bytes)
-    hello_extra: dict[str, Any] = {"entry_point": entry, "pid": os.getpid()}
-    info = _cheap_info(algorithm, logger)
+        return load_failure(streams, logger, exc, message, max_bytes)
+    style = algorithm.algorithm_style()  # checked when the class was constructed
+    execute_only: ExecuteOnlyHandler | None = None
+    fallback = None
+    if style == styles.EXECUTE_ONLY:
+        fallback = manifest_info(env, cwd)
+        execute_only = ExecuteOnlyHandler(algorithm, logger, fallback)
+    hello_extra: dict[str, Any] = {"entry_point": entry, "pid": os.getpid(), "algorithm_style": style}
+    info = _cheap_info(algorithm, logger, fallback)
     if info is not None:
         hello_extra["algorithm"] = info
-    hello = protocol.make_hello(__version__, protocol.PUBLIC_CAPABILITIES + protocol.EXTENDED_CAPABILITIES,
-                                **hello_extra)
+    hello = protocol.make_hello(__version__, protocol.hello_capabilities(style), **hello_extra)
     server = AdapterServer(algorithm, streams, logger, max_frame_bytes=max_bytes,
-                           session_capacity=args.session_capacity, shutdown_grace_s=args.shutdown_grace_s)
-    logger.info("adapter ready", entry_point=entry, entry_source=source)
+                           session_capacity=args.session_capacity, shutdown_grace_s=args.shutdown_grace_s,
+                           execute_only=execute_only)
+    logger.info("adapter ready", entry_point=entry, entry_source=source, algorithm_style=style,
+                strict_stdio=streams.watch is not None, log_level=args.log_level)
     return server.run(hello)

@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 from ..manifest import Manifest, ManifestError
 from ..schema import Issue, check_execute_result, check_info, check_pre_result
+from ..styles import EXECUTE_ONLY, PHASE
 from .drivers import AdapterDriver, DriverError, InProcessDriver
+from .execute_only_checks import adapter_call, in_process_call, smoke_execute_only
 from .project import (
     REQUIREMENTS,
     default_params,
@@ -51,9 +53,11 @@ def check_manifest(project: Path, report: Report) -> Manifest | None:
     """``manifest`` and ``requirements`` checks; the manifest if it is valid."""
     manifest: Manifest | None = None
     try:
-        manifest = read_manifest(project)
-        report.pass_("manifest", f"{manifest.name} {manifest.version}, entry {manifest.entry_point}, "
-                                 f"pids {', '.join(manifest.supported_pids)}")
+        # supported_pids may be missing (execute-only projects); phase-style ones are held to it by
+        # check_info_against once the style is known.
+        manifest = read_manifest(project, pids_required=False)
+        pids = ", ".join(manifest.supported_pids) or "none declared (execute-only projects may omit them)"
+        report.pass_("manifest", f"{manifest.name} {manifest.version}, entry {manifest.entry_point}, pids {pids}")
     except ManifestError as exc:
         report.fail("manifest", str(exc))
     req = project / REQUIREMENTS
@@ -61,13 +65,18 @@ def check_manifest(project: Path, report: Report) -> Manifest | None:
         lines = requirement_lines(req.read_text(encoding="utf-8", errors="replace"))
         report.pass_("requirements", ", ".join(lines) if lines else "requirements.txt lists nothing")
     else:
-        report.fail("requirements", f"{REQUIREMENTS} not found in {project}: list the packages the algorithm "
-                                    "imports (for example 'numpy'), one per line")
+        # Not a failure: the public SDK's examples ship none, and package then bundles the SDK only.
+        report.skip("requirements", f"{REQUIREMENTS} not found in {project}: the package will hold only the SDK "
+                                    "and its dependencies; list what the algorithm imports, one per line")
     return manifest
 
 
 def check_info_against(info: Any, manifest: Manifest, report: Report) -> bool:
     """``get_info`` (schema) and ``info_matches_manifest`` checks; True if both passed."""
+    if not manifest.supported_pids:
+        report.fail("manifest_pids", "phase-style algorithms need 'supported_pids' in manifest.json (a list of "
+                                     "product id strings); only execute-only algorithms may omit it")
+        return False
     own = check_info(info)
     if own:
         report.fail("get_info", _issues_text(own))
@@ -170,8 +179,13 @@ def validate_in_process(project: Path, pid: str | None, image: Any) -> Report:
             missing = sorted(getattr(cls, "__abstractmethods__", ()))
             report.fail("base_class", f"{manifest.class_name} does not implement {', '.join(missing)}")
             return report
-        report.pass_("base_class", f"{manifest.class_name} subclasses BaseAlgorithm")
-        _run_instance(cls, manifest, pid, image, report)
+        try:
+            style = cls.algorithm_style()
+        except TypeError as exc:
+            report.fail("base_class", str(exc))
+            return report
+        report.pass_("base_class", f"{manifest.class_name} subclasses BaseAlgorithm ({style} style)")
+        _run_instance(cls, manifest, pid, image, report, style)
     return report
 
 
@@ -183,7 +197,8 @@ def report_import(module: Any, manifest: Manifest, report: Report) -> None:
         report.pass_("entry_import", f"{manifest.entry_point} imported from {getattr(module, '__file__', '?')}")
 
 
-def _run_instance(cls: Any, manifest: Manifest, pid: str | None, image: Any, report: Report) -> None:
+def _run_instance(cls: Any, manifest: Manifest, pid: str | None, image: Any, report: Report,
+                  style: str = PHASE) -> None:
     try:
         algorithm = cls()
         algorithm.setup()
@@ -193,6 +208,9 @@ def _run_instance(cls: Any, manifest: Manifest, pid: str | None, image: Any, rep
     report.pass_("setup", f"{manifest.class_name}() and setup() completed")
     driver = InProcessDriver(algorithm)
     try:
+        if style == EXECUTE_ONLY:
+            smoke_execute_only(in_process_call(algorithm), manifest, image, report)
+            return
         try:
             info = driver.info()
         except Exception as exc:  # noqa: BLE001 - the author's get_info() failing is the finding
@@ -209,14 +227,17 @@ def _run_instance(cls: Any, manifest: Manifest, pid: str | None, image: Any, rep
 
 
 def validate_full(project: Path, pid: str | None, image: Any, *, handshake_timeout: float = 60.0,
-                  call_timeout: float = 60.0) -> Report:
-    """The same checks through a real adapter subprocess started with this interpreter."""
+                  call_timeout: float = 60.0, entry: str | None = None) -> Report:
+    """The same checks through a real adapter subprocess started with this interpreter.
+
+    ``entry`` (``module:Class``) replaces the manifest's entry point.
+    """
     report = Report()
     manifest = check_manifest(project, report)
     if manifest is None:
         report.skip("adapter_start", "manifest.json is invalid")
         return report
-    driver = AdapterDriver(project, manifest.entry_point, handshake_timeout=handshake_timeout,
+    driver = AdapterDriver(project, entry or manifest.entry_point, handshake_timeout=handshake_timeout,
                            call_timeout=call_timeout)
     try:
         hello = driver.start()
@@ -226,6 +247,9 @@ def validate_full(project: Path, pid: str | None, image: Any, *, handshake_timeo
     try:
         report.pass_("adapter_start", f"hello from SDK {hello.get('sdk_version')} "
                                       f"(capabilities: {', '.join(map(str, hello.get('capabilities') or []))})")
+        if hello.get("algorithm_style") == EXECUTE_ONLY:
+            smoke_execute_only(adapter_call(driver), manifest, image, report)
+            return report
         try:
             info = driver.info()
         except DriverError as exc:

@@ -126,6 +126,14 @@ class AdapterDriver:
                             "shared_mem_id": shm_id, "image_meta": dict(image_meta)})
         return frame_to_result(frame)
 
+    def call_execute_only(self, step_index: int, step_desc: str, cur_id: str, cur_meta: dict[str, Any],
+                          guide_id: str, guide_meta: dict[str, Any], guide_info: list[Any]) -> Any:
+        """One call in the execute-only shape (public SDK 0.3.x); what ``execute`` returned."""
+        frame = self._call({"step_index": step_index, "step_desc": step_desc, "guide_info": list(guide_info),
+                            "cur_image_shm_id": cur_id, "cur_image_meta": dict(cur_meta),
+                            "guide_image_shm_id": guide_id, "guide_image_meta": dict(guide_meta)})
+        return frame_to_result(frame)
+
     def end_session(self, session_id: str) -> None:
         return None  # the adapter evicts sessions itself
 

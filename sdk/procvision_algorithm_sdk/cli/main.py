@@ -7,11 +7,16 @@ Exit codes: 0 success (validate: every check passed), 1 a check or the command f
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import TextIO
 
-from . import init, keygen, package, run, sign, validate
 from .project import UsageError
+
+#: The command modules. Loaded by module name: the package's ``validate``, ``run`` and ``package``
+#: attributes are the public SDK's functions of those names (public_api), not these modules.
+COMMANDS = [importlib.import_module(f"{__package__}.{name}") for name in ("init", "validate", "run", "package",
+                                                                                  "keygen", "sign")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"procvision-cli {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (init, validate, run, package, keygen, sign):
+    for module in COMMANDS:
         module.add_parser(sub)
     return parser
 

@@ -170,15 +170,27 @@ def _zip_info(name: str, executable: bool = False) -> zipfile.ZipInfo:
 
 def build_package(project: Path, out_dir: Path, target: Any, *, wheels_from: Sequence[Path] = (),
                   offline: bool = False, pip_timeout: float = 900.0,
-                  log: Callable[[str], None] | None = None) -> Path:
-    """Build the offline zip for ``project`` into ``out_dir`` and return its path."""
+                  log: Callable[[str], None] | None = None, requirements: Path | None = None,
+                  zip_name: str | None = None) -> Path:
+    """Build the offline zip for ``project`` into ``out_dir`` and return its path.
+
+    ``requirements`` replaces ``PROJECT/requirements.txt``; without either the package holds only
+    the SDK and its dependencies (the public examples ship no requirements file). ``zip_name``
+    replaces ``<name>-v<version>-offline.zip``.
+    """
     say = log or (lambda _msg: None)
-    manifest = read_manifest(project)
+    # Execute-only projects (public SDK 0.3.x) have no supported_pids.
+    manifest = read_manifest(project, pids_required=False)
     _check_python_requires(manifest, target)
-    req_path = project / REQUIREMENTS
-    if not req_path.is_file():
-        raise PackageError(f"{req_path} not found: list the packages the algorithm imports, one per line")
-    lines = requirement_lines(req_path.read_text(encoding="utf-8"))
+    req_path = requirements or project / REQUIREMENTS
+    if requirements is not None and not req_path.is_file():
+        raise PackageError(f"requirements file {req_path} not found")
+    if req_path.is_file():
+        lines = requirement_lines(req_path.read_text(encoding="utf-8"))
+    else:
+        say(f"{req_path} not found: packaging the SDK and its dependencies only (add a requirements.txt "
+            "listing what the algorithm imports)")
+        lines = []
     dropped = [line for line in lines if line.startswith("-")]
     if dropped:
         say(f"ignoring option lines in requirements.txt (the runner installs offline): {', '.join(dropped)}")
@@ -188,7 +200,7 @@ def build_package(project: Path, out_dir: Path, target: Any, *, wheels_from: Seq
     files = source_files(project)
     check_sources(files)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target_zip = out_dir / output_name(manifest)
+    target_zip = out_dir / (zip_name or output_name(manifest))
     with tempfile.TemporaryDirectory(prefix="procvision-package-") as tmp:
         wheels = Path(tmp) / "wheels"
         wheels.mkdir()
@@ -239,14 +251,17 @@ def _check_python_requires(manifest: Manifest, target: Any) -> None:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("package", help="build an offline package zip",
                        description="Build <name>-v<version>-offline.zip with the source, requirements, "
-                                   ".procvision_env.json and every wheel the target needs.")
+                                   ".procvision_env.json and every wheel the target needs. Target defaults "
+                                   "come from the project's .procvision_env.json, else this machine.")
     p.add_argument("project", nargs="?", default=".", help="project folder (default: current folder)")
-    p.add_argument("-o", "--output", help="output folder (default: PROJECT/dist)")
-    p.add_argument("--python-version", help="target Python, e.g. 3.11 (default: this interpreter's)")
-    p.add_argument("--platform", action="append", dest="platforms",
+    p.add_argument("-o", "--output", help="output folder, or the zip's path if it ends in .zip (default: PROJECT/dist)")
+    p.add_argument("-r", "--requirements", help="requirements file (default: PROJECT/requirements.txt)")
+    p.add_argument("-p", "--python-version", help="target Python, e.g. 3.11 (default: this interpreter's)")
+    p.add_argument("--platform", action="append", dest="platforms", default=[],
                    help="target wheel platform tag, e.g. manylinux2014_x86_64 (repeatable; default: this machine's)")
-    p.add_argument("--abi", help="target ABI tag, e.g. cp311 (default: cp<version>)")
-    p.add_argument("--implementation", default="cp", help="target implementation tag (default: cp)")
+    p.add_argument("-w", "--wheels-platform", help="target wheel platform tag (the public SDK's name for --platform)")
+    p.add_argument("-b", "--abi", help="target ABI tag, e.g. cp311 (default: cp<version>)")
+    p.add_argument("-i", "--implementation", default=None, help="target implementation tag (default: cp)")
     p.add_argument("--wheels-from", action="append", default=[], metavar="DIR",
                    help="also look for wheels in DIR (pip --find-links; repeatable)")
     p.add_argument("--offline", action="store_true", help="never use an index (pip --no-index)")
@@ -254,6 +269,15 @@ def add_parser(sub: Any) -> None:
     from .sign import add_signing_options
 
     add_signing_options(p, prefix="sign-")
+    # The public packager's options: accepted, and refused with a reason where we do not follow them.
+    p.add_argument("-a", "--auto-freeze", action="store_true",
+                   help="accepted for compatibility; a missing requirements file is never filled by pip freeze")
+    p.add_argument("-s", "--skip-download", action="store_true", help="not supported (the zip needs every wheel)")
+    p.add_argument("--embed-python", action="store_true", default=False, help="not supported")
+    p.add_argument("--no-embed-python", action="store_false", dest="embed_python", help="the default")
+    p.add_argument("--python-runtime", help="not supported (see --embed-python)")
+    p.add_argument("--runtime-python-version", help="not supported (see --embed-python)")
+    p.add_argument("--runtime-abi", help="not supported (see --embed-python)")
     p.set_defaults(handler=command)
 
 
@@ -263,25 +287,16 @@ def _say(err: TextIO, message: str) -> None:
 
 def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..manifest import ManifestError
-    from .project import UsageError, project_dir
+    from .package_options import PackageRequest, run_package
+    from .project import UsageError
 
-    try:
-        from .targets import TargetError, best_platform, make_target
-    except ImportError:
-        err.write("error: procvision-cli package needs the 'packaging' library: "
-                  "pip install 'procvision-algorithm-sdk[cli]' (or pip install packaging)\n")
-        return 1
-    project = project_dir(args.project)
-    try:
-        target = make_target(args.python_version or f"{sys.version_info.major}.{sys.version_info.minor}",
-                             args.implementation, args.abi, args.platforms or [best_platform()])
-    except TargetError as exc:
-        raise UsageError(str(exc)) from None
-    wheels_from = [Path(d).expanduser().resolve() for d in args.wheels_from]
-    missing = [str(d) for d in wheels_from if not d.is_dir()]
-    if missing:
-        raise UsageError(f"--wheels-from folder not found: {', '.join(missing)}")
-    out_dir = Path(args.output).expanduser().resolve() if args.output else project / "dist"
+    request = PackageRequest(
+        project=args.project, output=args.output, requirements=args.requirements, platforms=args.platforms,
+        wheels_platform=args.wheels_platform, python_version=args.python_version,
+        implementation=args.implementation, abi=args.abi, skip_download=args.skip_download,
+        embed_python=args.embed_python or bool(args.python_runtime),
+        runtime=args.runtime_python_version or args.runtime_abi, wheels_from=args.wheels_from,
+        offline=args.offline, pip_timeout=args.pip_timeout)
     if args.sign_key:
         from .sign import signing_key
 
@@ -289,8 +304,7 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     elif args.sign_cert or args.sign_chain:
         raise UsageError("--sign-cert and --sign-chain need --sign-key")
     try:
-        path = build_package(project, out_dir, target, wheels_from=wheels_from, offline=args.offline,
-                             pip_timeout=args.pip_timeout, log=lambda m: _say(err, m))
+        path = run_package(request, log=lambda m: _say(err, m))
     except (PackageError, ManifestError) as exc:
         err.write(f"error: {exc}\n")
         return 1

@@ -29,12 +29,16 @@ def project_dir(path: str | Path) -> Path:
     return p
 
 
-def read_manifest(project: Path) -> Manifest:
-    """The project's validated manifest. Raises ManifestError naming the field."""
+def read_manifest(project: Path, *, pids_required: bool = True) -> Manifest:
+    """The project's validated manifest. Raises ManifestError naming the field.
+
+    ``pids_required=False`` accepts a manifest without ``supported_pids`` (execute-only projects,
+    as the public SDK 0.3.x writes them).
+    """
     path = project / MANIFEST
     if not path.is_file():
         raise ManifestError("", f"not found in {project} (every project needs a manifest.json at its root)")
-    return load_manifest(path)
+    return load_manifest(path, pids_required=pids_required)
 
 
 def requirement_lines(text: str) -> list[str]:

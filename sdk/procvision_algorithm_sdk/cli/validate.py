@@ -22,6 +22,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--pid", help="product id for the smoke test (default: the first supported pid)")
     p.add_argument("--image", help="image file for the smoke test (PNG/JPEG/BMP or .npy; default: synthetic)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each worker reply (--full)")
+    # The public procvision-cli's validate options.
+    p.add_argument("--manifest", help="path of the project's manifest.json (instead of PROJECT)")
+    p.add_argument("--entry", help="module:Class to check instead of the manifest's entry_point (--full)")
+    p.add_argument("--tail-logs", action="store_true",
+                   help="accepted for compatibility: the worker's log is quoted in any failed check")
+    p.add_argument("--legacy-validate", action="store_true",
+                   help="public SDK 0.0.x option: check in this process (what validate does without --full)")
     p.set_defaults(handler=command)
 
 
@@ -41,7 +48,13 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err.write(f"error: {exc}\n")
             return 1
     else:
-        project = project_dir(args.project)
+        if args.manifest:
+            manifest_path = Path(args.manifest).expanduser()
+            if manifest_path.name != "manifest.json" or not manifest_path.is_file():
+                raise UsageError(f"--manifest must name an existing manifest.json, got {manifest_path}")
+            project = project_dir(manifest_path.parent)
+        else:
+            project = project_dir(args.project)
         if not args.json:
             # Say so at once: importing the algorithm (numpy, models) and the smoke calls take a while.
             how = "in a worker process" if args.full else "in this process"
@@ -53,9 +66,9 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             image = load_image(args.image) if args.image else synthetic_image()
         except ImageLoadError as exc:
             raise UsageError(str(exc)) from None
-        if args.full:
+        if args.full and not args.legacy_validate:
             report = validate_full(project, args.pid, image, handshake_timeout=args.timeout,
-                                   call_timeout=args.timeout)
+                                   call_timeout=args.timeout, entry=args.entry)
         else:
             report = validate_in_process(project, args.pid, image)
     report.render(out, as_json=args.json)
