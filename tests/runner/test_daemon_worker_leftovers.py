@@ -40,6 +40,11 @@ class Algorithm(BaseAlgorithm):
 '''
 
 
+#: The algorithm reports host pids into a file of the test folder, which a boxed worker can neither
+#: see nor write: these daemons run workers unboxed (the box is guarded in test_worker_sandbox.py).
+UNBOXED_ENV = {**os.environ, "PROCVISION_RUNNER_SANDBOX": "off"}
+
+
 def _rows(record: Path) -> list[tuple[int, int, int]]:
     if not record.exists():
         return []
@@ -65,7 +70,7 @@ def test_next_start_ends_what_a_killed_daemon_left(tmp_path: Path) -> None:
     zip_path = build_package(tmp_path / "pkgs", manifest=manifest,
                              files={"algo/__init__.py": "", "algo/main.py": SOURCE.format(record=str(record),
                                                                                           name=NAME)})
-    first = ServeProcess(root, "--port", "0")
+    first = ServeProcess(root, "--port", "0", env=UNBOXED_ENV)
     second: ServeProcess | None = None
     try:
         with _client(first.url(), root) as client:
@@ -87,7 +92,7 @@ def test_next_start_ends_what_a_killed_daemon_left(tmp_path: Path) -> None:
         # Nothing ended the children: this is what the next start must clean up.
         assert _alive_children(served)
 
-        second = ServeProcess(root, "--port", "0")
+        second = ServeProcess(root, "--port", "0", env=UNBOXED_ENV)
         with _client(second.url(), root) as client:
             assert client.get("/readyz").json()["ready"] is True
         wait_for(lambda: not _alive_children(served, cgroups), 30, "the killed daemon's worker children to be ended")

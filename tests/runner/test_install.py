@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -310,8 +311,10 @@ def test_kill_9_during_install_then_recover(tmp_path: Path, uv_cache: Path, kill
     stage_file = tmp_path / "stage"
     script = tmp_path / "install.py"
     script.write_text(_KILL_SCRIPT)
+    # Its own process group: the kill takes the installer's children (uv) with it, as systemd does with
+    # the unit's processes when the daemon dies; a uv left running could write into staging after recover.
     proc = subprocess.Popen([sys.executable, str(script), str(root), str(path), str(uv_cache), str(stage_file)],
-                            cwd=str(Path(__file__).resolve().parents[2]))
+                            cwd=str(Path(__file__).resolve().parents[2]), start_new_session=True)
     try:
         # Mid-way = at kill_at or a later stage before publishing (a short stage may be over before
         # the poll sees it; the next one is just as much "mid-way").
@@ -324,7 +327,7 @@ def test_kill_9_during_install_then_recover(tmp_path: Path, uv_cache: Path, kill
                 break
             time.sleep(0.002)
         assert stage_file.read_text() in midway, "the install was not caught mid-way"
-        proc.kill()  # SIGKILL
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:

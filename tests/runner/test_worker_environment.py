@@ -77,7 +77,7 @@ def test_served_worker_sees_no_runner_secret(deployer: Deployer, tmp_path: Path,
     for name, value in DAEMON_ENV.items():
         if name != "PATH":
             monkeypatch.setenv(name, value)
-    sup = Supervisor(fast_settings(deployer.layout.root, worker_env_allow=["SITE_*"]), deployer.layout)
+    sup = Supervisor(fast_settings(deployer.layout.root, worker_env_allow=["SITE_*"], sandbox="off"), deployer.layout)
     try:
         pool = sup.start(dep.spec())
         outcome = pool.call(CallRequest(phase="execute"), 20.0)
@@ -96,7 +96,7 @@ def test_smoke_tested_worker_sees_no_runner_secret(deployer: Deployer, tmp_path:
     dep = deployer.deploy("algo", "1.0.0", SHOWS_ENV.format(record=str(record)))
     monkeypatch.setenv("PROCVISION_RUNNER_TOKEN", SECRET)
     manifest = load_manifest(dep.package_dir / "manifest.json", pids_required=False)
-    report = run_smoke_test(fast_settings(deployer.layout.root), dep.python, dep.package_dir, manifest,
+    report = run_smoke_test(fast_settings(deployer.layout.root, sandbox="off"), dep.python, dep.package_dir, manifest,
                             tmp_path / "smoke-shm")
     assert report["status"] == "PASS", report
     assert_clean(json.loads(record.read_text(encoding="utf-8")))

@@ -60,6 +60,11 @@ def spawning_source(record: Path) -> str:
     return SPAWNS_CHILDREN.format(record=str(record))
 
 
+#: The algorithms here report host pids into a file of the test folder, which a boxed worker can
+#: neither see nor write; the box's own clean-up is guarded in test_worker_sandbox.py.
+UNBOXED = "off"
+
+
 def recorded(record: Path) -> list[tuple[int, int, int]]:
     """(worker, child, escaped child) per worker generation that got as far as importing."""
     if not record.exists():
@@ -85,7 +90,7 @@ def assert_gone(pids: list[int], what: str) -> None:
 def test_each_worker_leads_its_own_group_and_stop_ends_it(deployer: Deployer, tmp_path: Path) -> None:
     record = tmp_path / "children.txt"
     dep = deployer.deploy("algo", "1.0.0", spawning_source(record))
-    sup = Supervisor(fast_settings(deployer.layout.root, workers_per_version=2), deployer.layout)
+    sup = Supervisor(fast_settings(deployer.layout.root, workers_per_version=2, sandbox=UNBOXED), deployer.layout)
     try:
         pool = sup.start(dep.spec())
         wait_for(lambda: len(recorded(record)) == 2 and all(w.state is State.RUNNING for w in pool.workers),
@@ -113,7 +118,7 @@ def test_each_worker_leads_its_own_group_and_stop_ends_it(deployer: Deployer, tm
 def test_crash_and_recycle_end_the_group(deployer: Deployer, tmp_path: Path) -> None:
     record = tmp_path / "children.txt"
     dep = deployer.deploy("algo", "1.0.0", spawning_source(record))
-    sup = Supervisor(fast_settings(deployer.layout.root), deployer.layout)
+    sup = Supervisor(fast_settings(deployer.layout.root, sandbox=UNBOXED), deployer.layout)
     try:
         pool = sup.start(dep.spec())
         worker = pool.workers[0]
@@ -135,7 +140,7 @@ def test_crash_and_recycle_end_the_group(deployer: Deployer, tmp_path: Path) -> 
 def test_smoke_test_leaves_no_children(deployer: Deployer, tmp_path: Path) -> None:
     record = tmp_path / "children.txt"
     dep = deployer.deploy("algo", "1.0.0", spawning_source(record))
-    settings = fast_settings(deployer.layout.root)
+    settings = fast_settings(deployer.layout.root, sandbox=UNBOXED)
     manifest = load_manifest(dep.package_dir / "manifest.json", pids_required=False)
     report = run_smoke_test(settings, dep.python, dep.package_dir, manifest, tmp_path / "smoke-shm")
     assert report["status"] == "PASS", report
@@ -173,7 +178,7 @@ def test_start_ends_cgroups_of_daemons_that_are_gone(deployer: Deployer, tmp_pat
     try:
         wait_for(lambda: child.pid in [int(p) for p in (parent / f"pv-{dead_pid}-smoke-1" / "cgroup.procs")
                                        .read_text().split()], what="the child in its cgroup")
-        sup = Supervisor(fast_settings(deployer.layout.root), deployer.layout)
+        sup = Supervisor(fast_settings(deployer.layout.root, sandbox=UNBOXED), deployer.layout)
         try:
             assert str(parent / f"pv-{dead_pid}-smoke-1") in sup.leftovers.cgroups
             assert child.wait(15) == -9

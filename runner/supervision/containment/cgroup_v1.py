@@ -29,7 +29,9 @@ class _V1Placement(CgroupPlacement):
     def memory_killed(self, exit_code: int | None, stderr_tail: list[str]) -> bool:
         if self.limit_mb <= 0:
             return False
-        return (self.kills() or 0) > 0 and exit_code in (None, -signal.SIGKILL)
+        # A SIGKILL shows as -9 on a bare worker and as 128 + 9 through the sandbox (bwrap and the
+        # monitor in front of it report a signalled child the way a shell does).
+        return (self.kills() or 0) > 0 and exit_code in (None, -signal.SIGKILL, 128 + signal.SIGKILL)
 
 
 class CgroupV1Containment(Containment):
