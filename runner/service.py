@@ -107,7 +107,7 @@ class RunnerService:
         registry = Registry(layout)
         installer = Installer(settings, registry)
         supervisor = Supervisor(settings, layout, on_event=metrics.on_event)
-        router = Router(settings, layout, registry, supervisor, installer)
+        router = Router(settings, layout, registry, supervisor, installer, admit=installer.trust.check_activation)
         metrics.add_collector(lambda: trust_view.metric_lines(registry.list(), installer.trust.store))
         return cls(settings, registry, installer, supervisor, router, metrics)
 

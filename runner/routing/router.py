@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,13 +118,17 @@ class Router:
 
     def __init__(self, settings: Settings, layout: RootLayout, registry: Registry, supervisor: SupervisorLike,
                  installer: InstallerLike, *, session_grace_s: float = 2.0,
-                 drain_timeout_s: float | None = None) -> None:
+                 drain_timeout_s: float | None = None,
+                 admit: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.settings = settings
         self.layout = layout
         self.registry = registry
         self.supervisor = supervisor
         self.installer = installer
         self.store = ActivationStore(layout)
+        # Refuses a version that may not serve (the trust gate: its signer is no longer trusted);
+        # activate and switch are checked by the service, rollback's targets only exist here.
+        self._admit = admit
         self.session_grace_s = session_grace_s
         longest_call_s = max(settings.execute_timeout_ms, settings.pre_execute_timeout_ms) / 1000
         self.drain_timeout_s = drain_timeout_s if drain_timeout_s is not None else (
@@ -259,9 +263,13 @@ class Router:
                                       pid=pid)
                 target = self._rollback_target(pid, binding)
                 plan.setdefault(target[0], []).append((pid, target[1]))
+            records = {key: self._require_installed(*key) for key in plan}
+            if self._admit is not None:
+                for record in records.values():  # all targets admitted before any pid moves
+                    self._admit(record)
             result: list[Binding] = []
             for key, entries in plan.items():
-                record = self._require_installed(*key)
+                record = records[key]
                 first_pid, first_index = entries[0]  # the limit the version had in that activation
                 limit = self.store.history(first_pid)[first_index].memory_limit_mb
                 self._start_checked(record, smoke=True, memory_limit_mb=limit)
