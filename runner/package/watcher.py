@@ -39,7 +39,6 @@ import stat
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,8 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+
+from procvision_algorithm_sdk.zipsafety import ZipProblem, read_end_record
 
 from ..config import Settings
 from ..errors import PackageErrorCode, RunnerError
@@ -549,9 +550,11 @@ def _signature(st: os.stat_result) -> _Signature:
 
 
 def _central_directory_readable(path: Path) -> bool:
+    """True once the zip's end records are there (they are written last). Only the end records are
+    read: parsing a hostile central directory here would cost what the archive check avoids."""
     try:
-        with os.fdopen(open_regular(path), "rb") as handle, zipfile.ZipFile(handle) as zf:
-            zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotRegularFile):
+        with os.fdopen(open_regular(path), "rb") as handle:
+            read_end_record(handle)
+    except (ZipProblem, OSError, ValueError, EOFError, NotRegularFile):
         return False
     return True
