@@ -13,7 +13,7 @@ from runner.api.operations import OperationManager, fingerprint_of
 from runner.api.problems import STATUS_BY_CODE, problem_dict, status_for
 from runner.errors import PackageErrorCode, RunnerError
 from runner.supervision.states import State, SupervisorEvent
-from tests.api.support import wait_for
+from tests.support.waiting import wait_until
 
 
 def _stages(*names: str, result: dict[str, Any] | None = None) -> Callable[[Callable[[str], None]], dict[str, Any]]:
@@ -43,7 +43,7 @@ def test_operations_run_in_order_and_report_stages() -> None:
     op1, created = manager.submit("install", first)
     op2, _ = manager.submit("install", second)
     assert created
-    wait_for(lambda: op1.state == "running" and op1.stages == ["checking"], 10, "op1 running")
+    wait_until(lambda: op1.state == "running" and op1.stages == ["checking"], what="op1 running")
     assert op2.state == "pending"
     gate.set()
     assert op2.done.wait(10)
@@ -93,11 +93,11 @@ def test_close_fails_queued_work_and_refuses_new() -> None:
         return {}
 
     running, _ = manager.submit("install", blocker)
-    wait_for(lambda: running.state == "running", 10, "running")
+    wait_until(lambda: running.state == "running", what="running")
     queued, _ = manager.submit("install", _stages("x"), cleanup=lambda: None)
     closer = threading.Thread(target=manager.close, args=(30,))
     closer.start()
-    wait_for(lambda: queued.state == "failed", 10, "queued op failed")
+    wait_until(lambda: queued.state == "failed", what="queued op failed")
     assert queued.error["code"] == "2011"  # type: ignore[index]
     with pytest.raises(RunnerError):
         manager.submit("install", _stages("y"))

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.api.support import RunningServer, install, start_server, wait_for
+from tests.api.support import RunningServer, install, start_server
 from tests.compat.conftest import EXECUTE_ONLY, OURS, PHASE
 from tests.support.public_packages import (
     EXECUTE_ONLY_SDK,
@@ -27,6 +27,7 @@ from tests.support.public_packages import (
     png_bytes,
     sample_image,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -236,7 +237,7 @@ def test_print_in_execute_only_era_is_harmless(compat: Compat) -> None:
         lines = compat.client.get(f"/algorithms/{EXECUTE_ONLY[0]}/1.0.0/logs", params={"tail": 200}).json()["lines"]
         return any("algorithm debug output: checking the part now" in line for line in lines)
 
-    wait_for(logged, 10.0, "the printed line in the worker log")
+    wait_until(logged, what="the printed line in the worker log")
 
 
 # --- heartbeat ------------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def test_long_call_on_a_public_worker_is_not_a_lost_heartbeat(compat: Compat, wh
     fields: dict[str, Any] = ({"user_params": {"mode": "sleep", "sleep_s": sleep_s}} if which == "phase"
                               else {"step_desc": f"sleep:{sleep_s}"})
     guide = sample_image(seed=4) if which == "execute-only" else None
-    wait_for(lambda: compat.worker(name)["state"] == "running", 30.0, f"{name} to be running")
+    wait_until(lambda: compat.worker(name)["state"] == "running", what=f"{name} to be running")
     before = compat.worker(name)
     body = _ok(compat.execute(pid, sample_image(), guide=guide, timeout_ms=20000, **fields))
     assert body["served_by"]["worker_pid"] == before["pid"]

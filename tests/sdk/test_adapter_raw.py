@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import RawAdapter, read_events, wait_until, write_algo
+from tests.support.waiting import wait_until
+
+from .conftest import RawAdapter, read_events, write_algo
 
 Raw = Callable[..., RawAdapter]
 
