@@ -44,10 +44,12 @@ def test_global_options_before_and_after_the_command(server: RunningServer) -> N
     assert code == 0, err
     assert any(r["name"] == NAME for r in json.loads(out))
     code, out, err = run("list", "--url", url, "--root", root, "--json")
-    assert code == 0, err and json.loads(out)
+    assert code == 0, err
+    assert any(r["name"] == NAME for r in json.loads(out))
     # Mixed: some before, some after; the later value is not reset by the subcommand's defaults.
     code, out, err = run("--url", url, "--timeout", "12", "list", "--root", root, "--json")
-    assert code == 0, err and json.loads(out)
+    assert code == 0, err
+    assert any(r["name"] == NAME for r in json.loads(out))
 
 
 def test_execute_waits_as_long_as_timeout_ms_allows(server: RunningServer, tmp_path: Path) -> None:
