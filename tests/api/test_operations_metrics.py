@@ -46,12 +46,12 @@ def test_operations_run_in_order_and_report_stages() -> None:
     wait_until(lambda: op1.state == "running" and op1.stages == ["checking"], what="op1 running")
     assert op2.state == "pending"
     gate.set()
-    assert op2.done.wait(10)
+    assert op2.done.wait(120)
     assert order == ["first", "second"]
     assert op1.state == "succeeded" and op1.result == {"n": 1}
     assert op2.state == "failed" and op2.error is not None
     assert op2.error["code"] == "2001" and op2.error["status"] == 422
-    assert manager.close(10)
+    assert manager.close(120)
 
 
 def test_unexpected_exception_fails_the_operation_not_the_thread() -> None:
@@ -61,10 +61,10 @@ def test_unexpected_exception_fails_the_operation_not_the_thread() -> None:
         raise KeyError("boom")
 
     op, _ = manager.submit("install", broken)
-    assert op.done.wait(10) and op.state == "failed" and "KeyError" in op.error["detail"]  # type: ignore[index]
+    assert op.done.wait(120) and op.state == "failed" and "KeyError" in op.error["detail"]  # type: ignore[index]
     later, _ = manager.submit("install", _stages("a"))
-    assert later.done.wait(10) and later.state == "succeeded"
-    assert manager.close(10)
+    assert later.done.wait(120) and later.state == "succeeded"
+    assert manager.close(120)
 
 
 def test_idempotency_keys() -> None:
@@ -81,7 +81,7 @@ def test_idempotency_keys() -> None:
     with pytest.raises(RunnerError) as missing:
         manager.get("nope")
     assert missing.value.code == "2009"
-    assert manager.close(10)
+    assert manager.close(120)
 
 
 def test_close_fails_queued_work_and_refuses_new() -> None:
