@@ -1,4 +1,4 @@
-"""CLI fixes against a real daemon: global options before the command, execute's HTTP timeout follows
+"""The CLI against a real daemon: global options before the command, execute's HTTP timeout follows
 --timeout-ms, new execute options, a closed stdout pipe, validate exit codes, token hints."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ CLI = [sys.executable, "-m", "runner.cli.main"]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    base = tmp_path_factory.mktemp("cli_review")
+    base = tmp_path_factory.mktemp("cli_options")
     srv = start_server(base / "root")
     with srv.client() as client:
         assert install(client, make_zip(base / "pkgs"))["state"] == "succeeded"

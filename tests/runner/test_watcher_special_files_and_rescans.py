@@ -1,4 +1,4 @@
-"""Drop folder review fixes: special files and symlinks are never opened, unchanged zips are not re-hashed."""
+"""Drop folder: special files and symlinks are never opened, unchanged zips are not re-hashed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review findings on supervision, with real workers: one deadline per call, per-call recycles kept
+"""Supervision with real workers: one deadline per call, per-call recycles kept
 out of the crash loop, capped stderr, get_info for our workers, [runner] notes in worker.log, a short
 crash-loop reason, self-healing resume, and runtime folders of killed daemons removed."""
 

@@ -20,7 +20,7 @@ from tests.support.waiting import wait_until
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    srv = start_server(tmp_path_factory.mktemp("review") / "root")
+    srv = start_server(tmp_path_factory.mktemp("refusals") / "root")
     yield srv
     srv.stop()
 
