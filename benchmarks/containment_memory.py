@@ -32,6 +32,7 @@ import json
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,10 +83,23 @@ class Algorithm(BaseAlgorithm):
 
 @dataclass
 class Daemon:
+    """A ``procvision-runner serve`` subprocess and how to reach it."""
+
     proc: subprocess.Popen[str]
     url: str
     token: str | None
     root: Path
+    stderr_path: Path
+
+    def death(self) -> str | None:
+        """None while the daemon runs; else how it ended and its last stderr line."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        lines = self.stderr_path.read_text(errors="replace").strip().splitlines()[-1:] \
+            if self.stderr_path.is_file() else []
+        return f"daemon DIED ({how}){': ' + lines[0][:200] if lines else ''}"
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -102,8 +116,10 @@ class Daemon:
 
 
 def start_daemon(root: Path, config: dict[str, Any], cap_mb: int) -> Daemon:
+    """Serve ``root`` with ``config`` as its runner_config.json, under RLIMIT_AS ``cap_mb``."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "runner_config.json").write_text(json.dumps(config, indent=2))
+    stderr_path = root.parent / "daemon-stderr.log"
     script = Path(sys.executable).with_name("procvision-runner")
     argv = [str(script)] if script.is_file() else [sys.executable, "-m", "runner.cli.main"]
     cap = cap_mb << 20
@@ -111,12 +127,23 @@ def start_daemon(root: Path, config: dict[str, Any], cap_mb: int) -> Daemon:
     def limit() -> None:  # runs in the child: the daemon and every worker it starts stay under the cap
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-    proc = subprocess.Popen([*argv, "serve", "--root", str(root), "--port", "0", "--no-watch"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=limit)
+    with stderr_path.open("a") as stderr:
+        proc = subprocess.Popen([*argv, "serve", "--root", str(root), "--port", "0", "--no-watch"],
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=limit)
     url = _read_url(proc)
     token_file = root / ".token"
     token = token_file.read_text().strip() if token_file.is_file() else None
-    return Daemon(proc, url, token, root)
+    daemon = Daemon(proc, url, token, root, stderr_path)
+    _wait_ready(daemon)
+    return daemon
+
+
+def _wait_ready(daemon: Daemon) -> None:
+    """Wait (bounded) until every active version serves; a fresh root has none."""
+    deadline = time.monotonic() + 120
+    with daemon.client() as client:
+        while time.monotonic() < deadline and client.get("/readyz").status_code != 200:
+            time.sleep(0.2)
 
 
 def _read_url(proc: subprocess.Popen[str]) -> str:
@@ -154,9 +181,14 @@ def install_and_activate(daemon: Daemon, work: Path) -> None:
 
 
 def _wait_operation(client: httpx.Client, op_id: str) -> dict[str, Any]:
+    """The finished operation. A daemon busy with an attack may drop an idle keep-alive connection
+    just as it is reused; such a poll is simply repeated (on a fresh connection) until the deadline."""
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
-        op = dict(client.get(f"/operations/{op_id}").json())
+        try:
+            op = dict(client.get(f"/operations/{op_id}", headers={"Connection": "close"}).json())
+        except httpx.TransportError:
+            op = {}
         if op.get("state") in ("succeeded", "failed"):
             return op
         time.sleep(0.2)
@@ -189,7 +221,13 @@ class Row:
 
 def _measure(daemon: Daemon, attack: str, limit: str, run: Callable[[], str]) -> Row:
     with PeakWatch(lambda: [daemon.proc.pid]) as watch:
-        answer = run()
+        try:
+            answer = run()
+        except (httpx.HTTPError, OSError) as exc:
+            answer = f"no answer ({type(exc).__name__}: {exc})"
+    death = daemon.death()
+    if death is not None:
+        answer = f"{answer}; {death}"
     pid = daemon.proc.pid
     return Row(attack, answer, watch.before_kb.get(pid, 0) / 1024, watch.peak_kb.get(pid, 0) / 1024, limit)
 
@@ -248,15 +286,19 @@ def grow_attack(daemon: Daemon, limit_mb: int | None, grow_max_mb: int) -> tuple
     resource.prlimit(pid, resource.RLIMIT_AS, (cap, cap))
     available_before = mem_available_kb()
     with PeakWatch(lambda: [daemon.proc.pid, pid]) as watch, daemon.client() as client:
-        answer = client.post("/execute", data={"pid": PID, "timeout_ms": "120000", "user_params": json.dumps(
-            {"mode": "grow", "block_mb": 64, "max_mb": grow_max_mb})}, files={"image": ("a.png", png_bytes())})
-    try:
-        reply = answer.json()
-    except ValueError:
-        reply = {}
+        try:
+            answer = client.post("/execute", data={"pid": PID, "timeout_ms": "120000", "user_params": json.dumps(
+                {"mode": "grow", "block_mb": 64, "max_mb": grow_max_mb})}, files={"image": ("a.png", png_bytes())})
+            status: int | None = answer.status_code
+            reply = answer.json()
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            status, reply = None, {"status": f"no answer ({type(exc).__name__}: {exc})"}
     code = reply.get("error_code") or reply.get("code") or (reply.get("result") or {}).get("error_code")
     held = (reply.get("data") or {}).get("held_mb")
-    text = f"{answer.status_code} {code or reply.get('status', '')}".strip() + (f" (held {held} MB)" if held else "")
+    text = f"{status or ''} {code or reply.get('status', '')}".strip() + (f" (held {held} MB)" if held else "")
+    death = daemon.death()
+    if death is not None:
+        text = f"{text}; {death}"
     limit = f"worker killed at {limit_mb} MB" if limit_mb else "no worker_memory_limit_mb setting yet"
     row = Row("8 execute appends 64 MB blocks (daemon RSS)", text, watch.before_kb.get(daemon.proc.pid, 0) / 1024,
               watch.peak_kb.get(daemon.proc.pid, 0) / 1024, limit)
@@ -297,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         config["worker_memory_limit_mb"] = limit_mb
     with tempfile.TemporaryDirectory(prefix="pv-containment-") as tmp:
         work = Path(tmp)
-        daemon = start_daemon(work / "root", {**config, "uv_cache_dir": str(work / "uv-cache")}, args.daemon_cap_mb)
+        config["uv_cache_dir"] = str(work / "uv-cache")
+        daemon = start_daemon(work / "root", config, args.daemon_cap_mb)
         try:
             install_and_activate(daemon, work)
             print(f"daemon pid {daemon.proc.pid} at {daemon.url}; RSS "
@@ -305,11 +348,15 @@ def main(argv: list[str] | None = None) -> int:
             rows: list[Row] = []
             notes: list[str] = []
             image_limit = image_limit_text()
-            if "1" not in args.skip:
-                rows.append(zip64_attack(daemon, work, args.entries))
-            if "6" not in args.skip:
-                rows.append(json_body_attack(daemon, args.body_mb, image_limit))
-                rows.append(png_trailer_attack(daemon, args.body_mb, image_limit))
+            attacks: list[tuple[str, Callable[[Daemon], Row]]] = [
+                ("1", lambda d: zip64_attack(d, work, args.entries)),
+                ("6", lambda d: json_body_attack(d, args.body_mb, image_limit)),
+                ("6", lambda d: png_trailer_attack(d, args.body_mb, image_limit)),
+            ]
+            for item, attack in attacks:
+                if item not in args.skip:
+                    rows.append(attack(daemon))
+                    daemon = _restarted_if_dead(daemon, config, args.daemon_cap_mb)
             if "8" not in args.skip:
                 row, worker = grow_attack(daemon, limit_mb, args.grow_max_mb)
                 rows.append(row)
@@ -322,6 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"item 8: {note}")
     print(f"daemon still running after the attacks: {'yes' if alive else 'NO'}")
     return 0
+
+
+def _restarted_if_dead(daemon: Daemon, config: dict[str, Any], cap_mb: int) -> Daemon:
+    """A daemon an attack killed is started again on the same root, so later attacks still run."""
+    if daemon.proc.poll() is None:
+        return daemon
+    print(f"{daemon.death()}; starting it again for the next attacks")
+    return start_daemon(daemon.root, config, cap_mb)
 
 
 def _print_table(rows: list[Row]) -> None:

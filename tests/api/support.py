@@ -127,7 +127,10 @@ class RunningServer:
 
 def start_server(root: Path, **overrides: Any) -> RunningServer:
     """Start a daemon on ``root`` (port 0 = a free port); waits until it listens."""
-    values: dict[str, Any] = {"root": root, "port": 0, "host": "127.0.0.1", "watch_drop_folder": False}
+    # Deadlines that only bound a hang: on a busy machine a worker can take many seconds to start or
+    # to answer a ping, which the defaults (sized for a station) would treat as a failure.
+    values: dict[str, Any] = {"root": root, "port": 0, "host": "127.0.0.1", "watch_drop_folder": False,
+                              "handshake_timeout_ms": 120000, "heartbeat_grace_ms": 10000}
     values.update(overrides)
     settings = Settings.load(None, **values)
     daemon = Daemon(settings)

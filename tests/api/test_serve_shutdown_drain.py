@@ -63,7 +63,7 @@ def test_sigterm_lets_long_calls_finish_and_refuses_new_work(tmp_path: Path) -> 
             callers = [threading.Thread(target=own_client_call) for _ in range(3)]
             for caller in callers:
                 caller.start()
-            wait_until(lambda: _in_flight(client), 30, "the calls to be in flight")
+            wait_until(lambda: _in_flight(client), what="the calls to be in flight")
             daemon.proc.send_signal(signal.SIGTERM)
 
             with httpx.Client(base_url=url, headers=headers, timeout=30) as other:
@@ -72,7 +72,7 @@ def test_sigterm_lets_long_calls_finish_and_refuses_new_work(tmp_path: Path) -> 
                                           files={"image": ("a.png", png_bytes(), "image/png")})
                     return response if response.status_code == 503 else None
 
-                _assert_shutdown_problem(wait_until(refused, 10, "new calls to be refused"))
+                _assert_shutdown_problem(wait_until(refused, what="new calls to be refused"))
             for caller in callers:
                 caller.join(60)
         assert len(answers) == 3, answers
@@ -97,9 +97,9 @@ def test_second_sigterm_cuts_off_with_a_problem(tmp_path: Path) -> None:
             answers: list[httpx.Response] = []
             caller = threading.Thread(target=_call, args=(client, 30.0, answers, 60000))
             caller.start()
-            wait_until(lambda: _in_flight(client), 30, "the call to be in flight")
+            wait_until(lambda: _in_flight(client), what="the call to be in flight")
             daemon.proc.send_signal(signal.SIGTERM)
-            wait_until(lambda: any("draining" in line for line in daemon.stderr), 10, "the drain to start")
+            wait_until(lambda: any("draining" in line for line in daemon.stderr), what="the drain to start")
             daemon.proc.send_signal(signal.SIGTERM)
             caller.join(60)
         assert answers, "the cut-off call got no answer"

@@ -87,9 +87,10 @@ def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: P
         assert answers and answers[0].status_code == 200, answers and answers[0].text
         assert answers[0].json()["status"] == "OK", answers[0].text
         assert daemon.stop() == 0, daemon.stderr[-30:]
-        wait_until(lambda: not any(_alive(p) for p in pids), 30, "the worker processes to be gone")
+        wait_until(lambda: not any(_alive(p) for p in pids), what="the worker processes to be gone")
         # Segments of calls other tests run in parallel come and go within milliseconds; a leak stays.
-        wait_until(lambda: not (_segments(private_shm) - segments_before), 10, "no shared-memory segment left behind")
+        wait_until(lambda: not (_segments(private_shm) - segments_before),
+                   what="no shared-memory segment left behind")
         assert not (root / ".daemon.lock.pid").exists()
     finally:
         daemon.stop()
