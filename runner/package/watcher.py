@@ -177,8 +177,12 @@ class _Handler(FileSystemEventHandler):
 class DropFolderWatcher:
     """Watches ``<root>/zips`` and installs complete zips on one background thread."""
 
-    def __init__(self, settings: Settings, installer: Installer, on_result: OnResult | None = None) -> None:
+    def __init__(self, settings: Settings, installer: Installer, on_result: OnResult | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        # Every stable/quiet period and the rescan interval are measured on this clock (seconds,
+        # monotonic): tests pass a fake one so they need not sleep through the waiting periods.
+        self._clock = clock
         self.installer = installer
         self.on_result = on_result
         self.layout = settings.layout
@@ -192,6 +196,7 @@ class DropFolderWatcher:
         self._thread: threading.Thread | None = None
         self._last_scan = 0.0
         self._busy = False
+        self._passes = 0
         # Entries that are not regular files, waiting to be moved aside (path -> what it is).
         self._special: dict[Path, str] = {}
         # Files processed and still here, by (inode, size, mtime_ns): a rescan does not hash them again.
@@ -224,7 +229,7 @@ class DropFolderWatcher:
 
     def scan(self) -> None:
         """Offer every zip in the folder (files with a writer we know of are left to their events)."""
-        self._last_scan = time.monotonic()
+        self._last_scan = self._clock()
         try:
             names = sorted(os.listdir(self.folder))
         except OSError as exc:
@@ -244,6 +249,13 @@ class DropFolderWatcher:
                 if path in self._writing:
                     continue
             self._offer(path, done_writing=True)
+
+    @property
+    def passes(self) -> int:
+        """How many times the install thread has looked at the pending zips (each pass reads the
+        clock afresh): a test that moved a fake clock waits for two more passes to see the effect."""
+        with self._cond:
+            return self._passes
 
     def idle(self) -> bool:
         """True when nothing is pending and no install runs (zips being written count as pending)."""
@@ -297,7 +309,7 @@ class DropFolderWatcher:
         st = self._regular_drop_file(path)
         if st is None:
             return
-        now = time.monotonic()
+        now = self._clock()
         with self._cond:
             self._processed.pop(path, None)
             self._writing.add(path)
@@ -314,7 +326,7 @@ class DropFolderWatcher:
         st = self._regular_drop_file(path)
         if st is None:
             return
-        now = time.monotonic()
+        now = self._clock()
         with self._cond:
             if self._processed.get(path) == _signature(st):
                 # Processed already and unchanged (a rescan, or a reader closing it): nothing to do.
@@ -356,7 +368,7 @@ class DropFolderWatcher:
                     self._writing.clear()
                 self._start_observer()
                 self.scan()
-            elif time.monotonic() - self._last_scan > RESCAN_INTERVAL_S:
+            elif self._clock() - self._last_scan > RESCAN_INTERVAL_S:
                 self.scan()
             path: Path | None = None
             with self._cond:
@@ -370,12 +382,13 @@ class DropFolderWatcher:
             finally:
                 with self._cond:
                     self._busy = False
+                    self._passes += 1
             if path is None:
                 with self._cond:
                     self._cond.wait(timeout=POLL_INTERVAL_S)
 
     def _next_ready(self) -> Path | None:
-        now = time.monotonic()
+        now = self._clock()
         stable_s = self.settings.drop_stable_s
         with self._cond:
             items = list(self._pending.items())

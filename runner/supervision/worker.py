@@ -473,6 +473,9 @@ class Worker:
             client.shutdown(timeout=grace_s, term_timeout=min(grace_s, 3.0))
         self._free(handoff, shm_dir, launched)
         with self._lock:
+            # The stopped process's exit callback may still be on its way (its reader thread waits
+            # for the last stderr): it must not be taken for a crash of a start that follows.
+            self._handled_generation = max(self._handled_generation, self._generation)
             if self.state is not final_state:
                 self.machine.transition(final_state, reason, allowed_from=[State.STOPPING, State.STOPPED,
                                                                            State.FAILED, State.INVALID,

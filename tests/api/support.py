@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,10 @@ from PIL import Image
 from runner.config import Settings
 from runner.daemon import Daemon
 from tests.support.packages import build_package, manifest_for
+from tests.support.waiting import wait_until
+
+#: The one polling helper under its older name (tests on other branches still import it from here).
+wait_for = wait_until
 
 ALGO_SOURCE = '''
 import os
@@ -92,18 +95,6 @@ def png_bytes(value: int = 100, size: tuple[int, int] = (48, 64)) -> bytes:
     return buf.getvalue()
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
 @dataclass
 class RunningServer:
     """A daemon serving in a thread of this test process."""
@@ -136,7 +127,10 @@ class RunningServer:
 
 def start_server(root: Path, **overrides: Any) -> RunningServer:
     """Start a daemon on ``root`` (port 0 = a free port); waits until it listens."""
-    values: dict[str, Any] = {"root": root, "port": 0, "host": "127.0.0.1", "watch_drop_folder": False}
+    # Deadlines that only bound a hang: on a busy machine a worker can take many seconds to start or
+    # to answer a ping, which the defaults (sized for a station) would treat as a failure.
+    values: dict[str, Any] = {"root": root, "port": 0, "host": "127.0.0.1", "watch_drop_folder": False,
+                              "handshake_timeout_ms": 120000, "heartbeat_grace_ms": 10000}
     values.update(overrides)
     settings = Settings.load(None, **values)
     daemon = Daemon(settings)
@@ -150,7 +144,7 @@ def start_server(root: Path, **overrides: Any) -> RunningServer:
 
     thread = threading.Thread(target=run, name="test-daemon", daemon=True)
     thread.start()
-    wait_for(lambda: daemon.listening.is_set() or not thread.is_alive(), 120.0, "the daemon to listen")
+    wait_until(lambda: daemon.listening.is_set() or not thread.is_alive(), 120.0, "the daemon to listen")
     if errors or not daemon.listening.is_set():
         raise AssertionError(f"daemon failed to start: {errors!r}")
     return RunningServer(daemon, thread, settings, errors)
@@ -171,7 +165,7 @@ def wait_operation(client: httpx.Client, op_id: str, timeout_s: float = 240.0) -
         op = client.get(f"/operations/{op_id}").json()
         return op if op["state"] in ("succeeded", "failed") else None
 
-    return dict(wait_for(done, timeout_s, f"operation {op_id}"))
+    return dict(wait_until(done, timeout_s, f"operation {op_id}"))
 
 
 URL_LINE = re.compile(r"serving (http://\S+)")

@@ -14,7 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.api.support import NAME, RunningServer, install, make_zip, png_bytes, start_server, wait_for
+from tests.api.support import NAME, RunningServer, install, make_zip, png_bytes, start_server
+from tests.support.waiting import wait_until
 
 
 @dataclass
@@ -137,18 +138,18 @@ def test_timeout_is_504_and_crash_is_502(served: Served) -> None:
     slow = _execute(client, user_params={"sleep_s": 5}, timeout_ms=300)
     assert slow.status_code == 504, slow.text
     assert slow.json()["code"] == "1005" and slow.json()["details"]["result"]["served_by"]["name"] == NAME
-    wait_for(lambda: client.get("/readyz").status_code == 200, 60, "the worker to be back after the timeout")
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="the worker to be back after the timeout")
     crash = _execute(client, user_params={"crash": True})
     assert crash.status_code == 502, crash.text
     assert crash.json()["code"] == "1011"
-    wait_for(lambda: client.get("/readyz").status_code == 200, 60, "the worker to restart after the crash")
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="the worker to restart after the crash")
     assert _execute(client).json()["status"] == "OK"
 
 
 def test_logs_tail_and_stream(served: Served) -> None:
     client = served.client
     assert _execute(client, user_params={"say": "tail-marker-1"}).status_code == 200
-    lines = wait_for(lambda: [ln for ln in client.get(f"/algorithms/{NAME}/1.0.0/logs", params={"tail": 50})
+    lines = wait_until(lambda: [ln for ln in client.get(f"/algorithms/{NAME}/1.0.0/logs", params={"tail": 50})
                               .json()["lines"] if "tail-marker-1" in ln], 30, "the marker in the log")
     assert lines
     assert client.get(f"/algorithms/{NAME}/1.0.0/logs", params={"tail": 0}).json()["lines"] == []
@@ -172,7 +173,7 @@ def test_logs_tail_and_stream(served: Served) -> None:
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    wait_for(lambda: ": following" in seen, 30, "the stream to start following")
+    wait_until(lambda: ": following" in seen, what="the stream to start following")
     assert _execute(client, user_params={"say": "sse-marker-2"}).status_code == 200
     assert found.wait(30), seen
     reader.join(10)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.support import NAME, install, make_zip, png_bytes, start_server, wait_for
+from tests.api.support import NAME, install, make_zip, png_bytes, start_server
+from tests.support.waiting import wait_until
 
 
 def _ready(client: httpx.Client) -> httpx.Response:
@@ -45,9 +46,10 @@ def test_lifecycle_and_readiness(tmp_path: Path) -> None:
 
             started = client.post(f"/algorithms/{NAME}/1.0.0/start")
             assert started.status_code == 200, started.text
-            wait_for(lambda: _ready(client).status_code == 200, 60, "readiness after start")
-            assert client.post(f"/algorithms/{NAME}/1.0.0/restart").status_code == 200
-            wait_for(lambda: _ready(client).status_code == 200, 60, "readiness after restart")
+            wait_until(lambda: _ready(client).status_code == 200, what="readiness after start")
+            restarted = client.post(f"/algorithms/{NAME}/1.0.0/restart")
+            assert restarted.status_code == 200, restarted.text
+            wait_until(lambda: _ready(client).status_code == 200, what="readiness after restart")
 
             switched = client.post("/algorithms/switch", json={"name": NAME, "version": "2.0.0", "pids": ["P001"]})
             assert switched.status_code == 200, switched.text
@@ -112,9 +114,9 @@ def test_drop_folder_installs_are_served_and_counted(tmp_path: Path) -> None:
         staged.write_bytes(zip_path.read_bytes())
         staged.rename(srv.settings.layout.zips / zip_path.name)  # appears complete, in one step
         with srv.client() as client:
-            wait_for(lambda: [r for r in client.get("/algorithms").json() if r["version"] == "4.0.0"], 240,
+            wait_until(lambda: [r for r in client.get("/algorithms").json() if r["version"] == "4.0.0"], 240,
                      "the dropped zip to be installed")
-            wait_for(lambda: 'procvision_installs_total{outcome="succeeded",source="drop-folder"} 1'
-                     in client.get("/metrics").text, 30, "the drop-folder install in the metrics")
+            wait_until(lambda: 'procvision_installs_total{outcome="succeeded",source="drop-folder"} 1'
+                     in client.get("/metrics").text, what="the drop-folder install in the metrics")
     finally:
         srv.stop()

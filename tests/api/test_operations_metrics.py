@@ -13,7 +13,7 @@ from runner.api.operations import OperationManager, fingerprint_of
 from runner.api.problems import STATUS_BY_CODE, problem_dict, status_for
 from runner.errors import PackageErrorCode, RunnerError
 from runner.supervision.states import State, SupervisorEvent
-from tests.api.support import wait_for
+from tests.support.waiting import wait_until
 
 
 def _stages(*names: str, result: dict[str, Any] | None = None) -> Callable[[Callable[[str], None]], dict[str, Any]]:
@@ -43,15 +43,15 @@ def test_operations_run_in_order_and_report_stages() -> None:
     op1, created = manager.submit("install", first)
     op2, _ = manager.submit("install", second)
     assert created
-    wait_for(lambda: op1.state == "running" and op1.stages == ["checking"], 10, "op1 running")
+    wait_until(lambda: op1.state == "running" and op1.stages == ["checking"], what="op1 running")
     assert op2.state == "pending"
     gate.set()
-    assert op2.done.wait(10)
+    assert op2.done.wait(120)
     assert order == ["first", "second"]
     assert op1.state == "succeeded" and op1.result == {"n": 1}
     assert op2.state == "failed" and op2.error is not None
     assert op2.error["code"] == "2001" and op2.error["status"] == 422
-    assert manager.close(10)
+    assert manager.close(120)
 
 
 def test_unexpected_exception_fails_the_operation_not_the_thread() -> None:
@@ -61,10 +61,10 @@ def test_unexpected_exception_fails_the_operation_not_the_thread() -> None:
         raise KeyError("boom")
 
     op, _ = manager.submit("install", broken)
-    assert op.done.wait(10) and op.state == "failed" and "KeyError" in op.error["detail"]  # type: ignore[index]
+    assert op.done.wait(120) and op.state == "failed" and "KeyError" in op.error["detail"]  # type: ignore[index]
     later, _ = manager.submit("install", _stages("a"))
-    assert later.done.wait(10) and later.state == "succeeded"
-    assert manager.close(10)
+    assert later.done.wait(120) and later.state == "succeeded"
+    assert manager.close(120)
 
 
 def test_idempotency_keys() -> None:
@@ -81,7 +81,7 @@ def test_idempotency_keys() -> None:
     with pytest.raises(RunnerError) as missing:
         manager.get("nope")
     assert missing.value.code == "2009"
-    assert manager.close(10)
+    assert manager.close(120)
 
 
 def test_close_fails_queued_work_and_refuses_new() -> None:
@@ -93,11 +93,11 @@ def test_close_fails_queued_work_and_refuses_new() -> None:
         return {}
 
     running, _ = manager.submit("install", blocker)
-    wait_for(lambda: running.state == "running", 10, "running")
+    wait_until(lambda: running.state == "running", what="running")
     queued, _ = manager.submit("install", _stages("x"), cleanup=lambda: None)
     closer = threading.Thread(target=manager.close, args=(30,))
     closer.start()
-    wait_for(lambda: queued.state == "failed", 10, "queued op failed")
+    wait_until(lambda: queued.state == "failed", what="queued op failed")
     assert queued.error["code"] == "2011"  # type: ignore[index]
     with pytest.raises(RunnerError):
         manager.submit("install", _stages("y"))

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.api.support import RunningServer, install, start_server, wait_for
+from tests.api.support import RunningServer, install, start_server
 from tests.compat.conftest import EXECUTE_ONLY, OURS, PHASE
 from tests.support.public_packages import (
     EXECUTE_ONLY_SDK,
@@ -27,13 +27,14 @@ from tests.support.public_packages import (
     png_bytes,
     sample_image,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 #: Heartbeats far shorter than the slow calls below: a public worker that answers no ping during a
-#: call must still not be declared dead.
+#: call must still not be declared dead. The grace leaves an idle worker room to answer on a busy machine.
 HEARTBEAT_INTERVAL_MS = 200
-HEARTBEAT_GRACE_MS = 300
+HEARTBEAT_GRACE_MS = 2000
 
 
 class Compat:
@@ -72,7 +73,7 @@ def compat(tmp_path_factory: pytest.TempPathFactory, compat_zips: dict[str, Path
     base = tmp_path_factory.mktemp("compat-api")
     server = start_server(base / "root", uv_cache_dir=compat_uv_cache,
                           heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS, heartbeat_grace_ms=HEARTBEAT_GRACE_MS,
-                          restart_backoff_initial_ms=100, execute_timeout_ms=10000,
+                          restart_backoff_initial_ms=100, execute_timeout_ms=30000,
                           # This module recycles workers on purpose (prints, a timeout and its
                           # retries): far more often than the crash-loop guard is meant to allow.
                           crash_loop_max=50)
@@ -236,7 +237,7 @@ def test_print_in_execute_only_era_is_harmless(compat: Compat) -> None:
         lines = compat.client.get(f"/algorithms/{EXECUTE_ONLY[0]}/1.0.0/logs", params={"tail": 200}).json()["lines"]
         return any("algorithm debug output: checking the part now" in line for line in lines)
 
-    wait_for(logged, 10.0, "the printed line in the worker log")
+    wait_until(logged, what="the printed line in the worker log")
 
 
 # --- heartbeat ------------------------------------------------------------------------------------
@@ -247,13 +248,13 @@ def test_long_call_on_a_public_worker_is_not_a_lost_heartbeat(compat: Compat, wh
     """Public adapters answer no ping while a call runs. A call many heartbeat periods long (but within
     its execute deadline) must finish normally on the same worker, not be killed as 1006."""
     name, _version, pid = PHASE if which == "phase" else EXECUTE_ONLY
-    sleep_s = 8 * (HEARTBEAT_INTERVAL_MS + HEARTBEAT_GRACE_MS) / 1000
+    sleep_s = 3 * (HEARTBEAT_INTERVAL_MS + HEARTBEAT_GRACE_MS) / 1000
     fields: dict[str, Any] = ({"user_params": {"mode": "sleep", "sleep_s": sleep_s}} if which == "phase"
                               else {"step_desc": f"sleep:{sleep_s}"})
     guide = sample_image(seed=4) if which == "execute-only" else None
-    wait_for(lambda: compat.worker(name)["state"] == "running", 30.0, f"{name} to be running")
+    wait_until(lambda: compat.worker(name)["state"] == "running", what=f"{name} to be running")
     before = compat.worker(name)
-    body = _ok(compat.execute(pid, sample_image(), guide=guide, timeout_ms=20000, **fields))
+    body = _ok(compat.execute(pid, sample_image(), guide=guide, timeout_ms=60000, **fields))
     assert body["served_by"]["worker_pid"] == before["pid"]
     after = compat.worker(name)
     assert (after["pid"], after["restarts"]) == (before["pid"], before["restarts"])

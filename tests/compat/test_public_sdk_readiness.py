@@ -15,12 +15,12 @@ from tests.support.public_packages import EXECUTE_ONLY_SDK, PHASE_SDK, execute_o
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-SLOW_IMPORT = "import time\ntime.sleep(2.5)  # a heavy import (torch, a model in the constructor)\n"
+SLOW_IMPORT = "import time\ntime.sleep(5.0)  # a heavy import (torch, a model in the constructor)\n"
 
 
 @pytest.fixture
 def supervisor(deployer: Deployer) -> Iterator[Supervisor]:  # noqa: F811
-    sup = Supervisor(fast_settings(deployer.layout.root, info_timeout_ms=1000, handshake_timeout_ms=30000),
+    sup = Supervisor(fast_settings(deployer.layout.root, info_timeout_ms=2000, handshake_timeout_ms=60000),
                      deployer.layout)
     yield sup
     sup.shutdown(timeout_s=2)

@@ -15,7 +15,8 @@ import pytest
 from runner.cli import exitcodes
 from runner.cli.client import RunnerClient
 from runner.cli.main import main
-from tests.api.support import NAME, RunningServer, make_zip, png_bytes, start_server, wait_for
+from tests.api.support import NAME, RunningServer, make_zip, png_bytes, start_server
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_full_cli_flow(server: RunningServer, tmp_path: Path) -> None:
         run(server, "execute", "--pid", "P001", "--image", str(image), "--params", '{"say": "followed"}')
         return any("followed" in line for line in followed)
 
-    wait_for(new_line_arrives, 60, "a new log line on the followed stream")
+    wait_until(new_line_arrives, what="a new log line on the followed stream")
 
     code, out, _ = run(server, "show", NAME, "1.0.0")
     assert code == 0 and "active for" in out and "P001" in out

@@ -14,8 +14,8 @@ import httpx
 from runner.cli.quickstart import EXAMPLE, Quickstart
 from runner.config import Settings
 from runner.daemon import Daemon
-from tests.api.support import wait_for
 from tests.support import wheels
+from tests.support.waiting import wait_until
 
 
 def _serve_once(root: Path, cache: Path) -> tuple[str, dict, int]:
@@ -26,7 +26,7 @@ def _serve_once(root: Path, cache: Path) -> tuple[str, dict, int]:
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: daemon.listening.is_set() or not thread.is_alive(), 300, "quickstart to serve")
+        wait_until(lambda: daemon.listening.is_set() or not thread.is_alive(), 300, "quickstart to serve")
         assert daemon.listening.is_set(), out.getvalue()
         quick.announce(str(daemon.url), settings)
         token = settings.layout.token_file.read_text().strip()

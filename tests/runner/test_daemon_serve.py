@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from runner.cli import exitcodes
-from tests.api.support import NAME, ServeProcess, install, make_zip, png_bytes, wait_for
+from tests.api.support import NAME, ServeProcess, install, make_zip, png_bytes
+from tests.support.waiting import wait_until
 
 
 def _alive(pid: int) -> bool:
@@ -78,7 +79,7 @@ def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: P
 
             caller = threading.Thread(target=slow_call)
             caller.start()
-            wait_for(lambda: client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]["in_flight"] > 0, 30,
+            wait_until(lambda: client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]["in_flight"] > 0, 30,
                      "the call to be in flight")
             # The in-flight image lives in the private folder: proof the daemon and its workers use it.
             assert _segments(private_shm) - segments_before
@@ -87,9 +88,10 @@ def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: P
         assert answers and answers[0].status_code == 200, answers and answers[0].text
         assert answers[0].json()["status"] == "OK", answers[0].text
         assert daemon.stop() == 0, daemon.stderr[-30:]
-        wait_for(lambda: not any(_alive(p) for p in pids), 30, "the worker processes to be gone")
+        wait_until(lambda: not any(_alive(p) for p in pids), what="the worker processes to be gone")
         # Segments of calls other tests run in parallel come and go within milliseconds; a leak stays.
-        wait_for(lambda: not (_segments(private_shm) - segments_before), 10, "no shared-memory segment left behind")
+        wait_until(lambda: not (_segments(private_shm) - segments_before),
+                   what="no shared-memory segment left behind")
         assert not (root / ".daemon.lock.pid").exists()
     finally:
         daemon.stop()

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.support.packages import (
     root_is_clean,
     runtime_wheels,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -319,13 +319,9 @@ def test_kill_9_during_install_then_recover(tmp_path: Path, uv_cache: Path, kill
         # Mid-way = at kill_at or a later stage before publishing (a short stage may be over before
         # the poll sees it; the next one is just as much "mid-way").
         midway = list(STAGES[STAGES.index(kill_at):STAGES.index("publishing")])
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if stage_file.exists() and stage_file.read_text() in (*midway, "publishing", "done"):
-                break
-            if proc.poll() is not None:
-                break
-            time.sleep(0.002)
+        wait_until(lambda: proc.poll() is not None
+                   or (stage_file.exists() and stage_file.read_text() in (*midway, "publishing", "done")),
+                   what=f"the install to reach {kill_at!r}", interval_s=0.002)
         assert stage_file.read_text() in midway, "the install was not caught mid-way"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

@@ -14,7 +14,8 @@ from runner.routing.images import decode_image
 from runner.routing.router import ExecutionResult, Router
 from runner.supervision.dialects import CallRequest, ImageInput
 from tests.support.deploy import deployer  # noqa: F401  (fixture)
-from tests.support.routing_fixtures import BROKEN, RoutingEnv, routing_env, wait_until  # noqa: F401
+from tests.support.routing_fixtures import BROKEN, RoutingEnv, routing_env  # noqa: F401
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

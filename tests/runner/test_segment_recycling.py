@@ -24,7 +24,8 @@ from procvision_algorithm_sdk.shared_memory import ImageSegment
 from runner.store.layout import RootLayout
 from runner.supervision import Supervisor
 from runner.supervision.segments import SegmentPool, remove_stale_segments, unused_elsewhere
-from tests.runner.supervision_support import fast_settings, private_segment_folder, wait_for
+from tests.runner.supervision_support import fast_settings, private_segment_folder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -106,7 +107,7 @@ def ready_pool(shm: Path, spares: int = 2, shape: tuple[int, int, int] = (24, 32
     pool = SegmentPool(shm, spares=spares)
     assert pool.take(*shape) is None
     pool.retire([])
-    wait_for(lambda: pool.spare_count == spares, what="spares")
+    wait_until(lambda: pool.spare_count == spares, what="spares")
     return pool
 
 
@@ -155,7 +156,7 @@ def test_pool_recycles_only_segments_no_process_holds(shm: Path, holder: Holder)
                 kept_sums.append(int(pixels.astype(np.int64).sum()))
             pool.retire([seg])
             assert not (shm / seg.id).exists()  # no call id outlives its call
-            wait_for(lambda: pool.spare_count == 2, what="spares refilled")
+            wait_until(lambda: pool.spare_count == 2, what="spares refilled")
         assert pool.refused == 4 and pool.recycled == 6
         # The kept images never changed, although their spares' replacements were rewritten since.
         assert holder.ask("sums") == " ".join(str(s) for s in kept_sums)
@@ -182,7 +183,7 @@ def test_a_parked_spare_someone_opened_is_not_handed_out(shm: Path, holder: Hold
         assert again is None  # the only spare is held elsewhere: the caller creates a segment inline
         assert pool.refused == 1
         pool.retire([])
-        wait_for(lambda: pool.spare_count == 1 and pool.backlog == 0, what="a fresh spare")
+        wait_until(lambda: pool.spare_count == 1 and pool.backlog == 0, what="a fresh spare")
         fresh = pool.take(24, 32, 3)
         assert fresh is not None and fresh.array is not None and fresh.id != parked
         fresh.array[...] = image(2)
@@ -213,7 +214,7 @@ def test_recycling_falls_back_to_fresh_segments_when_leases_are_refused(
                 assert not (shm / seg.id).exists()
             else:
                 pool.retire([])
-            wait_for(lambda: pool.spare_count == 2 and pool.backlog == 0, what="spares")
+            wait_until(lambda: pool.spare_count == 2 and pool.backlog == 0, what="spares")
         assert not pool.recycling and pool.recycled == 0
         assert pool.last_recycle_error is not None and "lease" in pool.last_recycle_error
         assert files(shm) == []  # no parked names: fresh spares are unnamed

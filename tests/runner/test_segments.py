@@ -17,8 +17,9 @@ from runner.errors import RunnerError
 from runner.supervision import CallRequest, ImageInput, State, Supervisor
 from runner.supervision.dialects import Dialect, ImageHandoff, posix_shm_dir, worker_environment
 from runner.supervision.segments import MAX_BACKLOG, SegmentPool, remove_stale_segments
-from tests.runner.supervision_support import ALGO, fast_settings, private_segment_folder, wait_for
+from tests.runner.supervision_support import ALGO, fast_settings, private_segment_folder
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,9 +45,9 @@ def test_pool_prepares_spares_of_the_last_shape_and_hands_out_each_once(shm: Pat
     try:
         assert pool.take(40, 60, 3) is None  # nothing ready yet: the caller creates one inline
         # Spares are made between calls; only a pool with none at all makes one during a call.
-        wait_for(lambda: pool.spare_count == 1, what="the first spare")
+        wait_until(lambda: pool.spare_count == 1, what="the first spare")
         pool.retire([])  # the call ended
-        wait_for(lambda: pool.spare_count == 2, what="two spares")
+        wait_until(lambda: pool.spare_count == 2, what="two spares")
         assert files(shm) == []  # spares have no name until a call takes one
         first = pool.take(40, 60, 3)
         assert first is not None and first.array is not None and first.array.shape == (40, 60, 3)
@@ -69,7 +70,7 @@ def test_pool_prepares_spares_of_the_last_shape_and_hands_out_each_once(shm: Pat
         assert pool.recycled == 1 and pool.refused == 1
         parked = files(shm)
         assert len(parked) == 1 and parked[0] not in (first.id, second.id)
-        wait_for(lambda: pool.backlog == 0 and pool.spare_count == 2, what="used segment freed, spares refilled")
+        wait_until(lambda: pool.backlog == 0 and pool.spare_count == 2, what="used segment freed, spares refilled")
         assert np.array_equal(held, pixels)  # a mapping the worker kept stays valid
         # Overwriting every spare never reaches the kept mapping.
         for _ in range(2):
@@ -88,10 +89,10 @@ def test_pool_drops_spares_of_an_old_shape(shm: Path) -> None:
     try:
         assert pool.take(10, 10, 3) is None
         pool.retire([])
-        wait_for(lambda: pool.spare_count == 1, what="spare of the first shape")
+        wait_until(lambda: pool.spare_count == 1, what="spare of the first shape")
         assert pool.take(20, 30, 1) is None  # a different size: the old spare is no use
         pool.retire([])
-        wait_for(lambda: pool.spare_count == 1 and pool.backlog == 0, what="spare of the new shape only")
+        wait_until(lambda: pool.spare_count == 1 and pool.backlog == 0, what="spare of the new shape only")
         seg = pool.take(20, 30, 1)
         assert seg is not None and seg.array is not None and seg.array.shape == (20, 30, 1)
         assert (shm / seg.id).stat().st_size == HEADER_SIZE + 20 * 30
@@ -104,7 +105,7 @@ def test_close_stops_the_thread_and_removes_everything(shm: Path) -> None:
     pool = SegmentPool(shm, spares=2)
     assert pool.take(16, 16, 3) is None
     pool.retire([])
-    wait_for(lambda: pool.spare_count == 2, what="spares")
+    wait_until(lambda: pool.spare_count == 2, what="spares")
     taken = pool.take(16, 16, 3)
     assert taken is not None and pool.thread is not None
     pool.close()
@@ -126,7 +127,7 @@ def test_backlog_is_bounded_when_the_thread_falls_behind(shm: Path) -> None:
         pool.retire(segments)
         assert pool.backlog <= MAX_BACKLOG
         assert files(shm) == []
-        wait_for(lambda: pool.backlog == 0, what="backlog freed")
+        wait_until(lambda: pool.backlog == 0, what="backlog freed")
     finally:
         pool.close()
 
@@ -182,7 +183,7 @@ def test_handoff_gives_every_image_a_fresh_segment_and_kept_arrays_never_change(
             if i % 3 == 0:  # give the background time to hand out pooled spares too
                 pool = handoff.pool
                 assert pool is not None
-                wait_for(lambda pool=pool: pool.spare_count == 2, what="spares")  # type: ignore[misc]
+                wait_until(lambda pool=pool: pool.spare_count == 2, what="spares")  # type: ignore[misc]
         assert len(set(ids)) == len(ids)
         for held, expected in kept:
             assert np.array_equal(held, expected)
@@ -274,7 +275,7 @@ def test_workers_read_segments_from_the_runners_private_folder(deployer: Deploye
         assert handoff is not None and handoff.posix_dir == shm
         segment_pool = handoff.pool
         assert segment_pool is not None and segment_pool.thread is not None
-        wait_for(lambda: segment_pool.spare_count == 2, what="spares")
+        wait_until(lambda: segment_pool.spare_count == 2, what="spares")
         # Every image is still held by the algorithm: none was recycled, no id outlived its call.
         assert segment_pool.recycled == 0
         assert files(shm) == []
@@ -296,7 +297,7 @@ def test_segments_a_worker_let_go_of_are_reused_and_kept_ones_never_change(deplo
         handoff = pool.workers[0]._handoff
         assert handoff is not None and handoff.pool is not None
         segment_pool = handoff.pool
-        wait_for(lambda: segment_pool.spare_count == 2, what="spares")
+        wait_until(lambda: segment_pool.spare_count == 2, what="spares")
         kept: list[int] = []
         for i in range(1, 9):
             pixels = image(i)
@@ -325,14 +326,14 @@ def test_a_crash_frees_the_old_workers_spares_and_stops_its_thread(deployer: Dep
         handoff = worker._handoff
         assert handoff is not None and handoff.pool is not None and handoff.pool.thread is not None
         segment_pool, thread = handoff.pool, handoff.pool.thread
-        wait_for(lambda: segment_pool.spare_count == 2, what="spares")
+        wait_until(lambda: segment_pool.spare_count == 2, what="spares")
         out = pool.call(CallRequest("execute", user_params={"mode": "crash"}, image=ImageInput(array=image(2))))
         assert out.status == "ERROR" and out.error_code == "1011", out
         # The crash handler closes the old handoff: its thread stops, its spares (some parked
         # under names) are removed.
-        wait_for(lambda: not thread.is_alive() and files(shm) == [], what="old generation's pool closed")
+        wait_until(lambda: not thread.is_alive() and files(shm) == [], what="old generation's pool closed")
         assert segment_pool.spare_count == 0 and segment_pool.backlog == 0 and handoff.pool is None
-        wait_for(lambda: worker.state is State.RUNNING, what="restart")
+        wait_until(lambda: worker.state is State.RUNNING, what="restart")
         assert pool.call(CallRequest("execute", image=ImageInput(array=image(3)))).status == "OK"
     finally:
         sup.shutdown(timeout_s=2)
@@ -346,7 +347,7 @@ def test_spares_are_disabled_when_they_cannot_be_named(shm: Path, monkeypatch: p
     try:
         assert pool.take(8, 8, 3) is None
         pool.retire([])
-        wait_for(lambda: pool.spare_count == 2, what="spares")
+        wait_until(lambda: pool.spare_count == 2, what="spares")
 
         def no_link(spare: object, shm_dir: str) -> None:
             raise PermissionError("linkat refused")
@@ -355,7 +356,7 @@ def test_spares_are_disabled_when_they_cannot_be_named(shm: Path, monkeypatch: p
         assert pool.take(8, 8, 3) is None  # the caller creates the segment inline instead
         pool.retire([])
         assert pool.spares_wanted == 0 and pool.last_prepare_error and "linkat refused" in pool.last_prepare_error
-        wait_for(lambda: pool.spare_count == 0 and pool.backlog == 0, what="spares dropped")
+        wait_until(lambda: pool.spare_count == 0 and pool.backlog == 0, what="spares dropped")
         assert pool.take(8, 8, 3) is None
     finally:
         pool.close()

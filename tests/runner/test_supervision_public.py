@@ -17,8 +17,9 @@ import pytest
 
 from runner.errors import RunnerError
 from runner.supervision import CallRequest, Dialect, ImageInput, State, Supervisor, SupervisorEvent
-from tests.runner.supervision_support import fast_settings, pid_alive, wait_for
+from tests.runner.supervision_support import fast_settings, pid_alive
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -149,4 +150,4 @@ def test_public_worker_whose_import_fails_does_not_become_ready(deployer: Deploy
     assert "fancy_model" in info.value.message
     pool = sup.get("pubbad", "1.0.0")
     assert pool is not None and pool.state is State.FAILED
-    wait_for(lambda: not any(pid_alive(w.pid) for w in pool.workers if w.pid), what="workers gone")
+    wait_until(lambda: not any(pid_alive(w.pid) for w in pool.workers if w.pid), what="workers gone")

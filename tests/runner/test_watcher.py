@@ -17,6 +17,7 @@ from runner.package.installer import Installer, InstallResult
 from runner.package.watcher import DropFolderWatcher, is_candidate_name
 from runner.store.registry import Registry
 from tests.support.packages import build_package, hostile_zip, manifest_for, valid_entries
+from tests.support.waiting import wait_until
 
 STABLE_S = 0.5
 
@@ -33,34 +34,43 @@ class RecordingInstaller(Installer):
         return super().install(zip_path, progress)
 
 
+class FakeClock:
+    """A monotonic clock that moves only when the test moves it (the watcher's ``clock`` seam)."""
+
+    def __init__(self) -> None:
+        self._now = 1000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
 class Harness:
-    def __init__(self, root: Path, uv_cache: Path) -> None:
+    def __init__(self, root: Path, uv_cache: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = Settings(root=root, uv_cache_dir=uv_cache, drop_stable_s=STABLE_S)
         self.registry = Registry(self.settings.layout)
         self.installer = RecordingInstaller(self.settings, self.registry)
         self.results: list[tuple[Path, InstallResult | RunnerError, float]] = []
         self._lock = threading.Lock()
-        self.watcher = DropFolderWatcher(self.settings, self.installer, self._on_result)
+        self.watcher = DropFolderWatcher(self.settings, self.installer, self._on_result, clock=clock)
         self.drop = self.settings.layout.zips
 
     def _on_result(self, path: Path, outcome: InstallResult | RunnerError) -> None:
         with self._lock:
             self.results.append((path, outcome, time.monotonic()))
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not reached in time")
-            time.sleep(0.02)
-
-    def wait_results(self, count: int, timeout: float = 180.0) -> None:
-        self.wait_for(lambda: len(self.results) >= count, timeout)
+    def wait_results(self, count: int, timeout_s: float = 180.0) -> None:
+        wait_until(lambda: len(self.results) >= count, timeout_s, f"{count} drop-folder results")
 
     def settle(self) -> None:
         """Rescan and wait until the watcher has nothing left to do."""
         self.watcher.scan()
-        self.wait_for(self.watcher.idle, 60)
+        wait_until(self.watcher.idle, what="the watcher to be idle")
 
 
 @pytest.fixture
@@ -68,12 +78,27 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp() / "uv-cache-watcher"
 
 
-@pytest.fixture
-def harness(tmp_path: Path, uv_cache: Path) -> Iterator[Harness]:
-    h = Harness(tmp_path / "root", uv_cache)
+def _harness(tmp_path: Path, uv_cache: Path, clock: Callable[[], float] = time.monotonic) -> Iterator[Harness]:
+    h = Harness(tmp_path / "root", uv_cache, clock)
     h.settings.layout.ensure()
     yield h
     h.watcher.stop()
+
+
+@pytest.fixture
+def harness(tmp_path: Path, uv_cache: Path) -> Iterator[Harness]:
+    yield from _harness(tmp_path, uv_cache)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def clocked_harness(tmp_path: Path, uv_cache: Path, clock: FakeClock) -> Iterator[Harness]:
+    """A harness whose watcher measures its waiting periods on ``clock``."""
+    yield from _harness(tmp_path, uv_cache, clock)
 
 
 def _slow_copy(src: Path, dest: Path, seconds: float, reopen: bool) -> None:
@@ -163,21 +188,32 @@ def test_part_file_renamed_in_place_is_picked_up(harness: Harness) -> None:
     assert harness.registry.require("renamed", "1.0.0")["state"] == "invalid"
 
 
-def test_a_writer_that_pauses_mid_file_is_not_read_early(harness: Harness, tmp_path: Path) -> None:
+def test_a_writer_that_pauses_mid_file_is_not_read_early(clocked_harness: Harness, clock: FakeClock,
+                                                         tmp_path: Path) -> None:
     """Half the zip, then a pause longer than every quiet period: the central directory is not there
     yet, so the file is left alone; complete, it is a package without wheels (2004), not 2001."""
+    harness = clocked_harness
     data = _no_wheels_zip(tmp_path / "src" / "p.zip", padding=200_000).read_bytes()
     harness.watcher.start()
     target = harness.drop / "paused.zip"
     with open(target, "wb") as handle:
         handle.write(data[: len(data) // 2])
         handle.flush()
-        # Longer than the quiet period for files that were never closed (4 x 0.5 s, at least 2 s)
-        # and than the grace for unreadable closed files (5 x 0.5 s).
-        time.sleep(4.0)
+        wait_until(lambda: not harness.watcher.idle(), what="the watcher to see the half-written zip")
+        # The pause, on the watcher's clock: far longer than the quiet period for files that were never
+        # closed (4 x 0.5 s, at least 2 s) and than the grace for unreadable closed files (5 x 0.5 s).
+        clock.advance(3600.0)
+        # A pass may have been under way before the clock moved; the one after it saw the pause.
+        seen = harness.watcher.passes
+        wait_until(lambda: harness.watcher.passes >= seen + 2, what="the watcher to look again after the pause")
         assert harness.installer.calls == [], "a half-written zip was opened"
         handle.write(data[len(data) // 2:])
-    harness.wait_results(1)
+
+    def settled() -> bool:
+        clock.advance(STABLE_S / 2)  # time passes for the closed, complete file
+        return bool(harness.results)
+
+    wait_until(settled, what="the completed zip to be processed")
     outcome = harness.results[0][1]
     assert isinstance(outcome, RunnerError) and outcome.code == "2004", outcome
 
@@ -215,7 +251,7 @@ def test_startup_scan_and_processed_once_by_hash(harness: Harness, tmp_path: Pat
     assert not (harness.drop / "first.zip").exists()
     # The same bytes under another name: remembered by hash, not installed again, still moved aside.
     (harness.drop / "again.zip").write_bytes((harness.settings.layout.rejected / "first.zip").read_bytes())
-    harness.wait_for(lambda: (harness.settings.layout.rejected / "again.zip").exists())
+    wait_until(lambda: (harness.settings.layout.rejected / "again.zip").exists(), what="again.zip rejected")
     harness.settle()
     assert len(harness.installer.calls) == 1 and len(harness.results) == 1
 
@@ -223,7 +259,7 @@ def test_startup_scan_and_processed_once_by_hash(harness: Harness, tmp_path: Pat
 def test_garbage_named_zip_is_rejected_after_it_settles(harness: Harness) -> None:
     harness.watcher.start()
     (harness.drop / "garbage.zip").write_bytes(b"definitely not a zip" * 100)
-    harness.wait_results(1, timeout=60)
+    harness.wait_results(1)
     outcome = harness.results[0][1]
     assert isinstance(outcome, RunnerError) and outcome.code == "2001"
     assert (harness.settings.layout.rejected / "garbage.zip.error.json").is_file()

@@ -11,7 +11,6 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from procvision_algorithm_sdk import protocol
 from procvision_algorithm_sdk.client import AdapterClient, adapter_argv
+from tests.support.waiting import wait_until  # noqa: F401 - re-exported: tests on other branches import it from here
 
 #: A configurable test algorithm: user_params choose what execute/pre_execute do, and every hook
 #: appends a line to $PV_TEST_EVENTS so tests can count calls made inside the worker.
@@ -139,15 +139,6 @@ def events_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "events.log"
     monkeypatch.setenv("PV_TEST_EVENTS", str(path))
     return path
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def read_events(path: Path) -> list[str]:

@@ -15,8 +15,9 @@ import pytest
 from procvision_algorithm_sdk import protocol
 from procvision_algorithm_sdk.client import AdapterClient, HandshakeFailed
 from procvision_algorithm_sdk.shared_memory import SHM_PREFIX, ImageSegment
+from tests.support.waiting import wait_until
 
-from .conftest import read_events, wait_until, write_algo
+from .conftest import read_events, write_algo
 
 Start = Callable[..., AdapterClient]
 

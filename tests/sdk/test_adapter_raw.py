@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import RawAdapter, read_events, wait_until, write_algo
+from tests.support.waiting import wait_until
+
+from .conftest import RawAdapter, read_events, write_algo
 
 Raw = Callable[..., RawAdapter]
 
@@ -190,5 +192,7 @@ def test_child_process_output_goes_to_stderr_and_forgotten_threads_do_not_block_
     adapter.send({"type": "shutdown"})
     assert adapter.next_frame()["type"] == "shutdown"
     assert adapter.wait(20) == 0
+    # The process has exited; its last stderr lines may still be on their way through the reader thread.
     wait_until(lambda: any("child says hi" in line for line in adapter.stderr_lines), what="child output")
-    assert any("forgotten-worker" in line for line in adapter.stderr_lines)
+    wait_until(lambda: any("forgotten-worker" in line for line in adapter.stderr_lines),
+               what="the forgotten thread named on stderr")

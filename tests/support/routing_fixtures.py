@@ -15,8 +15,7 @@ Usage::
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from runner.store.layout import RootLayout
 from runner.store.registry import INSTALLED, Registry
 from runner.supervision.supervisor import Supervisor
 from tests.support.deploy import Deployed, Deployer
+from tests.support.waiting import wait_until  # noqa: F401 - re-exported: tests on other branches import it from here
 
 NAME = "algo"
 PIDS = ["P1", "P2"]
@@ -122,16 +122,6 @@ class RoutingEnv:
     def pool_state(self, version: str, name: str = NAME) -> str | None:
         pool = self.supervisor.get(name, version)
         return None if pool is None else pool.state.value
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
-    """Poll ``condition`` until true or fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture

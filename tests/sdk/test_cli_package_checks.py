@@ -1,4 +1,4 @@
-"""``procvision-cli package`` review fixes: sources must compile, the manifest must parse, and the
+"""``procvision-cli package`` checks: sources must compile, the manifest must parse, and the
 download progress line names each requirement once."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Drop folder review fixes: special files and symlinks are never opened, unchanged zips are not re-hashed."""
+"""Drop folder: special files and symlinks are never opened, unchanged zips are not re-hashed."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import json
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from runner.package.installer import Installer, InstallResult
 from runner.package.watcher import DropFolderWatcher, NotRegularFile, hash_regular, open_regular
 from runner.store.registry import Registry
 from tests.support.packages import build_package, hostile_zip, manifest_for, valid_entries
+from tests.support.waiting import wait_until
 
 STABLE_S = 0.3
 LOGGER = "runner.package.watcher"
@@ -44,13 +44,6 @@ class Harness:
     def outcome_for(self, name: str) -> InstallResult | RunnerError | None:
         with self._lock:
             return next((o for p, o in self.results if p.name == name), None)
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not reached in time")
-            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -81,12 +74,12 @@ def test_fifo_created_while_watching_is_moved_aside_and_later_zips_install(harne
                                                                           tmp_path: Path) -> None:
     harness.watcher.start()
     os.mkfifo(harness.drop / "fifo.zip")
-    harness.wait_for(lambda: harness.outcome_for("fifo.zip") is not None)
+    wait_until(lambda: harness.outcome_for("fifo.zip") is not None)
     _assert_rejected_special(harness, "fifo.zip", "named pipe")
     # The install thread is not stuck: a zip copied in afterwards reaches the installer.
     src = _no_wheels_zip(tmp_path / "src" / "after.zip", "after")
     (harness.drop / "after.zip").write_bytes(src.read_bytes())
-    harness.wait_for(lambda: harness.outcome_for("after.zip") is not None)
+    wait_until(lambda: harness.outcome_for("after.zip") is not None)
     outcome = harness.outcome_for("after.zip")
     assert isinstance(outcome, RunnerError) and outcome.code == "2004", outcome
 
@@ -95,8 +88,8 @@ def test_fifo_found_by_the_startup_scan_is_moved_aside(harness: Harness) -> None
     os.mkfifo(harness.drop / "early.zip")
     _no_wheels_zip(harness.drop / "second.zip", "second")
     harness.watcher.start()
-    harness.wait_for(lambda: harness.outcome_for("second.zip") is not None)
-    harness.wait_for(lambda: harness.outcome_for("early.zip") is not None)
+    wait_until(lambda: harness.outcome_for("second.zip") is not None)
+    wait_until(lambda: harness.outcome_for("early.zip") is not None)
     _assert_rejected_special(harness, "early.zip", "named pipe")
 
 
@@ -106,7 +99,7 @@ def test_symlinks_are_never_followed(harness: Harness, tmp_path: Path) -> None:
     os.symlink("/etc/passwd", harness.drop / "link.zip")
     harness.watcher.start()
     os.symlink(outside, harness.drop / "tozip.zip")
-    harness.wait_for(lambda: harness.outcome_for("link.zip") is not None
+    wait_until(lambda: harness.outcome_for("link.zip") is not None
                      and harness.outcome_for("tozip.zip") is not None)
     _assert_rejected_special(harness, "link.zip", "symbolic link")
     _assert_rejected_special(harness, "tozip.zip", "symbolic link")
@@ -133,7 +126,7 @@ def test_directory_named_zip_is_left_alone(harness: Harness) -> None:
     (harness.drop / "folder.zip").mkdir()
     harness.watcher.start()
     harness.watcher.scan()
-    harness.wait_for(harness.watcher.idle)
+    wait_until(harness.watcher.idle)
     assert harness.results == [] and (harness.drop / "folder.zip").is_dir()
 
 
@@ -144,14 +137,14 @@ def test_rescans_do_not_rehash_unchanged_zips(harness: Harness, tmp_path: Path,
     package = build_package(tmp_path / "src")
     harness.watcher.start()
     (harness.drop / package.name).write_bytes(package.read_bytes())
-    harness.wait_for(lambda: harness.outcome_for(package.name) is not None, timeout=180)
+    wait_until(lambda: harness.outcome_for(package.name) is not None, 180)
     outcome = harness.outcome_for(package.name)
     assert isinstance(outcome, InstallResult) and outcome.state == "installed", outcome
-    harness.wait_for(harness.watcher.idle)
+    wait_until(harness.watcher.idle)
     caplog.clear()
     for _ in range(3):
         harness.watcher.scan()
-        harness.wait_for(harness.watcher.idle)
+        wait_until(harness.watcher.idle)
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert not any("already processed" in m for _, m in messages), messages
     assert any(level == logging.DEBUG and "unchanged since it was processed" in m for level, m in messages)
@@ -161,16 +154,16 @@ def test_rescans_do_not_rehash_unchanged_zips(harness: Harness, tmp_path: Path,
     caplog.clear()
     harness.watcher = harness.new_watcher()
     harness.watcher.start()
-    harness.wait_for(harness.watcher.idle)
+    wait_until(harness.watcher.idle)
     harness.watcher.scan()
-    harness.wait_for(harness.watcher.idle)
+    wait_until(harness.watcher.idle)
     processed = [r for r in caplog.records if "already processed" in r.getMessage()]
     assert len(processed) == 1 and processed[0].levelno == logging.DEBUG
 
     # The same bytes under another name are worth an INFO line; nothing is installed twice.
     caplog.clear()
     (harness.drop / "copy.zip").write_bytes(package.read_bytes())
-    harness.wait_for(lambda: any("copy.zip was already processed" in r.getMessage() for r in caplog.records))
+    wait_until(lambda: any("copy.zip was already processed" in r.getMessage() for r in caplog.records))
     info = [r for r in caplog.records if "copy.zip was already processed" in r.getMessage()]
     assert info[0].levelno == logging.INFO
     assert len(harness.results) == 1 and [r["state"] for r in harness.registry.list()] == ["installed"]

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 from runner.cli import exitcodes
-from tests.api.support import NAME, ServeProcess, install, make_zip, png_bytes, wait_for
+from tests.api.support import NAME, ServeProcess, install, make_zip, png_bytes
+from tests.support.waiting import wait_until
 
 
 def serve(root: Path, *extra: str, grace_s: float = 1.0) -> ServeProcess:
@@ -64,7 +65,7 @@ def test_sigterm_lets_long_calls_finish_and_refuses_new_work(tmp_path: Path) -> 
             for caller in callers:
                 caller.start()
             # All three must be admitted before the signal, or a late one is rightly refused.
-            wait_for(lambda: _in_flight(client, 3), 30, "the three calls to be in flight")
+            wait_until(lambda: _in_flight(client, 3), what="the three calls to be in flight")
             daemon.proc.send_signal(signal.SIGTERM)
 
             with httpx.Client(base_url=url, headers=headers, timeout=30) as other:
@@ -73,7 +74,7 @@ def test_sigterm_lets_long_calls_finish_and_refuses_new_work(tmp_path: Path) -> 
                                           files={"image": ("a.png", png_bytes(), "image/png")})
                     return response if response.status_code == 503 else None
 
-                _assert_shutdown_problem(wait_for(refused, 10, "new calls to be refused"))
+                _assert_shutdown_problem(wait_until(refused, what="new calls to be refused"))
             for caller in callers:
                 caller.join(60)
         assert len(answers) == 3, answers
@@ -98,9 +99,9 @@ def test_second_sigterm_cuts_off_with_a_problem(tmp_path: Path) -> None:
             answers: list[httpx.Response] = []
             caller = threading.Thread(target=_call, args=(client, 30.0, answers, 60000))
             caller.start()
-            wait_for(lambda: _in_flight(client), 30, "the call to be in flight")
+            wait_until(lambda: _in_flight(client), what="the call to be in flight")
             daemon.proc.send_signal(signal.SIGTERM)
-            wait_for(lambda: any("draining" in line for line in daemon.stderr), 10, "the drain to start")
+            wait_until(lambda: any("draining" in line for line in daemon.stderr), what="the drain to start")
             daemon.proc.send_signal(signal.SIGTERM)
             caller.join(60)
         assert answers, "the cut-off call got no answer"

@@ -12,14 +12,15 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.api.support import NAME, RunningServer, install, make_zip, png_bytes, start_server, wait_for
+from tests.api.support import NAME, RunningServer, install, make_zip, png_bytes, start_server
 from tests.support.packages import build_package, manifest_for
 from tests.support.public_packages import EXECUTE_ONLY_SDK, build_public_package
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    srv = start_server(tmp_path_factory.mktemp("review") / "root")
+    srv = start_server(tmp_path_factory.mktemp("refusals") / "root")
     yield srv
     srv.stop()
 
@@ -73,7 +74,7 @@ def test_install_by_path_follows_a_symlink_to_a_real_zip(server: RunningServer, 
     with server.client() as client:
         response = client.post("/algorithms/install", json={"path": str(link)})
         assert response.status_code == 202, response.text
-        op = wait_for(lambda: (lambda o: o if o["state"] in ("succeeded", "failed") else None)(
+        op = wait_until(lambda: (lambda o: o if o["state"] in ("succeeded", "failed") else None)(
             client.get(f"/operations/{response.json()['id']}").json()), 240, "the install")
         assert op["state"] == "succeeded", op
 
