@@ -146,7 +146,7 @@ class TrustStore:
             if entry.fingerprint == fingerprint:
                 return entry
         name = name or f"{kind}-{fingerprint[:16]}"
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise RunnerError(PackageErrorCode.INVALID_REQUEST,
                               f"trust entry name {name!r} must be 1-64 letters, digits, '.', '_' or '-'", name=name)
         path = self.folder / f"{name}.pem"

@@ -60,7 +60,7 @@ SHM_DIR_ENV = "PROC_SHM_POSIX_DIR"
 SEGMENT_MODE = 0o640
 FILE_DIR_ENV = "PROC_SHM_DIR"
 
-_SEGMENT_ID = re.compile(r"^pvshm-[A-Za-z0-9._-]{1,200}$")
+_SEGMENT_ID = re.compile(r"pvshm-[A-Za-z0-9._-]{1,200}")  # fullmatch: no trailing newline
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _MONO_SPACES = {"MONO", "MONO8", "GRAY", "GREY", "L"}
 _COLOR_SPACES = {"RGB", "BGR"} | _MONO_SPACES
@@ -81,7 +81,7 @@ def _error(code: ErrorCode, message: str) -> ProcVisionError:
 
 
 def _segment_path(shared_mem_id: str, shm_dir: str | None) -> str:
-    if not _SEGMENT_ID.match(shared_mem_id) or shared_mem_id in (".", ".."):
+    if not _SEGMENT_ID.fullmatch(shared_mem_id) or shared_mem_id in (".", ".."):
         raise _error(ErrorCode.SHARED_MEMORY_NOT_FOUND,
                      f"invalid shared memory id {shared_mem_id!r}: expected 'pvshm-' followed by "
                      "letters, digits, '.', '_' or '-'")

@@ -248,3 +248,10 @@ def test_segment_survives_a_reader_process_exiting(shm_dir: Path) -> None:
             assert (shm_dir / seg.id).exists()
         np.testing.assert_array_equal(read_image_from_shared_memory(seg.id, meta), img)
     assert os.listdir(shm_dir) == []
+
+
+def test_segment_id_with_a_trailing_newline_is_refused() -> None:
+    # "$" in a pattern would accept "pvshm-x\n": ids are matched whole.
+    with pytest.raises(ProcVisionError) as caught:
+        read_image_from_shared_memory("pvshm-abc\n", {"width": 2, "height": 2, "channels": 3})
+    assert caught.value.error_code == "1007" and "invalid shared memory id" in str(caught.value)
