@@ -74,7 +74,10 @@ def canary(tmp_path: Path) -> Canary:
 
 
 def _installer(tmp_path: Path, uv_cache: Path, trust_mode: str = "require") -> Installer:
-    settings = Settings(root=tmp_path / "root", uv_cache_dir=uv_cache, trust_mode=trust_mode)  # type: ignore[arg-type]
+    # Unboxed: the canaries prove a package ran by writing into this test's folder, which a boxed
+    # smoke worker cannot see (a rejected package never gets as far as the box anyway).
+    settings = Settings(root=tmp_path / "root", uv_cache_dir=uv_cache, trust_mode=trust_mode,  # type: ignore[arg-type]
+                        sandbox="off")
     return Installer(settings, Registry(settings.layout))
 
 
