@@ -1,5 +1,6 @@
-"""File operations on one cgroup folder that both cgroup versions share: join it, read its
-counters, kill everything in it and remove it."""
+"""What both cgroup versions share: file operations on one cgroup folder (join it, read its
+counters, kill everything in it, remove it) and the containment that makes one folder per worker
+tree under a parent; each version says only which control files bound the memory."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import contextlib
 import os
 import signal
 import time
+from abc import abstractmethod
 from pathlib import Path
 
-from .base import Placement
+from .base import Containment, Placement
 
 
 def write_value(path: Path, value: str) -> None:
@@ -134,3 +136,37 @@ class CgroupPlacement(Placement):
     def describe(self) -> str:
         return f"{self.limit_mb} MB ({self.mechanism}, {self.path})" if self.limit_mb > 0 \
             else f"no memory limit ({self.mechanism})"
+
+
+class CgroupContainment(Containment):
+    """Child cgroups under ``parent``: one folder per worker tree, removed with it. Subclasses write
+    the limit (``configure``) and make the placement that reads their kill counter (``placement``)."""
+
+    def __init__(self, parent: Path, reason: str) -> None:
+        super().__init__(reason)
+        self.parent = parent
+
+    @property
+    def cgroup_parent(self) -> Path | None:
+        return self.parent
+
+    def place(self, label: str, limit_mb: int) -> Placement:
+        path = self.parent / label
+        if path.exists():
+            remove(path)  # a leftover of a process with the same label: end it first
+        path.mkdir()
+        try:
+            if limit_mb > 0:
+                self.configure(path, limit_mb)
+        except OSError:
+            remove(path)
+            raise
+        return self.placement(path, limit_mb)
+
+    @abstractmethod
+    def configure(self, path: Path, limit_mb: int) -> None:
+        """Write the memory limit of the new cgroup ``path`` (OSError if it cannot be set)."""
+
+    @abstractmethod
+    def placement(self, path: Path, limit_mb: int) -> CgroupPlacement:
+        """The placement of one worker tree in ``path``."""

@@ -11,8 +11,8 @@ import contextlib
 import signal
 from pathlib import Path
 
-from .base import CGROUP_V1, MIB, Containment, Placement
-from .cgroup_tree import CgroupPlacement, read_counter, read_int, remove, write_value
+from .base import CGROUP_V1, MIB
+from .cgroup_tree import CgroupContainment, CgroupPlacement, read_counter, read_int, write_value
 
 
 class _V1Placement(CgroupPlacement):
@@ -34,34 +34,19 @@ class _V1Placement(CgroupPlacement):
         return (self.kills() or 0) > 0 and exit_code in (None, -signal.SIGKILL, 128 + signal.SIGKILL)
 
 
-class CgroupV1Containment(Containment):
+class CgroupV1Containment(CgroupContainment):
     """Child memory cgroups under ``parent`` (the daemon's own memory cgroup folder)."""
 
     name = CGROUP_V1
 
-    def __init__(self, parent: Path, reason: str) -> None:
-        super().__init__(reason)
-        self.parent = parent
+    def configure(self, path: Path, limit_mb: int) -> None:
+        limit = str(limit_mb * MIB)
+        write_value(path / "memory.limit_in_bytes", limit)
+        # Without swap accounting the file is missing; with it, RAM+swap gets the same bound.
+        with contextlib.suppress(OSError):
+            write_value(path / "memory.memsw.limit_in_bytes", limit)
+        with contextlib.suppress(OSError):
+            write_value(path / "memory.swappiness", "0")
 
-    @property
-    def cgroup_parent(self) -> Path | None:
-        return self.parent
-
-    def place(self, label: str, limit_mb: int) -> Placement:
-        path = self.parent / label
-        if path.exists():
-            remove(path)  # a leftover of a process with the same label: end it first
-        path.mkdir()
-        try:
-            if limit_mb > 0:
-                limit = str(limit_mb * MIB)
-                write_value(path / "memory.limit_in_bytes", limit)
-                # Without swap accounting the file is missing; with it, RAM+swap gets the same bound.
-                with contextlib.suppress(OSError):
-                    write_value(path / "memory.memsw.limit_in_bytes", limit)
-                with contextlib.suppress(OSError):
-                    write_value(path / "memory.swappiness", "0")
-        except OSError:
-            remove(path)
-            raise
+    def placement(self, path: Path, limit_mb: int) -> CgroupPlacement:
         return _V1Placement(path, limit_mb)

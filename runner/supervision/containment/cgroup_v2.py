@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .base import CGROUP_V2, MIB, Containment, Placement
-from .cgroup_tree import CgroupPlacement, read_counter, remove, write_value
+from .base import CGROUP_V2, MIB
+from .cgroup_tree import CgroupContainment, CgroupPlacement, read_counter, write_value
 
 
 class _V2Placement(CgroupPlacement):
@@ -25,32 +25,17 @@ class _V2Placement(CgroupPlacement):
         return self.limit_mb > 0 and (self.kills() or 0) > 0
 
 
-class CgroupV2Containment(Containment):
+class CgroupV2Containment(CgroupContainment):
     """Child cgroups under ``parent`` (a cgroup whose subtree has the memory controller)."""
 
     name = CGROUP_V2
 
-    def __init__(self, parent: Path, reason: str) -> None:
-        super().__init__(reason)
-        self.parent = parent
+    def configure(self, path: Path, limit_mb: int) -> None:
+        write_value(path / "memory.max", str(limit_mb * MIB))
+        with contextlib.suppress(OSError):  # no swap controller: nothing to bound
+            write_value(path / "memory.swap.max", "0")
+        with contextlib.suppress(OSError):
+            write_value(path / "memory.oom.group", "1")
 
-    @property
-    def cgroup_parent(self) -> Path | None:
-        return self.parent
-
-    def place(self, label: str, limit_mb: int) -> Placement:
-        path = self.parent / label
-        if path.exists():
-            remove(path)
-        path.mkdir()
-        try:
-            if limit_mb > 0:
-                write_value(path / "memory.max", str(limit_mb * MIB))
-                with contextlib.suppress(OSError):  # no swap controller: nothing to bound
-                    write_value(path / "memory.swap.max", "0")
-                with contextlib.suppress(OSError):
-                    write_value(path / "memory.oom.group", "1")
-        except OSError:
-            remove(path)
-            raise
+    def placement(self, path: Path, limit_mb: int) -> CgroupPlacement:
         return _V2Placement(path, limit_mb)
