@@ -8,29 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import Settings
 from runner.errors import RunnerError
 from runner.package import wheels
-from runner.package.installer import Installer
-from runner.store.registry import Registry
-from tests.support.packages import build_package, make_wheel, root_is_clean, runtime_wheels
+from tests.support.installs import installer_at, refused_at_check
+from tests.support.packages import build_package, make_wheel, runtime_wheels
 
 BASE = "procvision-algorithm-sdk\nnumpy\n"
-
-
-def _installer(tmp_path: Path) -> Installer:
-    settings = Settings(root=tmp_path / "root")
-    return Installer(settings, Registry(settings.layout))
-
-
-def _install_error(tmp_path: Path, path: Path) -> RunnerError:
-    installer = _installer(tmp_path)
-    stages: list[str] = []
-    with pytest.raises(RunnerError) as caught:
-        installer.install(path, progress=stages.append)
-    assert stages == ["checking"], "decided before extraction and before any venv"
-    assert root_is_clean(installer.layout.root) == []
-    return caught.value
 
 
 def _sha256(path: Path) -> str:
@@ -55,7 +38,7 @@ def test_options_the_install_would_not_honour_are_2004(line: str) -> None:
 
 def test_index_url_line_fails_the_install(tmp_path: Path) -> None:
     path = build_package(tmp_path / "src", requirements=f"--index-url https://pypi.org/simple\n{BASE}")
-    err = _install_error(tmp_path, path)
+    err = refused_at_check(tmp_path, path)
     assert err.code == "2004" and err.details["line"] == 1 and "'--index-url'" in err.message
 
 
@@ -73,14 +56,14 @@ def test_url_requirement_is_refused_even_when_a_wheel_of_that_name_is_bundled(tm
     foo = make_wheel(tmp_path / "w", "foo", "1.0")
     path = build_package(tmp_path / "src", wheels=[*runtime_wheels(), foo],
                          requirements=f"{BASE}foo @ https://example.invalid/{foo.name}\n")
-    err = _install_error(tmp_path, path)
+    err = refused_at_check(tmp_path, path)
     assert err.code == "2004" and err.details["problem"] == "not_offline" and err.details["line"] == 3
     assert "cannot be installed offline" in err.message
 
 
 def test_file_url_pins_exactly_that_bundled_wheel(tmp_path: Path) -> None:
     one, two = make_wheel(tmp_path / "w", "foo", "1.0"), make_wheel(tmp_path / "w", "foo", "2.0")
-    installer = _installer(tmp_path)
+    installer = installer_at(tmp_path)
     ok = build_package(tmp_path / "ok", wheels=[*runtime_wheels(), one, two],
                        requirements=f"{BASE}foo @ file:///home/dev/dist/{one.name}\n")
     report = installer.validate(ok)
@@ -88,7 +71,7 @@ def test_file_url_pins_exactly_that_bundled_wheel(tmp_path: Path) -> None:
     assert "foo==1.0" in report["checks"][-1]["message"], "the pinned file, not the newest foo"
     missing = build_package(tmp_path / "missing", wheels=[*runtime_wheels(), two],
                             requirements=f"{BASE}foo @ file:///home/dev/dist/{one.name}\n")
-    err = _install_error(tmp_path, missing)
+    err = refused_at_check(tmp_path, missing)
     assert err.code == "2004" and err.details["problem"] == "not_offline"
 
 
@@ -99,12 +82,12 @@ def test_wrong_pinned_hash_fails_the_install_with_2004(tmp_path: Path) -> None:
     numpy = runtime_wheels()[0]
     wrong = hashlib.sha256(b"another wheel").hexdigest()
     path = build_package(tmp_path / "src", requirements=f"procvision-algorithm-sdk\nnumpy --hash=sha256:{wrong}\n")
-    err = _install_error(tmp_path, path)
+    err = refused_at_check(tmp_path, path)
     assert err.code == "2004" and err.details["problem"] == "hash_mismatch"
     assert err.details["line"] == 2 and err.details["wheel"] == numpy.name
     assert err.details["expected"] == [f"sha256:{wrong}"] and _sha256(numpy) in err.details["actual"]
     assert err.message.startswith("requirements.txt line 2: wheels/")
-    report = _installer(tmp_path).validate(path)
+    report = installer_at(tmp_path).validate(path)
     assert report["summary"]["status"] == "FAIL" and report["error"]["details"]["problem"] == "hash_mismatch"
 
 
@@ -116,7 +99,7 @@ def test_matching_hash_passes_including_pip_compile_continuations(tmp_path: Path
                     f"    --hash=sha256:{'0' * 64} \\\n"
                     f"    --hash=sha512:{sha512.upper()}\n")
     path = build_package(tmp_path / "src", requirements=requirements)
-    report = _installer(tmp_path).validate(path)
+    report = installer_at(tmp_path).validate(path)
     assert report["summary"]["status"] == "PASS", report
 
 

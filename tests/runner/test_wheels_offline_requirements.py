@@ -6,33 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import Settings
 from runner.errors import RunnerError
 from runner.package import wheels
-from runner.package.installer import Installer
-from runner.store.registry import Registry
-from tests.support.packages import build_package, make_wheel, root_is_clean
-
-
-def _installer(tmp_path: Path) -> Installer:
-    settings = Settings(root=tmp_path / "root")
-    return Installer(settings, Registry(settings.layout))
-
-
-def _install_error(tmp_path: Path, path: Path) -> RunnerError:
-    installer = _installer(tmp_path)
-    stages: list[str] = []
-    with pytest.raises(RunnerError) as caught:
-        installer.install(path, progress=stages.append)
-    assert stages == ["checking"], "decided before extraction and before any venv"
-    assert root_is_clean(installer.layout.root) == []
-    return caught.value
+from tests.support.installs import installer_at, refused_at_check
+from tests.support.packages import build_package, make_wheel
 
 
 def test_url_requirement_without_bundled_wheel_says_offline(tmp_path: Path) -> None:
     path = build_package(tmp_path / "src", requirements=(
         "procvision-algorithm-sdk\nnumpy\nfoo @ https://example.invalid/foo-1.0-py3-none-any.whl\n"))
-    err = _install_error(tmp_path, path)
+    err = refused_at_check(tmp_path, path)
     assert err.code == "2004" and err.details["problem"] == "not_offline"
     assert "cannot be installed offline: bundle a wheel for foo" in err.message
     assert "foo==<version>" in err.message and "requirements.txt line 3" in err.message
@@ -45,7 +28,7 @@ def test_url_requirement_with_bundled_wheel_is_checked_by_name(tmp_path: Path) -
     reqs = wheels.parse_requirements(f"foo @ file://{foo}\n", "requirements.txt")
     assert [str(r) for r in reqs] == ["foo"]
     found = wheels.parse_wheel_names([foo.name])
-    finder_target = _installer(tmp_path).finder.choose(None, None)
+    finder_target = installer_at(tmp_path).finder.choose(None, None)
     resolution = wheels.resolve(reqs, found, finder_target, lambda w: _metadata(foo))
     assert resolution.pins() == ["foo==1.0"]
 
@@ -59,7 +42,7 @@ def _metadata(wheel: Path) -> bytes:
 
 def test_unparsable_line_names_file_line_and_parse_error(tmp_path: Path) -> None:
     path = build_package(tmp_path / "src", requirements="procvision-algorithm-sdk\n\nnumpy>=\n")
-    err = _install_error(tmp_path, path)
+    err = refused_at_check(tmp_path, path)
     assert err.code == "2004" and err.details["problem"] == "invalid_requirement"
     assert err.details["line"] == 3 and err.details["file"] == "requirements.txt"
     assert err.message.startswith("requirements.txt line 3: 'numpy>=' is not a valid requirement (")
@@ -93,6 +76,6 @@ def test_included_files_are_refused_with_the_line() -> None:
 
 def test_missing_wheel_names_the_requirements_line(tmp_path: Path) -> None:
     path = build_package(tmp_path / "src", requirements="procvision-algorithm-sdk\nnumpy\nscipy>=1.0\n")
-    err = _install_error(tmp_path, path)
+    err = refused_at_check(tmp_path, path)
     assert err.code == "2004" and err.details["requirement"] == "scipy>=1.0"
     assert "has no wheel" in err.message and "requirements.txt line 3" in err.message
