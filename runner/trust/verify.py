@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from procvision_algorithm_sdk.signing.signer import Signer
+
 from ..errors import PackageErrorCode, RunnerError
 from .store import TrustStore
 
@@ -29,35 +31,19 @@ UNCHECKED = "unchecked"  # trust_mode off: nobody looked
 
 
 @dataclass(frozen=True)
-class SignerInfo:
-    """Who signed a version: ``fingerprint`` of the key or signing certificate, ``subject`` of a certificate,
-    ``trusted_by`` the fingerprint of the trust-store entry (key or CA) that vouched for it."""
-
-    kind: str
-    fingerprint: str
-    subject: str | None
-    trusted_by: str
-
-    def describe(self) -> str:
-        if self.kind == "certificate":
-            return f"{self.subject} (certificate sha256:{self.fingerprint[:16]})"
-        return f"key sha256:{self.fingerprint[:16]}"
-
-
-@dataclass(frozen=True)
 class SignatureRecord:
     """What the registry keeps about a version's signature (field ``signature``)."""
 
     status: str
     mode: str
-    signer: SignerInfo | None = None
+    signer: Signer | None = None
     error: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def verify_package(tree: Path, signature_rel: str, store: TrustStore) -> SignerInfo:
+def verify_package(tree: Path, signature_rel: str, store: TrustStore) -> Signer:
     """Verify the package extracted at ``tree`` (its signature at ``signature_rel``).
 
     Raises RunnerError 2030-2034 naming the file or key fingerprint; nothing of the package is run."""
@@ -72,7 +58,7 @@ def verify_package(tree: Path, signature_rel: str, store: TrustStore) -> SignerI
     except SigningUnavailable as exc:
         raise RunnerError(PackageErrorCode.INSTALL_FAILED, f"cannot verify signatures: {exc}",
                           check="signature") from exc
-    return SignerInfo(signer.kind, signer.fingerprint, signer.subject, signer.trusted_by)
+    return signer
 
 
 def signer_trusted(signature: dict[str, Any] | None, store: TrustStore) -> bool:

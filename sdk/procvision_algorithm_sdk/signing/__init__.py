@@ -19,6 +19,7 @@ from .errors import (
     UnknownSigner,
     Unsigned,
 )
+from .signer import Signer
 
 __all__ = [
     "SIGNATURE_FILE",
@@ -32,4 +33,5 @@ __all__ = [
     "CertificateInvalid",
     "SignatureMalformed",
     "SigningUnavailable",
+    "Signer",
 ]

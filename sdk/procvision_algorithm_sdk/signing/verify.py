@@ -11,7 +11,6 @@ import datetime as dt
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,8 @@ from .errors import (
     require_signing_libraries,
 )
 from .keys import certificate_fingerprint, key_fingerprint, load_public_key
+from .signer import Signer
 from .tree import file_digests, hashing_config, unpack
-
-
-@dataclass(frozen=True)
-class Signer:
-    """Who signed: ``fingerprint`` of the key or of the signing certificate; ``subject`` for a certificate;
-    ``trusted_by`` the fingerprint of the trusted key or CA certificate that vouched for it."""
-
-    kind: str
-    fingerprint: str
-    subject: str | None
-    trusted_by: str
-
-    def describe(self) -> str:
-        if self.kind == "certificate":
-            return f"certificate {self.subject} (sha256:{self.fingerprint[:16]})"
-        return f"key sha256:{self.fingerprint[:16]}"
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
