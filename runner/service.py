@@ -16,13 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procvision_algorithm_sdk.errors import ErrorCode
 from runner.api.metrics import Metrics
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID
-from runner.supervision.dialects import EXECUTE_ONLY_VALUES, CallRequest
+from runner.supervision.dialects import CallRequest, known_strategy
 from runner.supervision.sandbox import protections_for
 from runner.supervision.states import SERVING_STATES, State
 from runner.trust import view as trust_view
@@ -289,9 +288,9 @@ class RunnerService:
             record = self.registry.get(binding.name, binding.version) or {}
             pool = self._pool(binding.name, binding.version)
             # The registry has no dialect for a version installed without the smoke test.
-            live = getattr(getattr(pool, "dialect", None), "value", None)
-            if (live or record.get("dialect")) in EXECUTE_ONLY_VALUES:
-                self._check_execute_only(binding.name, binding.version, request)
+            strategy = known_strategy(getattr(pool, "dialect", None), record.get("dialect"))
+            if strategy is not None:
+                strategy.check_request(binding.name, binding.version, request)
         started = time.monotonic()
         try:
             result = self.router.execute(pid, request, timeout_s=timeout_s)
@@ -309,20 +308,6 @@ class RunnerService:
                                  str(served.get("version") or (binding.version if binding else "")), status,
                                  float(latency_ms) / 1000.0 if isinstance(latency_ms, int | float) else None)
         return dict(out)
-
-    @staticmethod
-    def _check_execute_only(name: str, version: str, request: CallRequest) -> None:
-        """Refuse up front what an execute-only worker (public SDK 0.3.x) cannot run."""
-        if request.phase == "pre":
-            raise RunnerError(PackageErrorCode.INVALID_REQUEST,
-                              f"{name} {version} is an execute-only worker (public SDK 0.3.x style): "
-                              "it has no 'pre' phase; send phase=execute with the image and guide_image",
-                              name=name, version=version, phase="pre")
-        if request.guide_image is None:
-            raise RunnerError(ErrorCode.INVALID_PARAMS,
-                              f"{name} {version} is an execute-only worker (public SDK 0.3.x style): it needs the "
-                              "guide image too; send it as the multipart file 'guide_image'",
-                              name=name, version=version, field="guide_image")
 
     # --- logs and health -------------------------------------------------------------------------
 

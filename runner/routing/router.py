@@ -35,7 +35,7 @@ from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.layout import RootLayout
 from runner.store.registry import INVALID, Record, Registry
-from runner.supervision.dialects import EXECUTE_ONLY_VALUES, CallRequest, Dialect
+from runner.supervision.dialects import CallRequest, Dialect, known_strategy
 from runner.supervision.spec import CallOutcome, WorkerSpec
 
 from .activation import ActivationStore, Binding, check_pid
@@ -562,8 +562,8 @@ class Router:
             raise RunnerError(exc.code, f"{name} {version} could not start, nothing was changed: {exc.message}",
                               name=name, version=version, **exc.details) from exc
         # The registry has no dialect for a version installed without the smoke test: ask the pool.
-        dialect = getattr(getattr(pool, "dialect", None), "value", None) or record.get("dialect")
-        if smoke and dialect not in EXECUTE_ONLY_VALUES:
+        strategy = known_strategy(getattr(pool, "dialect", None), record.get("dialect"))
+        if smoke and (strategy is None or strategy.checks_info_on_activation):
             problem = self._smoke(pool)
             if problem is not None:
                 if not was_serving and not self._bound((name, version)):
