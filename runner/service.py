@@ -11,7 +11,6 @@ import dataclasses
 import enum
 import logging
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID
-from runner.supervision.dialects import CallRequest, known_strategy
+from runner.supervision.dialects import CallRequest
 from runner.supervision.sandbox import protections_for
 from runner.supervision.states import SERVING_STATES, State
 from runner.trust import view as trust_view
@@ -106,7 +105,7 @@ class RunnerService:
         registry = Registry(layout)
         installer = Installer(settings, registry)
         supervisor = Supervisor(settings, layout, on_event=metrics.on_event)
-        router = Router(settings, layout, registry, supervisor, installer)
+        router = Router(settings, layout, registry, supervisor, installer, recorder=metrics)
         metrics.add_collector(lambda: trust_view.metric_lines(registry.list(), installer.trust.store))
         return cls(settings, registry, installer, supervisor, router, metrics)
 
@@ -282,32 +281,9 @@ class RunnerService:
     # --- calls -----------------------------------------------------------------------------------
 
     def execute(self, pid: str, request: CallRequest, timeout_s: float | None = None) -> dict[str, Any]:
-        """Run one call on the version active for ``pid``; records metrics either way."""
-        binding = self.router.active().get(pid)
-        if binding is not None:
-            record = self.registry.get(binding.name, binding.version) or {}
-            pool = self._pool(binding.name, binding.version)
-            # The registry has no dialect for a version installed without the smoke test.
-            strategy = known_strategy(getattr(pool, "dialect", None), record.get("dialect"))
-            if strategy is not None:
-                strategy.check_request(binding.name, binding.version, request)
-        started = time.monotonic()
-        try:
-            result = self.router.execute(pid, request, timeout_s=timeout_s)
-        except RunnerError as err:
-            if binding is not None:
-                self.metrics.record_call(binding.name, binding.version, err.name, time.monotonic() - started)
-            raise
-        out = jsonable(result)
-        served = out.get("served_by") or {}
-        status = str(out.get("status"))
-        if status != "OK" and out.get("error_name"):
-            status = str(out["error_name"])
-        latency_ms = out.get("latency_ms")
-        self.metrics.record_call(str(served.get("name") or (binding.name if binding else "")),
-                                 str(served.get("version") or (binding.version if binding else "")), status,
-                                 float(latency_ms) / 1000.0 if isinstance(latency_ms, int | float) else None)
-        return dict(out)
+        """Run one call on the version active for ``pid``. The router resolves the pid once, checks
+        the request against that version's dialect and records the call's metrics either way."""
+        return dict(jsonable(self.router.execute(pid, request, timeout_s=timeout_s)))
 
     # --- logs and health -------------------------------------------------------------------------
 
