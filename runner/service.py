@@ -7,17 +7,16 @@ decision lives below this facade.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.api.metrics import Metrics
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
+from runner.jsonable import jsonable
+from runner.metrics import Metrics
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID
 from runner.supervision.dialects import CallRequest
@@ -35,29 +34,6 @@ _log = logging.getLogger("runner.service")
 Progress = Callable[[str], None]
 #: Name of the worker log file inside ``<root>/logs/<name>/<version>/``.
 WORKER_LOG = "worker.log"
-
-
-def jsonable(value: Any) -> Any:
-    """Dataclasses, enums, paths and containers as plain JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        to_dict = getattr(value, "to_dict", None)
-        if callable(to_dict):
-            return jsonable(to_dict())
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict):
-        return jsonable(to_dict())
-    return str(value)
 
 
 def smoke_to_report(name: str, version: str, smoke: dict[str, Any], rerun: bool) -> dict[str, Any]:
@@ -187,7 +163,7 @@ class RunnerService:
 
         name, version = str(record["name"]), str(record["version"])
         package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
-        python = self.layout.venv_dir(name, version) / "bin" / "python"
+        python = self.layout.venv_python(name, version)
         try:
             manifest = load_manifest(package_dir / "manifest.json", pids_required=False)
         except (OSError, ManifestError) as exc:

@@ -482,7 +482,7 @@ class Router:
         version_dir = self.layout.version_dir(name, version)
         package_rel = record.get("package_dir")
         package_dir = version_dir / str(package_rel) if package_rel else version_dir
-        venv_python = self.layout.venv_dir(name, version) / "bin" / "python"
+        venv_python = self.layout.venv_python(name, version)
         recorded = record.get("python")
         python = venv_python if venv_python.exists() or not recorded else Path(str(recorded))
         entry = record.get("entry_point")
