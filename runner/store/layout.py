@@ -124,6 +124,11 @@ class RootLayout:
         return self.root / ".wheelhouse"
 
     @property
+    def virtualenv_app_data(self) -> Path:
+        """virtualenv's cache (embedded seed wheels), used when venvs are built without uv."""
+        return self.root / ".virtualenv"
+
+    @property
     def drop_state_file(self) -> Path:
         """What the drop-folder watcher has seen (so a restart does not install a zip twice)."""
         return self.root / ".drop-state.json"
