@@ -7,22 +7,19 @@ decision lives below this facade.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import logging
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procvision_algorithm_sdk.errors import ErrorCode
-from runner.api.metrics import Metrics
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
+from runner.jsonable import jsonable
+from runner.metrics import Metrics
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID
-from runner.supervision.dialects import EXECUTE_ONLY_VALUES, CallRequest
+from runner.supervision.dialects import CallRequest
 from runner.supervision.sandbox import protections_for
 from runner.supervision.states import SERVING_STATES, State
 from runner.trust import view as trust_view
@@ -37,29 +34,6 @@ _log = logging.getLogger("runner.service")
 Progress = Callable[[str], None]
 #: Name of the worker log file inside ``<root>/logs/<name>/<version>/``.
 WORKER_LOG = "worker.log"
-
-
-def jsonable(value: Any) -> Any:
-    """Dataclasses, enums, paths and containers as plain JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        to_dict = getattr(value, "to_dict", None)
-        if callable(to_dict):
-            return jsonable(to_dict())
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict):
-        return jsonable(to_dict())
-    return str(value)
 
 
 def smoke_to_report(name: str, version: str, smoke: dict[str, Any], rerun: bool) -> dict[str, Any]:
@@ -107,7 +81,8 @@ class RunnerService:
         registry = Registry(layout)
         installer = Installer(settings, registry)
         supervisor = Supervisor(settings, layout, on_event=metrics.on_event)
-        router = Router(settings, layout, registry, supervisor, installer, admit=installer.trust.check_activation)
+        router = Router(settings, layout, registry, supervisor, installer, recorder=metrics,
+                        admit=installer.trust.check_activation)
         metrics.add_collector(lambda: trust_view.metric_lines(registry.list(), installer.trust.store))
         return cls(settings, registry, installer, supervisor, router, metrics)
 
@@ -189,7 +164,7 @@ class RunnerService:
 
         name, version = str(record["name"]), str(record["version"])
         package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
-        python = self.layout.venv_dir(name, version) / "bin" / "python"
+        python = self.layout.venv_python(name, version)
         try:
             manifest = load_manifest(package_dir / "manifest.json", pids_required=False)
         except (OSError, ManifestError) as exc:
@@ -283,46 +258,9 @@ class RunnerService:
     # --- calls -----------------------------------------------------------------------------------
 
     def execute(self, pid: str, request: CallRequest, timeout_s: float | None = None) -> dict[str, Any]:
-        """Run one call on the version active for ``pid``; records metrics either way."""
-        binding = self.router.active().get(pid)
-        if binding is not None:
-            record = self.registry.get(binding.name, binding.version) or {}
-            pool = self._pool(binding.name, binding.version)
-            # The registry has no dialect for a version installed without the smoke test.
-            live = getattr(getattr(pool, "dialect", None), "value", None)
-            if (live or record.get("dialect")) in EXECUTE_ONLY_VALUES:
-                self._check_execute_only(binding.name, binding.version, request)
-        started = time.monotonic()
-        try:
-            result = self.router.execute(pid, request, timeout_s=timeout_s)
-        except RunnerError as err:
-            if binding is not None:
-                self.metrics.record_call(binding.name, binding.version, err.name, time.monotonic() - started)
-            raise
-        out = jsonable(result)
-        served = out.get("served_by") or {}
-        status = str(out.get("status"))
-        if status != "OK" and out.get("error_name"):
-            status = str(out["error_name"])
-        latency_ms = out.get("latency_ms")
-        self.metrics.record_call(str(served.get("name") or (binding.name if binding else "")),
-                                 str(served.get("version") or (binding.version if binding else "")), status,
-                                 float(latency_ms) / 1000.0 if isinstance(latency_ms, int | float) else None)
-        return dict(out)
-
-    @staticmethod
-    def _check_execute_only(name: str, version: str, request: CallRequest) -> None:
-        """Refuse up front what an execute-only worker (public SDK 0.3.x) cannot run."""
-        if request.phase == "pre":
-            raise RunnerError(PackageErrorCode.INVALID_REQUEST,
-                              f"{name} {version} is an execute-only worker (public SDK 0.3.x style): "
-                              "it has no 'pre' phase; send phase=execute with the image and guide_image",
-                              name=name, version=version, phase="pre")
-        if request.guide_image is None:
-            raise RunnerError(ErrorCode.INVALID_PARAMS,
-                              f"{name} {version} is an execute-only worker (public SDK 0.3.x style): it needs the "
-                              "guide image too; send it as the multipart file 'guide_image'",
-                              name=name, version=version, field="guide_image")
+        """Run one call on the version active for ``pid``. The router resolves the pid once, checks
+        the request against that version's dialect and records the call's metrics either way."""
+        return dict(jsonable(self.router.execute(pid, request, timeout_s=timeout_s)))
 
     # --- logs and health -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from procvision_algorithm_sdk.errors import ErrorCode
 from runner.errors import PackageErrorCode, RunnerError, code_name
+from runner.jsonable import jsonable
 from runner.store.space import disk_full, is_disk_full
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -111,7 +112,7 @@ def problem_dict(code: str, message: str, details: dict[str, Any] | None = None,
         "detail": message,
         "code": str(code),
         "name": name,
-        "details": _jsonable(details or {}),
+        "details": jsonable(details or {}),
     }
 
 
@@ -131,16 +132,6 @@ def error_response(err: RunnerError) -> JSONResponse:
     problem = problem_from_error(err)
     headers = {"WWW-Authenticate": "Bearer"} if problem["status"] == 401 else None
     return problem_response(problem, headers)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 STAGES = ("checking", "extracting", "creating venv", "installing", "smoke test", "publishing")
 MARKER = ".procvision-install.json"
-#: Content-addressed hard links of installed wheels (stable paths make uv's cache hit; see venv.py).
-WHEELHOUSE = ".wheelhouse"
 REQUIREMENTS_FILE = ".procvision-requirements.txt"
 MAX_SMALL_FILE = 1024 * 1024
 
@@ -300,7 +298,7 @@ class Installer:
             wheels_dir = staging / package.layout.wheels_dir
             if tool == "uv":
                 chosen = [wheels_dir / w.filename for w in plan.resolution.chosen.values()]
-                find_links = venv.wheelhouse_links(self.layout.root / WHEELHOUSE, chosen)
+                find_links = venv.wheelhouse_links(self.layout.wheelhouse, chosen)
             else:
                 find_links = [wheels_dir]
             venv.install_requirements(self.settings, tool, staging / "venv", find_links, requirements, env)
@@ -331,7 +329,7 @@ class Installer:
             "name": manifest.name, "version": manifest.version, "supported_pids": list(manifest.supported_pids),
             "state": INSTALLED, "created_at": now, "updated_at": now, "zip_sha256": sha, "zip_name": zip_name,
             "python": plan.interpreter.path, "python_version": plan.interpreter.version_str,
-            "venv_python": str(self.layout.venv_dir(manifest.name, manifest.version) / "bin" / "python"),
+            "venv_python": str(self.layout.venv_python(manifest.name, manifest.version)),
             "dialect": (report or {}).get("dialect"),
             "sdk_version": (report or {}).get("sdk_version") or (str(sdk.version) if sdk else None),
             "entry_point": manifest.entry_point, "package_dir": package_rel, "last_error": None, "smoke": report,
@@ -445,7 +443,7 @@ class Installer:
 
     def _prune_wheelhouse(self) -> None:
         """Drop wheelhouse links no deployed version shares any more (link count 1)."""
-        wheelhouse = self.layout.root / WHEELHOUSE
+        wheelhouse = self.layout.wheelhouse
         if not wheelhouse.is_dir():
             return
         for folder in wheelhouse.iterdir():

@@ -1,11 +1,12 @@
 """Install smoke test: talk to a freshly built package through the real worker protocol.
 
 Starts the adapter from the new venv (cwd = the package folder, environment from
-``worker_environment``), waits for hello, tells the dialect, then:
+``worker_environment``) and runs the same handshake as a served worker (``launch.handshake``: hello,
+dialect, proof that the algorithm loaded). Then the dialect's smoke plan (``smoke_phases``):
 
-* procvision / public phase (0.0.7): ``info`` (name, version, supported_pids must match the manifest),
+* phase style (ours, public 0.0.7): ``info`` (name, version, supported_pids must match the manifest),
   ``pre`` and ``execute`` on a synthetic image for the first pid and step;
-* public execute-only (0.3.x): one ``execute`` with two synthetic images.
+* execute-only style (ours, public 0.3.x): one ``execute`` with two synthetic images.
 
 Results are schema-checked. An algorithm answering status ERROR (or raising) on a synthetic image is
 accepted and recorded; a crash, a timeout, a protocol error, a schema violation or an info mismatch
@@ -29,19 +30,10 @@ from procvision_algorithm_sdk.errors import ErrorCode
 from procvision_algorithm_sdk.manifest import Manifest
 from procvision_algorithm_sdk.schema import Issue, check_execute_result, check_info, check_pre_result
 
-from .. import __version__ as runner_version
 from ..config import Settings
 from ..supervision.containment import choose_containment
-from ..supervision.dialects import (
-    IMPORT_BEFORE_HELLO_CAPABILITY,
-    CallRequest,
-    Dialect,
-    ImageHandoff,
-    ImageInput,
-    build_call_data,
-    detect_dialect,
-)
-from ..supervision.launch import worker_command
+from ..supervision.dialects import CallRequest, DialectStrategy, ImageHandoff
+from ..supervision.launch import handshake, worker_command
 from ..supervision.spec import WorkerSpec
 
 #: Error frames that mean the worker or its result is broken, not that the algorithm declined the image.
@@ -102,10 +94,10 @@ class _Run:
         self.step(name, "FAIL", message, **extra)
         return SmokeFailure(f"smoke test step '{name}' failed: {message}", self.report)
 
-    def call(self, client: AdapterClient, handoff: ImageHandoff, dialect: Dialect, request: CallRequest,
+    def call(self, client: AdapterClient, handoff: ImageHandoff, strategy: DialectStrategy, request: CallRequest,
              cap_s: float, name: str) -> dict[str, Any]:
         try:
-            data = build_call_data(dialect, request, handoff)
+            data = strategy.build_call(request, handoff)
             return client.call(data, timeout=self.remaining(cap_s))
         except WorkerFailure as exc:
             raise self.fail(name, f"{type(exc).__name__}: {exc.message}", error_code=exc.error_code,
@@ -130,6 +122,18 @@ class _Run:
             raise self.fail(name, "; ".join(str(i) for i in issues), issues=[str(i) for i in issues])
         self.step(name, "PASS", str(frame.get("message") or ""), status=frame.get("status"),
                   result_status=(frame.get("data") or {}).get("result_status"))
+
+
+def _check_info(run: _Run, frame: dict[str, Any], manifest: Manifest) -> dict[str, Any] | None:
+    """Judge the smoke test's info reply; returns the info (for the first step's index)."""
+    if frame.get("type") != protocol.RESULT or frame.get("status") != "OK":
+        raise run.fail("info", f"get_info() failed: {frame.get('error_code', '')} {frame.get('message', '')}")
+    info = (frame.get("data") or {}).get("info")
+    issues = check_info(info, manifest, first_step_index=0)  # 0: the public 0.0.7 template
+    if issues:
+        raise run.fail("info", "; ".join(str(i) for i in issues), issues=[str(i) for i in issues])
+    run.step("info", "PASS", "name, version and supported_pids match the manifest")
+    return info if isinstance(info, dict) else None
 
 
 def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest: Manifest,
@@ -161,57 +165,33 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
                            stderr_tail_lines=settings.stderr_tail_lines)
     try:
         try:
-            hello = client.start(run.remaining(settings.handshake_timeout_ms / 1000.0),
-                                 protocol.make_runner_hello(runner_version, settings.heartbeat_interval_ms,
-                                                            settings.heartbeat_grace_ms))
+            # The handshake proves the algorithm loaded, as it does for a served worker (public adapters
+            # import it after their hello): the calls below then get their own deadlines.
+            hello, dialect, _ = handshake(client, settings, run.remaining)
         except WorkerFailure as exc:
             raise run.fail("hello", exc.message, error_code=exc.error_code, exit_code=exc.exit_code,
                            stderr_tail=exc.stderr_tail[-20:]) from exc
-        dialect = detect_dialect(hello)
+        strategy = dialect.strategy
         report["dialect"] = dialect.value
         report["sdk_version"] = hello.get("sdk_version")
         run.step("hello", "PASS", f"dialect {dialect.value}, sdk {hello.get('sdk_version')}")
         handoff = ImageHandoff(dialect, shm_dir, command.segment_dir)
         pid = manifest.supported_pids[0] if manifest.supported_pids else ""  # 0.3.x manifests list none
-        # Public adapters say hello before importing the algorithm: the import (a model load) happens
-        # during the first call, so that call gets the handshake deadline, not the short call deadline.
-        loaded = IMPORT_BEFORE_HELLO_CAPABILITY in client.capabilities
-        handshake_s = settings.handshake_timeout_ms / 1000.0
-
-        def first_cap(cap_s: float) -> float:
-            nonlocal loaded
-            if loaded:
-                return cap_s
-            loaded = True
-            return max(cap_s, handshake_s)
-
-        if dialect.execute_only:
-            request = CallRequest(phase="execute", step_index=_first_step(manifest, None), pid=pid,
-                                  image=ImageInput(array=synthetic_image(0)),
-                                  guide_image=ImageInput(array=synthetic_image(1)), step_desc="smoke test")
-            frame = run.call(client, handoff, dialect, request, first_cap(settings.execute_timeout_ms / 1000.0),
-                             "execute")
-            run.judge("execute", frame, lambda r: check_execute_result(r, settings.max_defects))
-        else:
-            frame = run.call(client, handoff, dialect, CallRequest(phase="info"),
-                             first_cap(settings.info_timeout_ms / 1000.0), "info")
-            if frame.get("type") != protocol.RESULT or frame.get("status") != "OK":
-                raise run.fail("info", f"get_info() failed: {frame.get('error_code', '')} {frame.get('message', '')}")
-            info = (frame.get("data") or {}).get("info")
-            issues = check_info(info, manifest, first_step_index=0)  # 0: the public 0.0.7 template
-            if issues:
-                raise run.fail("info", "; ".join(str(i) for i in issues), issues=[str(i) for i in issues])
-            run.step("info", "PASS", "name, version and supported_pids match the manifest")
-            step_index = _first_step(manifest, info if isinstance(info, dict) else None)
-            session = f"smoke-{os.getpid()}-{int(started * 1000)}"
-            for phase, cap_ms, check in (
-                    ("pre", settings.pre_execute_timeout_ms, check_pre_result),
-                    ("execute", settings.execute_timeout_ms,
-                     lambda r: check_execute_result(r, settings.max_defects))):
-                request = CallRequest(phase=phase, step_index=step_index, pid=pid, session_id=session,
-                                      image=ImageInput(array=synthetic_image(0)), end_session=phase == "execute")
-                frame = run.call(client, handoff, dialect, request, cap_ms / 1000.0, phase)
-                run.judge(phase, frame, check)
+        images = (synthetic_image(0), synthetic_image(1))
+        session = f"smoke-{os.getpid()}-{int(started * 1000)}"
+        checks: dict[str, tuple[int, Callable[[Any], list[Issue]]]] = {
+            "pre": (settings.pre_execute_timeout_ms, check_pre_result),
+            "execute": (settings.execute_timeout_ms, lambda r: check_execute_result(r, settings.max_defects))}
+        info: dict[str, Any] | None = None
+        for phase in strategy.smoke_phases:
+            request = strategy.smoke_request(phase, _first_step(manifest, info), pid, session, images)
+            if phase == "info":
+                info = _check_info(run, run.call(client, handoff, strategy, request,
+                                                 settings.info_timeout_ms / 1000.0, "info"), manifest)
+                continue
+            cap_ms, check = checks[phase]
+            frame = run.call(client, handoff, strategy, request, cap_ms / 1000.0, phase)
+            run.judge(phase, frame, check)
         if not client.alive:
             failure = client.failure
             raise run.fail("shutdown", f"worker died after the calls: {failure.message if failure else ''}")

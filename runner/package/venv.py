@@ -2,7 +2,7 @@
 
 uv: ``python -m uv venv --python X venv`` then ``uv pip install --offline --no-index --find-links wheels
 -r reqs`` with ``UV_CACHE_DIR`` = settings.uv_cache, so versions sharing wheels link them from the cache
-in a fraction of a second. pip: ``X -m venv venv`` then ``venv/bin/python -m pip install --no-index
+in a fraction of a second. pip: ``virtualenv --python X venv`` then ``venv/bin/python -m pip install --no-index
 --find-links wheels -r reqs``. Every step has a deadline; a failing or late step is RunnerError 2005
 with the tail of the tool's output.
 
@@ -115,7 +115,11 @@ def create_venv(settings: Settings, tool: str, interpreter: str, venv_dir: Path,
     if tool == "uv":
         argv = [sys.executable, "-m", "uv", "venv", "--quiet", "--python", interpreter, "--no-project", str(venv_dir)]
     else:
-        argv = [interpreter, "-m", "venv", str(venv_dir)]
+        # virtualenv (a runner dependency) rather than the target's own ``-m venv``: it works for
+        # interpreters without ensurepip (Debian's python3 without python3-venv) and seeds pip from
+        # the wheels it embeds, offline. Its cache lives under the root, not in a home folder.
+        argv = [sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "--no-periodic-update",
+                "--app-data", str(settings.layout.virtualenv_app_data), "--python", interpreter, str(venv_dir)]
     run_step(argv, settings.venv_timeout_s, f"creating the venv with {tool}", env)
     if not venv_python(venv_dir).exists():
         raise RunnerError(PackageErrorCode.INSTALL_FAILED, f"{tool} reported success but {venv_python(venv_dir)} "

@@ -52,6 +52,7 @@ from procvision_algorithm_sdk.zipsafety import ZipProblem, read_end_record
 
 from ..config import Settings
 from ..errors import PackageErrorCode, RunnerError
+from ..jsonable import jsonable
 from ..store.atomic import read_json, write_json_atomic
 from ..store.registry import utc_now
 from .archive import CHUNK
@@ -187,7 +188,7 @@ class DropFolderWatcher:
         self.on_result = on_result
         self.layout = settings.layout
         self.folder = self.layout.zips
-        self.state_file = self.layout.root / ".drop-state.json"
+        self.state_file = self.layout.drop_state_file
         self._cond = threading.Condition()
         self._pending: dict[Path, _Pending] = {}
         self._writing: set[Path] = set()
@@ -512,7 +513,7 @@ class DropFolderWatcher:
         target = rejected / path.name
         if os.path.lexists(target):
             target = rejected / f"{path.stem}-{int(time.time() * 1000)}{path.suffix}"
-        body = json.loads(json.dumps({**error.to_dict(), "zip": path.name, "rejected_at": utc_now()}, default=str))
+        body = jsonable({**error.to_dict(), "zip": path.name, "rejected_at": utc_now()})
         error_file = target.with_name(target.name + ".error.json")
         write_json_atomic(error_file, body)
         try:

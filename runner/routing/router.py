@@ -1,18 +1,12 @@
 """Routes calls for a product id (pid) to the worker pool of the version bound to it, and moves pids
 between versions without dropping a call.
 
-Concurrency model:
-
-- management operations (activate, switch, rollback, deactivate, uninstall, start/stop/restart) are
-  serialised by one re-entrant lock; they may block for seconds (worker start, drain);
-- the pid -> version table is copy-on-write: ``execute`` reads the current dict once, and a flip
-  replaces the whole dict under the state condition, so a call sees the old or the new table;
-- the state condition also guards the per-version in-flight counters and the session pins; every
-  call increments its version's counter in the same critical section that resolves the version, so
-  "no call in flight for the old version" is exact when a switch retires it;
-- a session (same session id on the same pid) stays on the version its first call went to; a
-  retiring version keeps serving its sessions until they have been idle for ``session_grace_s``
-  (or the drain deadline passes), then its worker is stopped.
+Management operations (activate, switch, rollback, deactivate, uninstall, start/stop/restart) are
+serialised by one re-entrant lock; they may block for seconds (worker start, drain). The pid ->
+version table, the calls in flight and the session pins are a ``RouteTable`` (table.py, where its
+concurrency model is described); which version a rollback returns to and which versions are pruned
+is decided in retention.py. A call resolves its pid once (``RouteTable.enter``), and the request is
+checked against the dialect of the version it resolved to.
 
 ``execute`` raises RunnerError only for routing failures (unbound pid, bad request, worker
 unavailable or queue full); algorithm and worker failures come back as an ERROR ExecutionResult.
@@ -24,7 +18,6 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,21 +28,35 @@ from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.layout import RootLayout
 from runner.store.registry import INVALID, Record, Registry
-from runner.supervision.dialects import EXECUTE_ONLY_VALUES, CallRequest, Dialect
+from runner.supervision.dialects import CallRequest, Dialect, known_strategy
 from runner.supervision.spec import CallOutcome, WorkerSpec
+from runner.supervision.states import SERVING_STATES, State
 
 from .activation import ActivationStore, Binding, check_pid
 from .results import normalise
+from .retention import prune_candidates, rollback_target
+from .table import SESSION_PIN_CAPACITY, RouteTable, VersionKey
 
 _log = logging.getLogger(__name__)
 
-VersionKey = tuple[str, str]
-#: Session pins kept at most (least recently used dropped first).
-SESSION_PIN_CAPACITY = 10000
+__all__ = ["ExecutionResult", "Router", "PoolLike", "SupervisorLike", "InstallerLike", "CallRecorder",
+           "SESSION_PIN_CAPACITY", "VersionKey"]
 
 
 class PoolLike(Protocol):
-    """What the router uses of the supervisor's ``VersionPool``."""
+    """What the router (and the service) use of the supervisor's ``VersionPool``."""
+
+    @property
+    def spec(self) -> WorkerSpec: ...
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def dialect(self) -> Dialect | None: ...
+
+    @property
+    def last_error(self) -> dict[str, Any] | None: ...
 
     def call(self, request: CallRequest, timeout_s: float | None = None) -> CallOutcome: ...
 
@@ -57,13 +64,17 @@ class PoolLike(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def ready_budget_s(self) -> float: ...
+
+    def wait_first_attempt(self, timeout_s: float) -> bool: ...
+
 
 class SupervisorLike(Protocol):
     """What the router uses of ``runner.supervision.supervisor.Supervisor``."""
 
-    def start(self, spec: WorkerSpec, wait_ready: bool = True) -> Any: ...
+    def start(self, spec: WorkerSpec, wait_ready: bool = True) -> PoolLike: ...
 
-    def get(self, name: str, version: str) -> Any: ...
+    def get(self, name: str, version: str) -> PoolLike | None: ...
 
     def stop(self, name: str, version: str, drain_timeout_s: float) -> Any: ...
 
@@ -74,6 +85,12 @@ class InstallerLike(Protocol):
     """What the router uses of ``runner.package.installer.Installer``."""
 
     def remove(self, name: str, version: str) -> Any: ...
+
+
+class CallRecorder(Protocol):
+    """Where the router reports each execute call (the service's metrics)."""
+
+    def record_call(self, name: str, version: str, status: str, latency_s: float | None) -> None: ...
 
 
 @dataclass
@@ -97,12 +114,6 @@ class ExecutionResult:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class _Pin:
-    key: VersionKey
-    last_used: float
-
-
 def _version_label(key: VersionKey) -> str:
     return f"{key[0]} {key[1]}"
 
@@ -118,7 +129,7 @@ class Router:
 
     def __init__(self, settings: Settings, layout: RootLayout, registry: Registry, supervisor: SupervisorLike,
                  installer: InstallerLike, *, session_grace_s: float = 2.0,
-                 drain_timeout_s: float | None = None,
+                 drain_timeout_s: float | None = None, recorder: CallRecorder | None = None,
                  admit: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.settings = settings
         self.layout = layout
@@ -129,30 +140,40 @@ class Router:
         # Refuses a version that may not serve (the trust gate: its signer is no longer trusted);
         # activate and switch are checked by the service, rollback's targets only exist here.
         self._admit = admit
-        self.session_grace_s = session_grace_s
         longest_call_s = max(settings.execute_timeout_ms, settings.pre_execute_timeout_ms) / 1000
-        self.drain_timeout_s = drain_timeout_s if drain_timeout_s is not None else (
-            longest_call_s * (settings.max_retries + 1) + settings.shutdown_grace_s)
+        self.table = RouteTable(session_grace_s, drain_timeout_s if drain_timeout_s is not None else (
+            longest_call_s * (settings.max_retries + 1) + settings.shutdown_grace_s))
+        self.recorder = recorder
         self._ops = threading.RLock()
-        self._cond = threading.Condition()
-        self._routes: dict[str, Binding] = {}
-        self._inflight: dict[VersionKey, int] = {}
-        self._pins: OrderedDict[tuple[str, str], _Pin] = OrderedDict()
-        self._closing: set[VersionKey] = set()
-        self._flipped_at: dict[str, float] = {}  # pid -> monotonic time of its last flip
         self.resume_errors: dict[str, dict[str, Any]] = {}
+
+    @property
+    def session_grace_s(self) -> float:
+        """How long a retiring version waits for an idle session to come back (the table's rule)."""
+        return self.table.session_grace_s
+
+    @session_grace_s.setter
+    def session_grace_s(self, value: float) -> None:
+        self.table.session_grace_s = value
+
+    @property
+    def drain_timeout_s(self) -> float:
+        """The longest a retiring version waits in total."""
+        return self.table.drain_timeout_s
+
+    @drain_timeout_s.setter
+    def drain_timeout_s(self, value: float) -> None:
+        self.table.drain_timeout_s = value
 
     # --- reading -------------------------------------------------------------------------------
 
     def active(self) -> dict[str, Binding]:
         """The current bindings, by pid."""
-        with self._cond:
-            return dict(self._routes)
+        return self.table.bindings()
 
     def in_flight(self, name: str, version: str) -> int:
         """Calls the router has sent (or is sending) to ``name``/``version`` right now."""
-        with self._cond:
-            return self._inflight.get((name, version), 0)
+        return self.table.in_flight((name, version))
 
     def history(self, pid: str) -> list[Binding]:
         """Past and current bindings of ``pid``, oldest first."""
@@ -171,10 +192,9 @@ class Router:
         """
         with self._ops:
             bindings = self.store.all()
-            with self._cond:
-                self._routes = dict(bindings)
+            self.table.load(bindings)
             self.resume_errors = {}
-            started: list[tuple[VersionKey, Any]] = []
+            started: list[tuple[VersionKey, PoolLike]] = []
             for key in sorted({b.key for b in bindings.values()}):
                 try:
                     record = self._require_installed(*key)
@@ -186,16 +206,15 @@ class Router:
                 except RunnerError as exc:
                     self.resume_errors[_version_label(key)] = exc.to_dict()
                     _log.warning("could not start %s at resume: %s", _version_label(key), exc)
-            deadline = time.monotonic() + max((_ready_budget(p) for _, p in started), default=0.0)
+            deadline = time.monotonic() + max((p.ready_budget_s() for _, p in started), default=0.0)
             for key, pool in started:
-                waiter = getattr(pool, "wait_first_attempt", None)
-                if waiter is None or waiter(max(0.0, deadline - time.monotonic())) or _serving(pool):
+                if pool.wait_first_attempt(max(0.0, deadline - time.monotonic())) or _serving(pool):
                     continue
-                last = getattr(pool, "last_error", None) or {}
+                last = pool.last_error or {}
                 down = RunnerError(ErrorCode.WORKER_UNAVAILABLE,
                                    f"{_version_label(key)} did not start at resume: "
                                    f"{last.get('reason', 'no worker became ready')}; it keeps restarting "
-                                   "with backoff", state=str(getattr(pool.state, "value", pool.state)),
+                                   "with backoff", state=pool.state.value,
                                    last_error=last or None)
                 self.resume_errors[_version_label(key)] = down.to_dict()
                 _log.warning("%s", down.message)
@@ -289,11 +308,7 @@ class Router:
                 raise RunnerError(PackageErrorCode.NOT_FOUND, f"pid(s) {unbound} have no active version",
                                   pids=unbound)
             self.store.unbind(pids)
-            with self._cond:
-                routes = dict(self._routes)
-                for pid in pids:
-                    routes.pop(pid, None)
-                self._routes = routes
+            self.table.unbind(pids)
             self._retire_unused({current[p].key for p in pids})
 
     def uninstall(self, name: str, version: str, force: bool = False) -> None:
@@ -321,9 +336,7 @@ class Router:
                                   in_flight=busy)
             if bound:
                 self.store.unbind(bound)
-                with self._cond:
-                    routes = {p: b for p, b in self._routes.items() if b.key != key}
-                    self._routes = routes
+                self.table.unbind_version(key)
             self._retire(key, session_grace_s=0.0)
             self.installer.remove(name, version)
 
@@ -365,27 +378,31 @@ class Router:
         outcome: CallOutcome | None = None
         key: VersionKey | None = None
         for attempt in range(2):
-            key = self._enter(pid, request.session_id)
+            key = self.table.enter(pid, request.session_id)  # the one place the pid is resolved
             try:
-                outcome = self._call(key, pid, request, timeout_s)
-            except RunnerError as exc:
-                if not (attempt == 0 and exc.code == ErrorCode.WORKER_UNAVAILABLE.value and self._moved(pid, key)):
-                    raise
+                self._check_request(key, request)
+                try:
+                    outcome = self._call(key, pid, request, timeout_s)
+                except RunnerError as exc:
+                    if not (attempt == 0 and exc.code == ErrorCode.WORKER_UNAVAILABLE.value
+                            and self.table.moved(pid, key)):
+                        self._record(key, exc.name, time.monotonic() - started)
+                        raise
             finally:
-                self._leave(key, pid, request.session_id, request.end_session)
+                self.table.leave(key, pid, request.session_id, request.end_session)
             if outcome is not None and not (attempt == 0 and outcome.error_code == ErrorCode.WORKER_UNAVAILABLE.value
-                                            and self._moved(pid, key)):
+                                            and self.table.moved(pid, key)):
                 break
             # The version this call resolved to was retired between resolving and calling; the
             # pid's current version takes the call instead.
-            self._drop_pin(pid, request.session_id, key)
+            self.table.drop_pin(pid, request.session_id, key)
             outcome = None
         assert outcome is not None and key is not None
         checked = normalise(request.phase, outcome, self.settings.max_defects)
         details = dict(outcome.details)
         if checked.issues:
             details["issues"] = checked.issues
-        return ExecutionResult(
+        result = ExecutionResult(
             status=checked.status, message=checked.message, data=checked.data, error_code=checked.error_code,
             error_name=checked.error_name,
             served_by={"name": key[0], "version": key[1], "worker_pid": outcome.worker_pid,
@@ -393,6 +410,24 @@ class Router:
                        else str(outcome.dialect)},
             latency_ms=(time.monotonic() - started) * 1000, session_id=request.session_id,
             phase=request.phase, step_index=request.step_index, retries=outcome.retries, details=details)
+        status = result.status if result.status == "OK" or not result.error_name else result.error_name
+        self._record(key, status, result.latency_ms / 1000.0)
+        return result
+
+    def _record(self, key: VersionKey, status: str, latency_s: float | None) -> None:
+        if self.recorder is not None:
+            self.recorder.record_call(key[0], key[1], status, latency_s)
+
+    def _check_request(self, key: VersionKey, request: CallRequest) -> None:
+        """Refuse up front what the workers of ``key`` cannot run (by their dialect's rules)."""
+        pool = self.supervisor.get(*key)
+        live = pool.dialect if pool is not None else None
+        # Before its first worker said hello, the registry's record tells (none for a version
+        # installed without the smoke test); the registry is read only then, off the hot path.
+        recorded = (self.registry.get(*key) or {}).get("dialect") if live is None else None
+        strategy = known_strategy(live, recorded)
+        if strategy is not None:
+            strategy.check_request(key[0], key[1], request)
 
     # --- routing internals ---------------------------------------------------------------------
 
@@ -406,87 +441,8 @@ class Router:
         outcome: CallOutcome = pool.call(request, timeout_s)
         return outcome
 
-    def _enter(self, pid: str, session_id: str | None) -> VersionKey:
-        """Resolve ``pid`` (and its session) to a version and count the call in flight, atomically."""
-        with self._cond:
-            binding = self._routes.get(pid)
-            if binding is None:
-                raise RunnerError(PackageErrorCode.NOT_FOUND,
-                                  f"no algorithm version is active for pid {pid!r} "
-                                  f"({ErrorCode.INVALID_PID.value} {ErrorCode.INVALID_PID.error_name}); "
-                                  "activate a version that supports it first",
-                                  pid=pid, runtime_code=ErrorCode.INVALID_PID.value)
-            key = binding.key
-            if session_id:
-                pin_key = (pid, session_id)
-                pin = self._pins.get(pin_key)
-                now = time.monotonic()
-                if pin is not None and self._honour(pin, binding, now):
-                    key = pin.key
-                    pin.last_used = now
-                    self._pins.move_to_end(pin_key)
-                else:
-                    self._pins[pin_key] = _Pin(key, now)
-                    self._pins.move_to_end(pin_key)
-                    while len(self._pins) > SESSION_PIN_CAPACITY:
-                        self._pins.popitem(last=False)
-            self._inflight[key] = self._inflight.get(key, 0) + 1
-            return key
-
-    def _honour(self, pin: _Pin, binding: Binding, now: float) -> bool:
-        """Whether a session still goes to the version it began on (caller holds ``_cond``).
-
-        On the pid's current version: always. On an older one: while that version is not being
-        stopped, the session keeps coming back within ``session_grace_s`` (counted from the later of
-        its last call and the flip), and the flip is less than ``drain_timeout_s`` ago; a session id
-        that is never ended cannot keep an old version alive for ever.
-        """
-        if pin.key == binding.key:
-            return True
-        if pin.key in self._closing:
-            return False
-        flipped = self._flipped_at.get(binding.pid, 0.0)
-        return now - max(pin.last_used, flipped) < self.session_grace_s and now - flipped < self.drain_timeout_s
-
-    def _leave(self, key: VersionKey, pid: str, session_id: str | None, end_session: bool) -> None:
-        with self._cond:
-            left = self._inflight.get(key, 0) - 1
-            if left > 0:
-                self._inflight[key] = left
-            else:
-                self._inflight.pop(key, None)
-            if session_id:
-                pin = self._pins.get((pid, session_id))
-                if pin is not None:
-                    if end_session:
-                        del self._pins[(pid, session_id)]
-                    else:
-                        pin.last_used = time.monotonic()
-            self._cond.notify_all()
-
-    def _moved(self, pid: str, key: VersionKey) -> bool:
-        with self._cond:
-            binding = self._routes.get(pid)
-            return binding is not None and binding.key != key
-
-    def _drop_pin(self, pid: str, session_id: str | None, key: VersionKey) -> None:
-        if not session_id:
-            return
-        with self._cond:
-            pin = self._pins.get((pid, session_id))
-            if pin is not None and pin.key == key:
-                del self._pins[(pid, session_id)]
-
     def _flip(self, bindings: Iterable[Binding]) -> None:
-        with self._cond:
-            routes = dict(self._routes)
-            now = time.monotonic()
-            for binding in bindings:
-                routes[binding.pid] = binding
-                self._flipped_at[binding.pid] = now
-            self._routes = routes
-
-    # --- management internals ------------------------------------------------------------------
+        self.table.flip(bindings)
 
     def _check_pids(self, pids: Sequence[str]) -> list[str]:
         if isinstance(pids, str) or not isinstance(pids, Sequence) or not pids:
@@ -526,8 +482,7 @@ class Router:
 
     def _bound_limit(self, key: VersionKey) -> int | None:
         """The memory limit of ``key``'s newest current binding (None: the setting applies)."""
-        with self._cond:
-            bound = [b for b in self._routes.values() if b.key == key]
+        bound = [b for b in self.table.bindings().values() if b.key == key]
         return max(bound, key=lambda b: b.activated_at).memory_limit_mb if bound else None
 
     def _spec(self, record: Record, memory_limit_mb: int | None = None) -> WorkerSpec:
@@ -535,27 +490,26 @@ class Router:
         version_dir = self.layout.version_dir(name, version)
         package_rel = record.get("package_dir")
         package_dir = version_dir / str(package_rel) if package_rel else version_dir
-        venv_python = self.layout.venv_dir(name, version) / "bin" / "python"
+        venv_python = self.layout.venv_python(name, version)
         recorded = record.get("python")
         python = venv_python if venv_python.exists() or not recorded else Path(str(recorded))
         entry = record.get("entry_point")
         return WorkerSpec(name=name, version=version, version_dir=version_dir, package_dir=package_dir,
                           python=python, entry_point=str(entry) if entry else None, memory_limit_mb=memory_limit_mb)
 
-    def _ensure_started(self, record: Record, memory_limit_mb: int | None) -> Any:
+    def _ensure_started(self, record: Record, memory_limit_mb: int | None) -> PoolLike:
         """The version's pool, started (and ready) if it was not serving; restarted if it runs
         with another memory limit."""
         name, version = str(record["name"]), str(record["version"])
         spec = self._spec(record, memory_limit_mb)
         pool = self.supervisor.get(name, version)
-        running = getattr(pool, "spec", spec)
-        if pool is not None and _serving(pool) and running == spec:
+        if pool is not None and _serving(pool) and pool.spec == spec:
             return pool
         if pool is not None and _serving(pool):
             self.supervisor.stop(name, version, drain_timeout_s=self.drain_timeout_s)
         return self.supervisor.start(spec, wait_ready=True)
 
-    def _start_checked(self, record: Record, smoke: bool, memory_limit_mb: int | None = None) -> Any:
+    def _start_checked(self, record: Record, smoke: bool, memory_limit_mb: int | None = None) -> PoolLike:
         """Start the version (if needed) and, with ``smoke``, prove it answers an info call.
 
         On failure the version is stopped again if this call started it and no pid uses it, and a
@@ -570,8 +524,8 @@ class Router:
             raise RunnerError(exc.code, f"{name} {version} could not start, nothing was changed: {exc.message}",
                               name=name, version=version, **exc.details) from exc
         # The registry has no dialect for a version installed without the smoke test: ask the pool.
-        dialect = getattr(getattr(pool, "dialect", None), "value", None) or record.get("dialect")
-        if smoke and dialect not in EXECUTE_ONLY_VALUES:
+        strategy = known_strategy(pool.dialect, record.get("dialect"))
+        if smoke and (strategy is None or strategy.checks_info_on_activation):
             problem = self._smoke(pool)
             if problem is not None:
                 if not was_serving and not self._bound((name, version)):
@@ -581,7 +535,7 @@ class Router:
                                   name=name, version=version)
         return pool
 
-    def _smoke(self, pool: Any) -> str | None:
+    def _smoke(self, pool: PoolLike) -> str | None:
         """None if the pool answers a valid info call, else what went wrong."""
         try:
             outcome = pool.call(CallRequest(phase="info"), self.settings.info_timeout_ms / 1000)
@@ -604,8 +558,7 @@ class Router:
         return bindings
 
     def _bound(self, key: VersionKey) -> bool:
-        with self._cond:
-            return any(b.key == key for b in self._routes.values())
+        return self.table.bound(key)
 
     def _pool_in_flight(self, key: VersionKey) -> int:
         pool = self.supervisor.get(*key)
@@ -620,47 +573,20 @@ class Router:
 
     def _retire(self, key: VersionKey, session_grace_s: float) -> None:
         """Wait until no call is in flight for ``key`` and its sessions are idle, then stop its worker."""
-        began = time.monotonic()
-        deadline = began + self.drain_timeout_s
-
-        def settled() -> bool:
-            if self._inflight.get(key, 0):
-                return False
-            # A session gets the grace from the later of its last call and the start of retirement:
-            # one that was idle while the new version started up may still come back for its next step.
-            now = time.monotonic()
-            return not any(p.key == key and now - max(p.last_used, began) < session_grace_s
-                           for p in self._pins.values())
-
-        with self._cond:
-            while not settled():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                # Pins age without anyone notifying: wake up to re-check them.
-                self._cond.wait(timeout=min(remaining, max(session_grace_s / 4, 0.05)))
-            self._closing.add(key)
-            for pin_key in [k for k, p in self._pins.items() if p.key == key]:
-                del self._pins[pin_key]
+        deadline = self.table.now() + self.drain_timeout_s
+        self.table.close_when_settled(key, session_grace_s, deadline)
         try:
             if self.supervisor.get(*key) is not None:
-                self.supervisor.stop(key[0], key[1], drain_timeout_s=max(deadline - time.monotonic(), 1.0))
+                self.supervisor.stop(key[0], key[1], drain_timeout_s=max(deadline - self.table.now(), 1.0))
         finally:
-            with self._cond:
-                self._closing.discard(key)
+            self.table.closed(key)
 
     def _rollback_target(self, pid: str, current: Binding) -> tuple[VersionKey, int]:
-        history = self.store.history(pid)
-        for index in range(len(history) - 1, -1, -1):
-            entry = history[index]
-            if entry.key == current.key:
-                continue
-            record = self.registry.get(*entry.key)
-            if record is not None and record.get("state") != INVALID:
-                return entry.key, index
-        raise RunnerError(PackageErrorCode.NOT_FOUND,
-                          f"pid {pid!r} has no earlier version that is still installed to roll back to "
-                          f"(it is on {current.name} {current.version})", pid=pid)
+        def usable(key: VersionKey) -> bool:
+            record = self.registry.get(*key)
+            return record is not None and record.get("state") != INVALID
+
+        return rollback_target(pid, current, self.store.history(pid), usable)
 
     def _prune(self, name: str) -> None:
         """Remove versions of ``name`` that were once active but are beyond ``retain_versions``.
@@ -668,14 +594,9 @@ class Router:
         Versions never activated are left alone (someone installed them for a reason), as are
         versions bound to any pid.
         """
-        keep = self.settings.retain_versions
-        ever = self.store.ever_bound()
         bound = {b.key for b in self.active().values()}
-        used = [r for r in self.registry.list(name=name) if (r["name"], r["version"]) in ever]
-        used.sort(key=lambda r: (self.store.last_used(r["name"], r["version"]), str(r.get("created_at") or "")),
-                  reverse=True)
-        for record in used[keep:]:
-            key = (str(record["name"]), str(record["version"]))
+        for key in prune_candidates(self.registry.list(name=name), self.store.ever_bound(),
+                                    self.settings.retain_versions, self.store.last_used):
             if key in bound or self.in_flight(*key) or self._pool_in_flight(key):
                 continue
             try:
@@ -687,12 +608,5 @@ class Router:
                 _log.warning("could not prune %s: %s", _version_label(key), exc)
 
 
-def _ready_budget(pool: Any) -> float:
-    budget = getattr(pool, "ready_budget_s", None)
-    return float(budget()) if callable(budget) else 0.0
-
-
-def _serving(pool: Any) -> bool:
-    state = getattr(pool, "state", None)
-    value = getattr(state, "value", state)
-    return value in ("running", "executing")
+def _serving(pool: PoolLike) -> bool:
+    return pool.state in SERVING_STATES

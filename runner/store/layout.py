@@ -117,11 +117,31 @@ class RootLayout:
     def sandbox_dir(self) -> Path:
         return self.root / ".sandbox"
 
+    @property
+    def wheelhouse(self) -> Path:
+        """Content-addressed hard links of installed wheels (stable paths make uv's cache hit; see
+        package/venv.py)."""
+        return self.root / ".wheelhouse"
+
+    @property
+    def virtualenv_app_data(self) -> Path:
+        """virtualenv's cache (embedded seed wheels), used when venvs are built without uv."""
+        return self.root / ".virtualenv"
+
+    @property
+    def drop_state_file(self) -> Path:
+        """What the drop-folder watcher has seen (so a restart does not install a zip twice)."""
+        return self.root / ".drop-state.json"
+
     def version_dir(self, name: str, version: str) -> Path:
         return self.deployed / name / version
 
     def venv_dir(self, name: str, version: str) -> Path:
         return self.version_dir(name, version) / "venv"
+
+    def venv_python(self, name: str, version: str) -> Path:
+        """The interpreter of a version's venv (what its workers run)."""
+        return self.venv_dir(name, version) / "bin" / "python"
 
     def version_lock(self, name: str, version: str) -> Path:
         return self.locks / f"{_SAFE.sub('_', name)}@{_SAFE.sub('_', version)}.lock"

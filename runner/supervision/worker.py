@@ -44,6 +44,8 @@ from .dialects import (
     Dialect,
     ImageHandoff,
     build_call_data,
+    capabilities_of,
+    strategy_for,
 )
 from .heartbeat import run_heartbeat
 from .launch import LaunchedWorker, Launcher, handshake, memory_message
@@ -142,8 +144,7 @@ class Worker:
 
     @property
     def capabilities(self) -> list[str]:
-        caps = (self.hello or {}).get("capabilities")
-        return [str(c) for c in caps] if isinstance(caps, list) else []
+        return capabilities_of(self.hello)
 
     @property
     def pongs_while_busy(self) -> bool:
@@ -234,7 +235,7 @@ class Worker:
             except OSError as exc:  # the interpreter could not be executed at all
                 client.kill()
                 raise HandshakeFailed(f"cannot start the worker process: {exc}", exit_code=None) from exc
-            if info is None and dialect is Dialect.PROCVISION and self._claim_info is not None \
+            if info is None and strategy_for(dialect).fetches_info_after_start and self._claim_info is not None \
                     and self._claim_info():
                 info = self._fetch_info(client, generation)
         except HandshakeFailed as failure:

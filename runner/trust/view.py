@@ -29,7 +29,7 @@ def annotate(record: dict[str, Any], store: TrustStore) -> dict[str, Any]:
 
 def metric_lines(records: list[dict[str, Any]], store: TrustStore) -> list[str]:
     """Prometheus lines: trusted entries by kind, and per version whether its signer is trusted."""
-    from ..api.metrics import _labels
+    from ..metrics import _labels
 
     entries = store.usable()
     out = ["# HELP procvision_trusted_signers Keys and CA certificates in the trust store.",

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from runner.api.metrics import Metrics
 from runner.api.operations import OperationManager, fingerprint_of
 from runner.api.problems import STATUS_BY_CODE, problem_dict, status_for
 from runner.errors import PackageErrorCode, RunnerError
+from runner.metrics import Metrics
 from runner.supervision.states import State, SupervisorEvent
 from tests.support.waiting import wait_until
 

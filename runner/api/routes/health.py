@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from ...metrics import CONTENT_TYPE
 from ..context import get_ctx
-from ..metrics import CONTENT_TYPE
 from ..schemas import PROBLEM_RESPONSES, Readiness
 
 public = APIRouter(tags=["health"])
