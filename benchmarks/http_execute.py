@@ -1,0 +1,213 @@
+"""HTTP ``POST /execute`` latency and throughput against a real daemon (``serve`` subprocess).
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.http_execute [--calls 300] [--seconds 10] [--threads 4]
+
+Installs a no-op algorithm (it maps the image and answers OK) into a fresh root, then sends a
+1920x1200x3 uint8 image with one keep-alive ``http.client`` connection per thread:
+
+- ``multipart .npy``: the image as the multipart file ``image`` (fields in the same form);
+- ``raw .npy``: the ``.npy`` file as the whole body (``Content-Type: application/x-npy``, fields
+  as query parameters);
+- ``raw pixels``: the bare pixel bytes (``application/octet-stream`` + ``X-Image-Shape``).
+
+A mode the daemon does not accept is reported as such (the first answer's status and code). For
+each mode: p50/p99 of ``--calls`` sequential calls, then requests/s with ``--threads`` threads for
+``--seconds`` seconds. Baseline measured in the same run: copying the image once in memory.
+Prints ratios; never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from tests.api.support import NAME, ServeProcess, install, make_zip
+
+WIDTH, HEIGHT = 1920, 1200
+PID = "P001"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+@dataclass
+class Mode:
+    """One way of sending the image: path + query, headers and a prebuilt body."""
+
+    name: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def build_modes(pixels: np.ndarray) -> list[Mode]:
+    npy = io.BytesIO()
+    np.save(npy, pixels, allow_pickle=False)
+    npy_bytes = npy.getvalue()
+    boundary = "pvbenchboundary7d1f"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"pid\"\r\n\r\n{PID}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"frame.npy\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    multipart = head + npy_bytes + f"\r\n--{boundary}--\r\n".encode()
+    query = urllib.parse.urlencode({"pid": PID})
+    shape = ",".join(str(n) for n in pixels.shape)
+    return [
+        Mode("multipart .npy", "/execute", {"Content-Type": f"multipart/form-data; boundary={boundary}"}, multipart),
+        Mode("raw .npy", f"/execute?{query}", {"Content-Type": "application/x-npy"}, npy_bytes),
+        Mode("raw pixels", f"/execute?{query}", {"Content-Type": "application/octet-stream",
+                                                  "X-Image-Shape": shape}, pixels.tobytes()),
+    ]
+
+
+class Caller:
+    """One keep-alive connection sending ``mode`` requests."""
+
+    def __init__(self, host: str, port: int, token: str | None, mode: Mode) -> None:
+        self.conn = http.client.HTTPConnection(host, port, timeout=60)
+        self.mode = mode
+        self.headers = dict(mode.headers)
+        self.headers["Content-Length"] = str(len(mode.body))
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.server_timing = ""
+
+    def call(self) -> tuple[int, bytes]:
+        self.conn.request("POST", self.mode.path, body=self.mode.body, headers=self.headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        self.server_timing = response.getheader("Server-Timing") or ""
+        return response.status, data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def sequential(make: Callable[[], Caller], calls: int, warmup: int) -> tuple[list[float], str]:
+    caller = make()
+    try:
+        for _ in range(warmup):
+            caller.call()
+        samples = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            status, data = caller.call()
+            samples.append((time.perf_counter() - started) * 1000)
+            if status != 200:
+                raise SystemExit(f"call failed: {status} {data[:300]!r}")
+        return samples, caller.server_timing
+    finally:
+        caller.close()
+
+
+def throughput(make: Callable[[], Caller], threads: int, seconds: float) -> float:
+    done = [0] * threads
+    failures: list[str] = []
+    stop_at = time.monotonic() + seconds
+
+    def run(index: int) -> None:
+        caller = make()
+        try:
+            while time.monotonic() < stop_at:
+                status, data = caller.call()
+                if status != 200:
+                    failures.append(f"{status} {data[:200]!r}")
+                    return
+                done[index] += 1
+        finally:
+            caller.close()
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(seconds + 120)
+    if failures:
+        raise SystemExit(f"call failed under load: {failures[0]}")
+    return sum(done) / (time.monotonic() - started)
+
+
+def copy_baseline(pixels: np.ndarray, calls: int) -> float:
+    target = np.empty_like(pixels)
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        target[...] = pixels
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--serve-arg", action="append", default=[], help="extra argument for serve (repeatable)")
+    args = parser.parse_args(argv)
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory(prefix="pv-http-bench-") as tmp:
+        root = Path(tmp) / "root"
+        print("starting the daemon and installing the no-op algorithm (offline, from .cache/wheels)...",
+              file=sys.stderr)
+        serve = ServeProcess(root, "--port", "0", *args.serve_arg)
+        try:
+            url = serve.url()
+            parsed = urllib.parse.urlsplit(url)
+            host, port = parsed.hostname or "127.0.0.1", int(parsed.port or 80)
+            token_file = root / ".token"
+            token = token_file.read_text().strip() if token_file.exists() else None
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+                op = install(client, make_zip(Path(tmp) / "zips"))
+                if op["state"] != "succeeded":
+                    raise SystemExit(f"install failed: {json.dumps(op)[:500]}")
+                activated = client.post("/algorithms/activate",
+                                        json={"name": NAME, "version": "1.0.0", "pids": [PID]})
+                if activated.status_code != 200:
+                    raise SystemExit(f"activate failed: {activated.text[:500]}")
+            copy_ms = copy_baseline(pixels, 100)
+            print(f"image {WIDTH}x{HEIGHT}x3 ({pixels.nbytes / 1e6:.1f} MB); copying it once in memory: "
+                  f"p50 {copy_ms:.2f} ms")
+            print(f"{'mode':<16} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  x copy(p50)  last Server-Timing")
+            for mode in build_modes(pixels):
+                def make(mode: Mode = mode) -> Caller:
+                    return Caller(host, port, token, mode)
+
+                probe = make()
+                status, data = probe.call()
+                probe.close()
+                if status != 200:
+                    print(f"{mode.name:<16} not accepted by this daemon: HTTP {status} {data[:160]!r}")
+                    continue
+                samples, timing = sequential(make, args.calls, args.warmup)
+                rps = throughput(make, args.threads, args.seconds)
+                p50, p99 = statistics.median(samples), percentile(samples, 99)
+                print(f"{mode.name:<16} {p50:8.2f} {p99:8.2f} {rps:8.1f}  {p50 / copy_ms:9.1f}x  {timing}")
+            print("targets (issue 15): p50 <= 6 ms, p99 <= 12 ms for the .npy upload")
+        finally:
+            serve.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
