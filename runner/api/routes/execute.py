@@ -26,6 +26,7 @@ from ..streaming.buffers import BufferPool
 from ..streaming.form import NPY_TYPES, PIXELS_TYPE, SHAPE_HEADER, ReceivedBody, receive_multipart, receive_raw
 from ..streaming.phase_metrics import PhaseHistograms
 from ..streaming.timing import CallTiming, server_timing
+from .slots import KEY_HEADER, frame_slots
 
 _POOL_KEY = "execute_buffer_pool"
 _PHASES_KEY = "execute_phase_histograms"
@@ -158,6 +159,9 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
     """One call. The image bytes go into a reused array as they arrive (no temporary file); PNG and
     JPEG are decoded on a thread. The answer carries ``Server-Timing`` and ``timing_ms``."""
     timing = CallTiming()
+    slot_id = request.query_params.get("slot")
+    if slot_id is not None:
+        return await _execute_on_slot(request, ctx, slot_id, timing)
     pool = buffer_pool(request.app)
     body, raw_fields = await _receive(request, ctx, pool)
     reusable = False
@@ -189,6 +193,10 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
     finally:
         if reusable:
             body.release()
+    return _answer(request, ctx, result, timing)
+
+
+def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: CallTiming) -> JSONResponse:
     latency = result.get("latency_ms")
     phases = timing.finish(float(latency) if isinstance(latency, int | float) else None)
     record_timing(request, ctx, phases)
@@ -203,3 +211,39 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
         return response
     result["timing_ms"] = phases
     return JSONResponse(result, headers=headers)
+
+
+async def _execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timing: CallTiming) -> JSONResponse:
+    """A call on a leased frame slot: the client wrote the frame; the request carries no image."""
+    if await request.body():
+        raise RunnerError(PackageErrorCode.SLOT_INVALID, "a call naming a frame slot sends no body: the frame is "
+                          "already in the slot; send the fields as query parameters", slot=slot_id)
+    fields = _fields(request.query_params)
+    slots = frame_slots(request, ctx)
+    slot = slots.acquire(slot_id, request.headers.get(KEY_HEADER))
+    try:
+        timing.lap("receive")
+        depth = ctx.settings.max_json_depth
+        call = CallRequest(
+            phase=fields.phase, step_index=fields.step_index, pid=fields.pid, session_id=fields.session_id,
+            session_context=_json_field("session_context", fields.session_context, dict, {}, depth),
+            user_params=_json_field("user_params", fields.user_params, dict, {}, depth),
+            image=_slot_image(slot.array(), fields), step_desc=fields.step_desc,
+            guide_info=_json_field("guide_info", fields.guide_info, list, [], depth), end_session=fields.end_session)
+        timing.lap("decode")
+        timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
+        ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
+        result = await run_in_threadpool(ctx.service.execute, fields.pid, call, timeout_s)
+        timing.lap("call")
+    finally:
+        slots.release_call(slot)
+    return _answer(request, ctx, result, timing)
+
+
+def _slot_image(arr: Any, fields: ExecuteFields) -> ImageInput:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and fields.input_order != fields.color_space:
+        arr = arr[:, :, ::-1]
+    return ImageInput(array=arr, color_space=fields.color_space, camera_id=fields.camera_id,
+                      timestamp_ms=fields.timestamp_ms)
