@@ -40,10 +40,34 @@ import httpx
 import numpy as np
 
 from runner.client import LocalClient
-from tests.api.support import NAME, ServeProcess, install, make_zip
+from tests.api.support import ServeProcess, install
+from tests.support.packages import build_package, manifest_for
 
 WIDTH, HEIGHT = 1920, 1200
 PID = "P001"
+NAME = "noop"
+#: Maps the image (as every algorithm does) and answers at once: what is left is the runner's cost.
+NOOP_ALGO = '''
+from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
+
+
+class Algorithm(BaseAlgorithm):
+    def get_info(self):
+        return {"name": "noop", "version": "1.0.0", "supported_pids": ["P001"], "steps": []}
+
+    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        return {"status": "OK", "message": "", "data": {}}
+
+    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        image = read_image_from_shared_memory(shared_mem_id, image_meta)
+        return {"status": "OK", "data": {"result_status": "OK", "debug": {"shape": list(image.shape)}}}
+'''
+
+
+def noop_package(dest: Path) -> Path:
+    """The no-op algorithm as a real package zip."""
+    return build_package(dest, manifest=manifest_for(name=NAME, version="1.0.0", pids=(PID,)),
+                         files={"algo/__init__.py": "", "algo/main.py": NOOP_ALGO})
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -202,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             token = token_file.read_text().strip() if token_file.exists() else None
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
-                op = install(client, make_zip(Path(tmp) / "zips"))
+                op = install(client, noop_package(Path(tmp) / "zips"))
                 if op["state"] != "succeeded":
                     raise SystemExit(f"install failed: {json.dumps(op)[:500]}")
                 activated = client.post("/algorithms/activate",
