@@ -2,8 +2,9 @@
 
 A fresh 7 MB array costs thousands of page faults as its pages are first written (several ms of
 kernel time per call); an array that served an earlier call of the same size costs none. The pool
-keeps at most ``keep`` arrays; an array is handed back only once its call has ended (the worker
-slot copied it into a shared-memory segment before the call returned).
+keeps at most ``keep`` arrays and ``max_bytes`` in all (memory a quiet daemon holds for nothing);
+an array is handed back only once its call has ended (the worker slot copied it into a
+shared-memory segment before the call returned).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import numpy as np
 class BufferPool:
     """Bounded pool of uint8 buffers by byte size. Thread-safe."""
 
-    def __init__(self, keep: int = 4) -> None:
+    def __init__(self, keep: int = 4, max_bytes: int = 128 * 1024 * 1024) -> None:
         self.keep = max(0, int(keep))
+        self.max_bytes = max(0, int(max_bytes))
         self._lock = threading.Lock()
         self._free: list[np.ndarray] = []
         #: Buffers handed out that came from the pool / had to be allocated (diagnostics, tests).
@@ -36,9 +38,9 @@ class BufferPool:
 
     def give(self, buf: np.ndarray) -> None:
         """Hand ``buf`` back for a later call; the oldest buffer is dropped past ``keep``."""
-        if self.keep == 0:
+        if self.keep == 0 or buf.nbytes > self.max_bytes:
             return
         with self._lock:
             self._free.append(buf)
-            if len(self._free) > self.keep:
+            while len(self._free) > self.keep or sum(b.nbytes for b in self._free) > self.max_bytes:
                 self._free.pop(0)
