@@ -6,9 +6,9 @@ Run from the repository root::
 
 For each worker count a fresh daemon (``serve`` subprocess) installs an algorithm that spends
 ``--cpu-ms`` of CPU per call, then ``--threads`` keep-alive clients send the 1920x1200x3 image as a
-raw ``.npy`` body for ``--seconds`` s. Printed: requests/s, the ratio 2 workers / 1 worker (goal:
->= 1.8 on 2 cores) and the daemon process's own CPU per call (user + system from /proc, workers
-excluded; goal: <= 3 ms). Prints; never asserts.
+raw ``.npy`` body, then through frame slots, for ``--seconds`` s. Printed: requests/s, the ratio
+2 workers / 1 worker (goal: >= 1.8 on 2 cores) and the daemon process's own CPU per call (user +
+system from /proc, workers excluded; goal: <= 3 ms). Prints; never asserts.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.http_execute import HEIGHT, PID, WIDTH, Caller, build_modes, throughput
+from benchmarks.http_execute import HEIGHT, PID, WIDTH, Caller, SlotCaller, build_modes, throughput
+from runner.client import LocalClient
 from tests.api.support import ServeProcess, install
 from tests.support.packages import build_package, manifest_for
 
@@ -61,8 +62,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run(workers: int, zip_path: Path, tmp: Path, pixels: np.ndarray, seconds: float,
-        threads: int) -> tuple[float, float]:
-    root = tmp / f"root-{workers}"
+        threads: int, how: str) -> tuple[float, float]:
+    root = tmp / f"root-{how}-{workers}"
     root.mkdir()
     (root / "runner_config.json").write_text(json.dumps({"workers_per_version": workers}), encoding="utf-8")
     serve = ServeProcess(root, "--port", "0")
@@ -81,7 +82,9 @@ def run(workers: int, zip_path: Path, tmp: Path, pixels: np.ndarray, seconds: fl
         mode = next(m for m in build_modes(pixels) if m.name == "raw .npy")
         host, port = url.split("//", 1)[1].rsplit(":", 1)
 
-        def make() -> Caller:
+        def make() -> Caller | SlotCaller:
+            if how == "slot":
+                return SlotCaller(LocalClient(url, token), pixels)
             return Caller(host, int(port), token, mode)
 
         throughput(make, threads, 2.0)  # warm-up: every worker mapped its first segments
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--cpu-ms", type=float, default=10.0)
+    parser.add_argument("--mode", action="append", choices=["raw", "slot"],
+                        help="how the image travels: raw .npy body, or a frame slot (default: both)")
     args = parser.parse_args(argv)
     pixels = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory(prefix="pv-scaling-") as tmp_name:
@@ -106,14 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         zip_path = build_package(tmp / "pkg", manifest=manifest_for(name=NAME, version="1.0.0", pids=(PID,)),
                                  files={"algo/__init__.py": "", "algo/main.py": source})
         print(f"{os.cpu_count()} cores; algorithm spends {args.cpu_ms:g} ms CPU per call; image "
-              f"{WIDTH}x{HEIGHT}x3 as a raw .npy body; {args.threads} client threads for {args.seconds:g} s")
-        results = {}
-        for workers in (1, 2):
-            rps, daemon_ms = run(workers, zip_path, tmp, pixels, args.seconds, args.threads)
-            results[workers] = rps
-            print(f"workers_per_version={workers}: {rps:6.1f} req/s, daemon CPU {daemon_ms:5.2f} ms per call")
-        print(f"scaling 2 workers / 1 worker: {results[2] / results[1]:.2f}x (goal >= 1.8x); "
-              "daemon CPU goal <= 3 ms per call")
+              f"{WIDTH}x{HEIGHT}x3; {args.threads} client threads for {args.seconds:g} s")
+        for how in args.mode or ["raw", "slot"]:
+            results = {}
+            for workers in (1, 2):
+                rps, daemon_ms = run(workers, zip_path, tmp, pixels, args.seconds, args.threads, how)
+                results[workers] = rps
+                print(f"{how:<5} workers_per_version={workers}: {rps:6.1f} req/s, daemon CPU {daemon_ms:5.2f} ms "
+                      "per call")
+            print(f"{how:<5} scaling 2 workers / 1 worker: {results[2] / results[1]:.2f}x (goal >= 1.8x); "
+                  "daemon CPU goal <= 3 ms per call")
     return 0
 
 

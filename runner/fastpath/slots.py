@@ -31,6 +31,8 @@ from runner.errors import PackageErrorCode, RunnerError
 
 SLOT_PREFIX = "pvslot-"
 SLOT_MODE = 0o600
+#: Calls sweep dead and expired slots at most this often (leases sweep whenever they run).
+SWEEP_INTERVAL_S = 1.0
 
 
 def process_alive(pid: int) -> bool:
@@ -85,6 +87,7 @@ class FrameSlots:
         self._alive = alive
         self._lock = threading.Lock()
         self._slots: dict[str, Slot] = {}
+        self._next_sweep = 0.0
 
     # --- leases -----------------------------------------------------------------------------------
 
@@ -125,6 +128,8 @@ class FrameSlots:
 
     def _get(self, slot_id: str, key: str | None) -> Slot:
         slot = self._slots.get(slot_id)
+        if slot is not None and not slot.busy and slot.expires_at <= self._clock():
+            slot = None  # expired: freed by the next sweep
         if slot is None:
             raise _error(PackageErrorCode.SLOT_NOT_FOUND, f"no frame slot {slot_id!r}: it was never leased, was "
                          "released, or its lease expired; lease a new one", slot=slot_id)
@@ -135,7 +140,10 @@ class FrameSlots:
 
     def acquire(self, slot_id: str, key: str | None) -> Slot:
         """The slot for one call (renews its lease); ``release_call`` must follow."""
-        self.reclaim()
+        if self._clock() >= self._next_sweep:
+            # At most once a second: the sweep reads /proc for every client, which a call every few
+            # ms must not pay each time. An expired slot is refused below even between sweeps.
+            self.reclaim()
         with self._lock:
             slot = self._get(slot_id, key)
             if slot.busy:
@@ -164,6 +172,7 @@ class FrameSlots:
         """Free slots whose lease expired or whose client process is gone (not while in a call)."""
         now = self._clock()
         with self._lock:
+            self._next_sweep = now + SWEEP_INTERVAL_S
             gone = [s for s in self._slots.values() if not s.busy and (
                 s.expires_at <= now or (s.client_pid is not None and not self._alive(s.client_pid)))]
             for slot in gone:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.client import LocalClient, LocalClientError
-from tests.api.support import NAME, RunningServer, install, make_zip, start_server
+from tests.api.support import NAME, RunningServer, ServeProcess, install, make_zip, start_server
 
 #: Slots a test leased and never released: the daemon's stop must remove their files.
 LEFT_LEASED: list[str] = []
@@ -99,3 +99,18 @@ def test_a_slot_left_leased_is_freed_when_the_daemon_stops(server: RunningServer
     assert Path(slot.path).exists()
     LEFT_LEASED.append(slot.path)  # checked after the module's daemon stopped
     client.close()
+
+
+def test_serve_uds_flag_serves_the_api_on_a_private_socket(tmp_path: Path) -> None:
+    uds = Path(f"/tmp/pv-test-cli-{os.getpid()}.sock")
+    proc = ServeProcess(tmp_path / "root", "--port", "0", "--uds", str(uds))
+    try:
+        proc.url()
+        assert (uds.stat().st_mode & 0o777) == 0o600
+        token = (tmp_path / "root" / ".token").read_text().strip()
+        with LocalClient(uds=str(uds), token=token) as client:
+            status, _headers, body = client.request("GET", "/livez")
+            assert status == 200, body
+    finally:
+        assert proc.stop() == 0
+    assert not uds.exists()
