@@ -7,7 +7,8 @@ Run from the repository root::
 Every server receives the same 1920x1200x3 uint8 image as a ``.npy`` multipart upload from one
 keep-alive client, loads it and answers at once (a no-op model). Rows:
 
-- this runner: ``POST /execute`` (isolated worker, shared memory), multipart and raw ``.npy`` bodies;
+- this runner: ``POST /execute`` (isolated worker, shared memory), multipart and raw ``.npy`` bodies,
+  and the zero-copy local path (the client writes the frame into a leased frame slot);
 - FastAPI in one process, no isolation (uvicorn with h11, then with httptools);
 - LitServe and Ray Serve, installed from PyPI into a cached venv (``.cache/peers-venv``). The first
   run says so and may take a few minutes; a peer that cannot be installed (no network, no wheel for
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +42,14 @@ from benchmarks.http_execute import (
     WIDTH,
     Caller,
     Mode,
+    SlotCaller,
     build_modes,
     noop_package,
     percentile,
     sequential,
     throughput,
 )
+from runner.client import LocalClient
 from tests.api.support import ServeProcess, install
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,9 +175,10 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -
 
 
 def measure(name: str, host: str, port: int, token: str | None, mode: Mode, args: argparse.Namespace) -> Row | str:
-    def make() -> Caller:
-        return Caller(host, port, token, mode)
+    return measure_with(name, lambda: Caller(host, port, token, mode), args)
 
+
+def measure_with(name: str, make: Callable[[], Caller | SlotCaller], args: argparse.Namespace) -> Row | str:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:  # a server may listen before its model is deployed (Ray Serve): wait for a 200
         probe = make()
@@ -235,6 +240,9 @@ def run_runner(pixels: np.ndarray, tmp: Path, args: argparse.Namespace) -> list[
             row = measure(f"this runner ({mode.name})", parsed.hostname or "127.0.0.1", int(parsed.port or 80),
                           token, mode, args)
             rows.append(row if isinstance(row, Row) else (f"this runner ({mode.name})", row))
+        slot_row = measure_with("this runner (frame slot, zero-copy)",
+                                lambda: SlotCaller(LocalClient(url, token), pixels), args)
+        rows.append(slot_row if isinstance(slot_row, Row) else ("this runner (frame slot)", slot_row))
     finally:
         serve.stop()
     return rows
