@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from runner.errors import PackageErrorCode, RunnerError
+from runner.supervision.segments import STALE_SEGMENT_AGE_S, remove_stale_segments
 
 SLOT_PREFIX = "pvslot-"
 SLOT_MODE = 0o600
@@ -78,7 +79,7 @@ class FrameSlots:
 
     def __init__(self, shm_dir: Path, max_slots: int, lease_s: float, *,
                  clock: Callable[[], float] = time.monotonic, alive: Callable[[int], bool] = process_alive,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, stale_after_s: float = STALE_SEGMENT_AGE_S) -> None:
         self.shm_dir = Path(shm_dir)
         self.max_slots = max_slots
         self.lease_s = lease_s
@@ -88,6 +89,9 @@ class FrameSlots:
         self._lock = threading.Lock()
         self._slots: dict[str, Slot] = {}
         self._next_sweep = 0.0
+        # A daemon killed with slots leased left their files behind; nobody holds those any more
+        # (a live daemon keeps its slots mapped, which the sweep's lease test sees).
+        self.stale = remove_stale_segments(self.shm_dir, stale_after_s, prefix=SLOT_PREFIX)
 
     # --- leases -----------------------------------------------------------------------------------
 

@@ -116,3 +116,23 @@ def test_close_frees_every_slot(tmp_path: Path) -> None:
     paths = [slots.lease((2, 2)).path for _ in range(2)]
     slots.close()
     assert not any(p.exists() for p in paths)
+
+
+def test_slot_files_left_by_a_killed_daemon_are_removed_but_live_ones_kept(tmp_path: Path) -> None:
+    import mmap
+    import os
+
+    dead = tmp_path / "pvslot-deadbeef"
+    dead.write_bytes(b"\0" * 16)
+    live = tmp_path / "pvslot-livecafe"
+    live.write_bytes(b"\0" * 16)
+    for path in (dead, live):
+        os.utime(path, (1, 1))  # old
+    with open(live, "r+b") as handle:
+        held = mmap.mmap(handle.fileno(), 16)  # another daemon's mapping: still in use
+    try:
+        slots = FrameSlots(tmp_path, 2, 30.0, stale_after_s=60.0)
+        assert not dead.exists() and live.exists()
+        assert slots.stale.removed == [dead.name] and slots.stale.held == [live.name]
+    finally:
+        held.close()
