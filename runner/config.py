@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     # One image file of /execute (image or guide_image); the whole /execute body may hold two.
     max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
+    # Fast path. Local clients lease frame slots (shared memory they write frames into themselves)
+    # and name them in /execute; bounded, leased per caller, reclaimed on expiry or client death.
+    frame_slots_max: int = Field(default=8, ge=0, le=256)
+    frame_slot_lease_s: float = Field(default=300.0, gt=0)
+    # Also serve the API on this Unix socket (mode 0600), for local clients; None: TCP only.
+    uds_path: Path | None = None
+
     # Worker protocol deadlines (names as in the ProcVision runner_config.json).
     pre_execute_timeout_ms: int = Field(default=3000, gt=0)
     execute_timeout_ms: int = Field(default=5000, gt=0)

@@ -28,9 +28,11 @@ from runner.api.app import create_app
 from runner.api.auth import check_exposure, resolve_token
 from runner.api.context import AppContext
 from runner.api.drain import Drain
+from runner.api.routes.slots import close_frame_slots
 from runner.api.uploads import uploads_dir
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
+from runner.fastpath.uds import bind_unix, close_unix
 from runner.package.installer import InstallResult
 from runner.package.watcher import DropFolderWatcher
 from runner.service import RunnerService
@@ -151,6 +153,7 @@ class Daemon:
         self.listening = threading.Event()
         self._stop = threading.Event()
         self._server: _Server | None = None
+        self._extra_sockets: list[socket.socket] = []  # the --uds socket, served with the TCP one
         self._ctx: AppContext | None = None
         self.notifier = ServiceNotifier(settings.notify_socket)
 
@@ -176,9 +179,11 @@ class Daemon:
         try:
             resolve_token(settings)  # a token file others can read refuses the start before anything runs
             sock = bind_port(settings.host, settings.port)
+            unix = bind_unix(settings.uds_path) if settings.uds_path is not None else None
         except RunnerError:
             lock.release()
             raise
+        self._extra_sockets = [unix] if unix is not None else []
         in_main = threading.current_thread() is threading.main_thread()
         previous: dict[int, Any] = {}
         if in_main:
@@ -195,6 +200,8 @@ class Daemon:
                 service.close()
         finally:
             sock.close()
+            if unix is not None and settings.uds_path is not None:
+                close_unix(unix, settings.uds_path)
             lock.release()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -225,9 +232,10 @@ class Daemon:
             self._server = server
             if self._stop.is_set():
                 return
-            server.run(sockets=[sock])
+            server.run(sockets=[sock, *self._extra_sockets])
         finally:
             ctx.stopping.set()
+            close_frame_slots(app)
             if watcher is not None:
                 watcher.stop()
             if not ctx.operations.close(INSTALL_DRAIN_S):

@@ -44,6 +44,12 @@ class PackageErrorCode(StrEnum):
     CERTIFICATE_INVALID = "2033"  # signing certificate expired, not for signing, or not from a trusted CA
     SIGNATURE_MALFORMED = "2034"  # the signature file is unreadable, or its envelope does not verify
     SIGNER_NOT_TRUSTED = "2035"  # activate/switch to a version whose signer is (no longer) trusted
+    # Fast path (runner/fastpath): frame slots leased to local clients (zero-copy execute).
+    SLOT_NOT_FOUND = "2050"  # no such frame slot (never leased, released, or its lease expired)
+    SLOT_FOREIGN = "2051"  # the slot is leased to another caller (its lease key was not presented)
+    SLOTS_EXHAUSTED = "2052"  # every frame slot is leased (frame_slots_max); release one or wait for expiry
+    SLOT_BUSY = "2053"  # a call is already running on this slot's frame
+    SLOT_INVALID = "2054"  # a slot request with an unusable shape, or a slot call that also sent an image
 
     @property
     def error_name(self) -> str:

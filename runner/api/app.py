@@ -18,7 +18,7 @@ from .drain import Drain, DrainMiddleware
 from .limits import BodyLimitMiddleware, BodyLimits
 from .operations import Operation, OperationManager
 from .problems import install_handlers
-from .routes import algorithms, execute, health, logs, operations, trust
+from .routes import algorithms, execute, health, logs, operations, slots, trust
 
 
 def create_app(service: RunnerService, settings: Settings, token: str | None = None,
@@ -58,6 +58,7 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
     app.include_router(algorithms.router, dependencies=protected)
     app.include_router(operations.router, dependencies=protected)
     app.include_router(execute.router, dependencies=protected)
+    app.include_router(slots.router, dependencies=protected)
     app.include_router(logs.router, dependencies=protected)
     app.include_router(trust.router, dependencies=protected)
     # The spec and its browser view hold no data: public, so a browser opens them (docs.py).

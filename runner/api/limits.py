@@ -32,6 +32,7 @@ from .problems import error_response
 MULTIPART_SLACK = 64 * 1024
 _ZIP_ROUTES = frozenset({"/algorithms/install", "/algorithms/validate"})
 _EXECUTE_ROUTE = "/execute"
+_RAW_IMAGE_TYPES = frozenset({"application/x-npy", "application/npy", "application/octet-stream"})
 # A JSON string (escapes included); removing strings leaves only structure to count brackets in.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
@@ -107,6 +108,9 @@ class BodyLimits:
             # Multipart files are spooled to disk as they arrive; any other form encoding would be
             # parsed in memory, so it gets the small cap below.
             return 2 * self.image_bytes + self.json_bytes, "max_image_bytes", False
+        if method == "POST" and path == _EXECUTE_ROUTE and _main_type(content_type) in _RAW_IMAGE_TYPES:
+            # A raw image body (fast path): the route streams it into an array, capped per image.
+            return self.image_bytes, "max_image_bytes", False
         return self.json_bytes, "max_json_body_bytes", True
 
 

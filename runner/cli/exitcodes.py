@@ -11,6 +11,7 @@
                  ``validate`` when the report's failed check carries such a code
     30 + n       runtime error 10nn (1000 unknown_error -> 30 ... 1018 memory_limit_exceeded -> 48)
     100 + n      package trust error 203n (2030 unsigned -> 100 ... 2035 signer_not_trusted -> 105)
+    110 + n      frame slot error 205n (2050 slot_not_found -> 110 ... 2054 slot_invalid -> 114)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def exit_code_for(code: str | None) -> int:
         return FAILURE
     if 2030 <= number <= 2039:
         return 100 + (number - 2030)
+    if 2050 <= number <= 2059:
+        return 110 + (number - 2050)
     if 2001 <= number <= 2099:
         return min(10 + (number - 2000), 29)
     if 1000 <= number <= 1099:

@@ -33,7 +33,7 @@ _MONO_MODES = {"1", "L", "LA"}
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
 
 
-def _fail(message: str, **details: Any) -> RunnerError:
+def image_error(message: str, **details: Any) -> RunnerError:
     return RunnerError(ErrorCode.IMAGE_LOAD_FAILED, message, **details)
 
 
@@ -48,15 +48,15 @@ def sniff(data: bytes) -> str:
     return ""
 
 
-def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
-        raise _fail(f"the image is empty ({width} x {height} pixels)")
+        raise image_error(f"the image is empty ({width} x {height} pixels)")
     if width * height > max_pixels:
-        raise _fail(f"the image is {width} x {height} = {width * height} pixels; at most {max_pixels} are "
+        raise image_error(f"the image is {width} x {height} = {width * height} pixels; at most {max_pixels} are "
                     "accepted; send a smaller image", width=width, height=height, max_pixels=max_pixels)
 
 
-def _check_bytes(width: int, height: int, channels: int, max_bytes: int | None) -> None:
+def check_bytes(width: int, height: int, channels: int, max_bytes: int | None) -> None:
     size = width * height * channels
     if max_bytes is not None and size > max_bytes:
         raise RunnerError(PackageErrorCode.PAYLOAD_TOO_LARGE,
@@ -66,7 +66,7 @@ def _check_bytes(width: int, height: int, channels: int, max_bytes: int | None) 
                           setting="max_image_bytes")
 
 
-def _check_color_space(color_space: str) -> str:
+def check_color_space(color_space: str) -> str:
     if color_space not in COLOR_SPACES:
         raise RunnerError(ErrorCode.UNSUPPORTED_COLOR_SPACE,
                           f"color space {color_space!r} is not supported; use one of {list(COLOR_SPACES)} "
@@ -83,20 +83,33 @@ def _decode_pillow(data: IO[bytes], kind: str, max_pixels: int, max_bytes: int |
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(data, formats=[fmt])
-            _check_pixels(img.width, img.height, max_pixels)
+            check_pixels(img.width, img.height, max_pixels)
             if img.mode in _HIGH_DEPTH_MODES:
-                raise _fail(f"the {fmt} image has {img.mode!r} pixels; only 8-bit images are accepted "
+                raise image_error(f"the {fmt} image has {img.mode!r} pixels; only 8-bit images are accepted "
                             "(convert it to 8-bit grayscale or RGB)", mode=img.mode)
             target = "L" if img.mode in _MONO_MODES else "RGB"
-            _check_bytes(img.width, img.height, 1 if target == "L" else 3, max_bytes)
+            check_bytes(img.width, img.height, 1 if target == "L" else 3, max_bytes)
             decoded: Image.Image = img if img.mode == target else img.convert(target)
             decoded.load()
             return np.asarray(decoded)
     except RunnerError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise _fail(f"the {fmt} image could not be decoded ({exc}); send a complete PNG or JPEG file",
+        raise image_error(f"the {fmt} image could not be decoded ({exc}); send a complete PNG or JPEG file",
                     format=fmt.lower()) from exc
+
+
+def check_array_header(shape: tuple[int, ...], dtype: Any, max_pixels: int, max_bytes: int | None,
+                       what: str = "the .npy array") -> None:
+    """Refuse (1002 / 2014) an array header that is not a uint8 H x W or H x W x 1|3 image within the limits."""
+    if dtype != np.uint8:
+        raise image_error(f"{what} has dtype {dtype}; images must be uint8", format="npy", dtype=str(dtype))
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
+        # No H x W x 4: dropping an alpha channel silently could hide that the wrong array was sent.
+        raise image_error(f"{what} has shape {tuple(int(n) for n in shape)}; expected H x W (mono) or "
+                          "H x W x 3 (RGB/BGR); convert it before sending", format="npy", shape=list(shape))
+    check_pixels(int(shape[1]), int(shape[0]), max_pixels)
+    check_bytes(int(shape[1]), int(shape[0]), int(shape[2]) if len(shape) == 3 else 1, max_bytes)
 
 
 def _decode_npy(stream: IO[bytes], max_pixels: int, max_bytes: int | None) -> np.ndarray:
@@ -107,20 +120,13 @@ def _decode_npy(stream: IO[bytes], max_pixels: int, max_bytes: int | None) -> np
         else:
             shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
     except (ValueError, OSError) as exc:
-        raise _fail(f"the .npy header could not be read ({exc})", format="npy") from exc
-    if dtype != np.uint8:
-        raise _fail(f"the .npy array has dtype {dtype}; images must be uint8", format="npy", dtype=str(dtype))
-    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
-        # No H x W x 4: dropping an alpha channel silently could hide that the wrong array was sent.
-        raise _fail(f"the .npy array has shape {tuple(int(n) for n in shape)}; expected H x W (mono) or "
-                    "H x W x 3 (RGB/BGR); convert it before sending", format="npy", shape=list(shape))
-    _check_pixels(int(shape[1]), int(shape[0]), max_pixels)
-    _check_bytes(int(shape[1]), int(shape[0]), int(shape[2]) if len(shape) == 3 else 1, max_bytes)
+        raise image_error(f"the .npy header could not be read ({exc})", format="npy") from exc
+    check_array_header(tuple(shape), dtype, max_pixels, max_bytes)
     stream.seek(0)
     try:
         arr = np.load(stream, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise _fail(f"the .npy array could not be read ({exc}); is the file complete?", format="npy") from exc
+        raise image_error(f"the .npy array could not be read ({exc}); is the file complete?", format="npy") from exc
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     return arr
@@ -136,8 +142,8 @@ def decode_image(data: bytes | IO[bytes], *, color_space: str = "RGB", camera_id
     images stay H x W. Raises RunnerError 1002 for unreadable or oversized data and 1008 for an
     unknown color space; 2014 when the decoded array would be over ``max_bytes``.
     """
-    target = _check_color_space(color_space)
-    source = _check_color_space(input_order)
+    target = check_color_space(color_space)
+    source = check_color_space(input_order)
     if isinstance(data, (bytes, bytearray, memoryview)):
         stream: IO[bytes] = io.BytesIO(data)
     else:
@@ -146,7 +152,7 @@ def decode_image(data: bytes | IO[bytes], *, color_space: str = "RGB", camera_id
     head = stream.read(16)
     stream.seek(0)
     if not head:
-        raise _fail("no image data was sent")
+        raise image_error("no image data was sent")
     kind = sniff(head)
     if kind in ("png", "jpeg"):
         arr = _decode_pillow(stream, kind, max_pixels, max_bytes)
@@ -154,7 +160,7 @@ def decode_image(data: bytes | IO[bytes], *, color_space: str = "RGB", camera_id
     elif kind == "npy":
         arr = _decode_npy(stream, max_pixels, max_bytes)
     else:
-        raise _fail("the image data is not PNG, JPEG or NumPy .npy (unrecognised first bytes "
+        raise image_error("the image data is not PNG, JPEG or NumPy .npy (unrecognised first bytes "
                     f"{head[:8].hex()}); send one of those formats", first_bytes=head[:8].hex())
     if arr.ndim == 3 and source != target:
         arr = arr[:, :, ::-1]

@@ -517,9 +517,10 @@ class StaleSweep:
     errors: list[str] = field(default_factory=list)
 
 
-def remove_stale_segments(shm_dir: str | Path, older_than_s: float = STALE_SEGMENT_AGE_S) -> StaleSweep:
-    """Remove ``pvshm-*`` files in ``shm_dir`` last modified more than ``older_than_s`` seconds ago
-    that no process has open or mapped (the lease test of ``unused_elsewhere``).
+def remove_stale_segments(shm_dir: str | Path, older_than_s: float = STALE_SEGMENT_AGE_S,
+                          prefix: str = SHM_PREFIX) -> StaleSweep:
+    """Remove ``pvshm-*`` files (or ``prefix``-named ones) in ``shm_dir`` last modified more than
+    ``older_than_s`` seconds ago that no process has open or mapped (the lease test of ``unused_elsewhere``).
 
     For a runner's start: a runner killed mid-call (or holding recycled spares) leaves named
     segments behind. A live runner's segments are kept: it holds every spare open, and a call's
@@ -538,7 +539,7 @@ def remove_stale_segments(shm_dir: str | Path, older_than_s: float = STALE_SEGME
     try:
         cutoff = time.time() - older_than_s
         for name in os.listdir(dir_fd):
-            if name.startswith(SHM_PREFIX):
+            if name.startswith(prefix):
                 _sweep_one(dir_fd, name, cutoff, sweep)
     except OSError as exc:
         sweep.errors.append(f"{directory}: {exc}")

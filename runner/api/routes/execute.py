@@ -1,23 +1,54 @@
-"""POST /execute: one call on the version active for a pid, images as multipart files."""
+"""POST /execute: one call on the version active for a pid; the image as a multipart file or the whole body."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from python_multipart.multipart import parse_options_header
 
 from procvision_algorithm_sdk.errors import ErrorCode
 from runner.config import Settings
-from runner.errors import RunnerError
-from runner.routing.images import decode_image
+from runner.errors import PackageErrorCode, RunnerError
 from runner.supervision.dialects import CallRequest, ImageInput
 
 from ..context import AppContext, get_ctx
-from ..limits import loads_limited, too_deep, too_large
+from ..limits import loads_limited, too_deep
 from ..problems import INFRASTRUCTURE_CODES, problem_dict, problem_response, status_for
 from ..schemas import PROBLEM_RESPONSES
+from ..streaming.buffers import BufferPool
+from ..streaming.form import NPY_TYPES, PIXELS_TYPE, SHAPE_HEADER, ReceivedBody, receive_multipart, receive_raw
+from ..streaming.phase_metrics import PhaseHistograms
+from ..streaming.timing import CallTiming, server_timing
+from .slots import KEY_HEADER, frame_slots
+
+_POOL_KEY = "execute_buffer_pool"
+_PHASES_KEY = "execute_phase_histograms"
+
+
+def buffer_pool(app: Any) -> BufferPool:
+    """The app's pool of reused image arrays (made on first use)."""
+    pool = getattr(app.state, _POOL_KEY, None)
+    if pool is None:
+        pool = BufferPool()
+        setattr(app.state, _POOL_KEY, pool)
+    return pool
+
+
+def record_timing(request: Request, ctx: AppContext, phases: dict[str, float]) -> None:
+    """Feed the call's phases to the ``procvision_execute_phase_seconds`` histograms."""
+    hists = getattr(request.app.state, _PHASES_KEY, None)
+    if hists is None:
+        hists = PhaseHistograms(ctx.service.metrics)
+        setattr(request.app.state, _PHASES_KEY, hists)
+    hists.observe(phases)
+
 
 router = APIRouter(tags=["execute"], responses={401: PROBLEM_RESPONSES[401]})
 
@@ -43,68 +74,176 @@ def _json_field(field: str, raw: str | None, kind: type, default: Any, max_depth
     return value
 
 
-async def _image(field: str, upload: UploadFile | None, limit: int, color_space: str, camera_id: str,
-                 timestamp_ms: int | None, input_order: str) -> ImageInput | None:
-    if upload is None:
-        return None
-    # The part was spooled to a temporary file while the body streamed in: an oversized file is
-    # refused by its size, and an accepted one is decoded from that file, never copied into memory.
-    size = upload.size
-    if size is None:
-        await upload.seek(0)
-        size = len(await upload.read(limit + 1))
-    if size > limit:
-        raise too_large(f"the uploaded file {upload.filename or upload.content_type or 'image'!r}", limit,
-                        "max_image_bytes", field=field, size=size)
-    return await run_in_threadpool(decode_image, upload.file, color_space=color_space, camera_id=camera_id,
-                                   timestamp_ms=timestamp_ms, input_order=input_order, max_bytes=limit)
+class ExecuteFields(BaseModel):
+    """The non-image fields of /execute (multipart form fields, or query parameters of a raw body)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    pid: str = Field(min_length=1, max_length=200, description="Product id; selects the active version")
+    step_index: int = Field(default=1, ge=1, le=10000)
+    phase: Literal["pre", "execute"] = "execute"
+    session_id: str | None = Field(default=None, max_length=200,
+                                   description="Keeps session state from pre to execute in one worker")
+    session_context: str | None = Field(default=None, description="JSON object")
+    user_params: str | None = Field(default=None, description="JSON object of step parameters")
+    color_space: Literal["RGB", "BGR"] = "RGB"
+    input_order: Literal["RGB", "BGR"] = Field(default="RGB", description="Channel order of an uploaded .npy")
+    camera_id: str = Field(default="", max_length=200)
+    timestamp_ms: int | None = Field(default=None, ge=0)
+    step_desc: str = Field(default="", max_length=10000)
+    guide_info: str | None = Field(default=None, description="JSON list (execute-only workers)")
+    end_session: bool = False
+    timeout_ms: int | None = Field(default=None, gt=0, le=3_600_000)
+
+
+_FORM_SCHEMA = ExecuteFields.model_json_schema()
+_FORM_SCHEMA["properties"].update({
+    "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or .npy"},
+    "guide_image": {"type": "string", "format": "binary",
+                    "description": "PNG, JPEG or .npy (execute-only workers)"}})
+_OPENAPI_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": _FORM_SCHEMA},
+    "application/x-npy": {"schema": {"type": "string", "format": "binary"},
+                          "description": "the image as a .npy file; fields as query parameters"},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
+                                 "description": "uint8 pixels, row-major, shape in X-Image-Shape: H,W[,C]; "
+                                                "fields as query parameters"},
+}}}
+
+
+def _fields(raw: Mapping[str, str]) -> ExecuteFields:
+    try:
+        return ExecuteFields.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise RequestValidationError([{**err, "loc": ("body", *err.get("loc", ()))} for err in exc.errors()]) from exc
+
+
+async def _receive(request: Request, ctx: AppContext, pool: BufferPool) -> tuple[ReceivedBody, dict[str, str]]:
+    content_type, params = parse_options_header(request.headers.get("content-type"))
+    image_cap, fields_cap = ctx.settings.max_image_bytes, ctx.settings.max_json_body_bytes
+    if content_type == b"multipart/form-data":
+        body = await receive_multipart(request.stream(), params.get(b"boundary"), image_cap, fields_cap, pool)
+        return body, body.fields
+    if content_type in NPY_TYPES or content_type == PIXELS_TYPE:
+        body = await receive_raw(request.stream(), content_type, request.headers.get(SHAPE_HEADER), image_cap, pool)
+        return body, dict(request.query_params)
+    if content_type == b"application/x-www-form-urlencoded":
+        # Fields only (no image can travel this way): small, and capped by the body limits already.
+        text = (await request.body()).decode("utf-8", "replace")
+        return ReceivedBody(), dict(parse_qsl(text, keep_blank_values=True))
+    raise RunnerError(PackageErrorCode.INVALID_REQUEST,
+                      "send /execute as multipart/form-data (fields + file 'image'), or the image alone as "
+                      "application/x-npy or application/octet-stream (+ X-Image-Shape) with the fields as "
+                      "query parameters", content_type=content_type.decode("latin-1"))
+
+
+def _images(body: ReceivedBody, fields: ExecuteFields) -> tuple[ImageInput | None, ImageInput | None]:
+    """The decoded images (PNG/JPEG decode here: this runs on a thread when any needs decoding)."""
+    out: list[ImageInput | None] = []
+    for name in ("image", "guide_image"):
+        sink = body.images.get(name)
+        out.append(None if sink is None else sink.image(
+            color_space=fields.color_space, input_order=fields.input_order, camera_id=fields.camera_id,
+            timestamp_ms=fields.timestamp_ms))
+    return out[0], out[1]
 
 
 @router.post("/execute", summary="Run pre or execute on the version active for pid",
-             responses={404: PROBLEM_RESPONSES[404], 422: PROBLEM_RESPONSES[422],
+             openapi_extra=_OPENAPI_BODY,
+             responses={404: PROBLEM_RESPONSES[404], 413: PROBLEM_RESPONSES.get(413, {"description": "too large"}),
+                        422: PROBLEM_RESPONSES[422],
                         502: {"description": "the worker crashed or answered garbage"},
                         503: {"description": "no worker available or queue full"},
                         504: {"description": "the worker did not answer in time (1005)"}})
-async def execute(
-    ctx: AppContext = Depends(get_ctx),
-    pid: str = Form(min_length=1, max_length=200, description="Product id; selects the active version"),
-    step_index: int = Form(default=1, ge=1, le=10000),
-    phase: Literal["pre", "execute"] = Form(default="execute"),
-    session_id: str | None = Form(default=None, max_length=200,
-                                  description="Keeps session state from pre to execute in one worker"),
-    session_context: str | None = Form(default=None, description="JSON object"),
-    user_params: str | None = Form(default=None, description="JSON object of step parameters"),
-    color_space: Literal["RGB", "BGR"] = Form(default="RGB"),
-    input_order: Literal["RGB", "BGR"] = Form(default="RGB", description="Channel order of an uploaded .npy"),
-    camera_id: str = Form(default="", max_length=200),
-    timestamp_ms: int | None = Form(default=None, ge=0),
-    step_desc: str = Form(default="", max_length=10000),
-    guide_info: str | None = Form(default=None, description="JSON list (execute-only workers)"),
-    end_session: bool = Form(default=False),
-    timeout_ms: int | None = Form(default=None, gt=0, le=3_600_000),
-    image: UploadFile | None = File(default=None, description="PNG, JPEG or .npy"),
-    guide_image: UploadFile | None = File(default=None, description="PNG, JPEG or .npy (execute-only workers)"),
-) -> JSONResponse:
-    depth, image_cap = ctx.settings.max_json_depth, ctx.settings.max_image_bytes
-    request = CallRequest(
-        phase=phase, step_index=step_index, pid=pid, session_id=session_id,
-        session_context=_json_field("session_context", session_context, dict, {}, depth),
-        user_params=_json_field("user_params", user_params, dict, {}, depth),
-        image=await _image("image", image, image_cap, color_space, camera_id, timestamp_ms, input_order),
-        guide_image=await _image("guide_image", guide_image, image_cap, color_space, camera_id, timestamp_ms,
-                                 input_order),
-        step_desc=step_desc, guide_info=_json_field("guide_info", guide_info, list, [], depth),
-        end_session=end_session)
-    if request.image is None:
-        raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED, "send the camera image as the multipart file 'image'")
-    timeout_s = timeout_ms / 1000.0 if timeout_ms is not None else None
-    ctx.drain.expect(call_budget_s(ctx.settings, phase, timeout_s))
-    result = await run_in_threadpool(ctx.service.execute, pid, request, timeout_s)
+async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONResponse:
+    """One call. The image bytes go into a reused array as they arrive (no temporary file); PNG and
+    JPEG are decoded on a thread. The answer carries ``Server-Timing`` and ``timing_ms``."""
+    timing = CallTiming()
+    slot_id = request.query_params.get("slot")
+    if slot_id is not None:
+        return await _execute_on_slot(request, ctx, slot_id, timing)
+    pool = buffer_pool(request.app)
+    body, raw_fields = await _receive(request, ctx, pool)
+    reusable = False
+    try:
+        timing.lap("receive")
+        fields = _fields(raw_fields)
+        depth = ctx.settings.max_json_depth
+        if any(sink.needs_decode for sink in body.images.values()):
+            image, guide_image = await run_in_threadpool(_images, body, fields)
+        else:
+            image, guide_image = _images(body, fields)
+        call = CallRequest(
+            phase=fields.phase, step_index=fields.step_index, pid=fields.pid, session_id=fields.session_id,
+            session_context=_json_field("session_context", fields.session_context, dict, {}, depth),
+            user_params=_json_field("user_params", fields.user_params, dict, {}, depth),
+            image=image, guide_image=guide_image, step_desc=fields.step_desc,
+            guide_info=_json_field("guide_info", fields.guide_info, list, [], depth), end_session=fields.end_session)
+        if call.image is None:
+            raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED, "send the camera image as the multipart file 'image' "
+                              "(or as the whole body: application/x-npy)")
+        timing.lap("decode")
+        timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
+        ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
+        result = await run_in_threadpool(ctx.service.execute, fields.pid, call, timeout_s)
+        # The call returned: the worker slot copied the pixels into its segment and nothing holds
+        # the arrays any more, so they may serve the next upload.
+        reusable = True
+        timing.lap("call")
+    finally:
+        if reusable:
+            body.release()
+    return _answer(request, ctx, result, timing)
+
+
+def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: CallTiming) -> JSONResponse:
+    latency = result.get("latency_ms")
+    phases = timing.finish(float(latency) if isinstance(latency, int | float) else None)
+    record_timing(request, ctx, phases)
+    headers = {"Server-Timing": server_timing(phases)}
     code = result.get("error_code")
     if result.get("status") != "OK" and code is not None and str(code) in INFRASTRUCTURE_CODES:
         # The runner, not the algorithm, failed this call: report it with the matching HTTP status.
         problem = problem_dict(str(code), str(result.get("message") or "the call failed"),
-                               {"result": result}, status=status_for(str(code)))
-        return problem_response(problem)
-    return JSONResponse(result)
+                               {"result": result, "timing_ms": phases}, status=status_for(str(code)))
+        response = problem_response(problem)
+        response.headers.update(headers)
+        return response
+    result["timing_ms"] = phases
+    return JSONResponse(result, headers=headers)
 
+
+async def _execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timing: CallTiming) -> JSONResponse:
+    """A call on a leased frame slot: the client wrote the frame; the request carries no image."""
+    if await request.body():
+        raise RunnerError(PackageErrorCode.SLOT_INVALID, "a call naming a frame slot sends no body: the frame is "
+                          "already in the slot; send the fields as query parameters", slot=slot_id)
+    fields = _fields(request.query_params)
+    slots = frame_slots(request, ctx)
+    slot = slots.acquire(slot_id, request.headers.get(KEY_HEADER))
+    try:
+        timing.lap("receive")
+        depth = ctx.settings.max_json_depth
+        call = CallRequest(
+            phase=fields.phase, step_index=fields.step_index, pid=fields.pid, session_id=fields.session_id,
+            session_context=_json_field("session_context", fields.session_context, dict, {}, depth),
+            user_params=_json_field("user_params", fields.user_params, dict, {}, depth),
+            image=_slot_image(slot.array(), fields), step_desc=fields.step_desc,
+            guide_info=_json_field("guide_info", fields.guide_info, list, [], depth), end_session=fields.end_session)
+        timing.lap("decode")
+        timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
+        ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
+        result = await run_in_threadpool(ctx.service.execute, fields.pid, call, timeout_s)
+        timing.lap("call")
+    finally:
+        slots.release_call(slot)
+    return _answer(request, ctx, result, timing)
+
+
+def _slot_image(arr: Any, fields: ExecuteFields) -> ImageInput:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and fields.input_order != fields.color_space:
+        arr = arr[:, :, ::-1]
+    return ImageInput(array=arr, color_space=fields.color_space, camera_id=fields.camera_id,
+                      timestamp_ms=fields.timestamp_ms)

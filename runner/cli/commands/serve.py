@@ -18,6 +18,7 @@ def _add_serve_options(p: Any) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--no-auth", action="store_true", help="serve without the bearer token (trusted hosts only)")
     p.add_argument("--no-watch", action="store_true", help="do not watch the zips/ drop folder")
+    p.add_argument("--uds", help="also serve the API on this Unix socket (mode 0600), for local clients")
     add_common(p)
 
 
@@ -35,7 +36,8 @@ def _settings(ctx: CliContext, default_root: Path | None = None) -> Settings:
     args = ctx.args
     return ctx.settings(root=args.root or default_root, host=args.host, port=args.port, log_level=args.log_level,
                         auth_enabled=False if args.no_auth else None,
-                        watch_drop_folder=False if args.no_watch else None)
+                        watch_drop_folder=False if args.no_watch else None,
+                        uds_path=getattr(args, "uds", None))
 
 
 def _announce(ctx: CliContext, settings: Settings, url: str) -> None:

@@ -1,0 +1,165 @@
+"""The body of ``POST /execute`` read from the ASGI stream: multipart, a raw ``.npy`` or raw pixels.
+
+Multipart goes through python-multipart's streaming parser; its callbacks send the parts named
+``image`` / ``guide_image`` into ``ImageSink``s and keep the other (text) parts, capped in total at
+``max_json_body_bytes``. A raw body (``application/x-npy``, or ``application/octet-stream`` with
+``X-Image-Shape: H,W[,C]``) is the image itself; its fields come from the query string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+
+from runner.errors import PackageErrorCode, RunnerError
+
+from ..limits import too_large
+from .buffers import BufferPool
+from .image_sink import ImageSink
+
+IMAGE_FIELDS = ("image", "guide_image")
+NPY_TYPES = frozenset({b"application/x-npy", b"application/npy"})
+PIXELS_TYPE = b"application/octet-stream"
+SHAPE_HEADER = "x-image-shape"
+
+
+@dataclass
+class ReceivedBody:
+    """Text fields (as str) and the image sinks of one /execute body."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    images: dict[str, ImageSink] = field(default_factory=dict)
+
+    def release(self) -> None:
+        for sink in self.images.values():
+            sink.release()
+
+
+def _invalid(message: str, **details: Any) -> RunnerError:
+    return RunnerError(PackageErrorCode.INVALID_REQUEST, message, **details)
+
+
+class _Parts:
+    """python-multipart callbacks: images into sinks, text parts into capped buffers."""
+
+    def __init__(self, body: ReceivedBody, image_limit: int, fields_limit: int, pool: BufferPool) -> None:
+        self.body = body
+        self.image_limit = image_limit
+        self.fields_limit = fields_limit
+        self.pool = pool
+        self.fields_size = 0
+        self._header_name = b""
+        self._header_value = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._sink: ImageSink | None = None
+        self._text: bytearray | None = None
+        self._name = ""
+
+    def callbacks(self) -> Any:
+        return {"on_part_begin": self._begin, "on_header_field": self._hfield, "on_header_value": self._hvalue,
+                "on_header_end": self._hend, "on_headers_finished": self._headers_done,
+                "on_part_data": self._data, "on_part_end": self._end}
+
+    def _begin(self) -> None:
+        self._headers, self._header_name, self._header_value = {}, b"", b""
+        self._sink, self._text, self._name = None, None, ""
+
+    def _hfield(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+        self._charge(end - start)
+
+    def _hvalue(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+        self._charge(end - start)
+
+    def _hend(self) -> None:
+        self._headers[self._header_name.lower()] = self._header_value
+        self._header_name, self._header_value = b"", b""
+
+    def _headers_done(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = params.get(b"name", b"").decode("utf-8", "replace")
+        if self._name in IMAGE_FIELDS:
+            if self._name in self.body.images:
+                raise _invalid(f"the multipart field {self._name!r} was sent twice; send one image per field",
+                               field=self._name)
+            label = params.get(b"filename", b"").decode("utf-8", "replace") or self._name
+            self._sink = ImageSink(self._name, label, self.image_limit, self.pool)
+            self.body.images[self._name] = self._sink
+        elif b"filename" not in params:
+            self._text = bytearray()
+
+    def _charge(self, size: int) -> None:
+        self.fields_size += size
+        if self.fields_size > self.fields_limit:
+            raise too_large("the text fields of the request", self.fields_limit, "max_json_body_bytes")
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._sink is not None:
+            self._sink.write(memoryview(data)[start:end])
+        elif self._text is not None:
+            self._charge(end - start)
+            self._text += data[start:end]
+        # A file part with another name is not ours to keep: its bytes are dropped as they pass.
+
+    def _end(self) -> None:
+        if self._text is not None and self._name:
+            self.body.fields[self._name] = self._text.decode("utf-8", "replace")
+        self._sink, self._text = None, None
+
+
+async def receive_multipart(stream: AsyncIterator[bytes], boundary: bytes | None, image_limit: int,
+                            fields_limit: int, pool: BufferPool) -> ReceivedBody:
+    """Parse a multipart body from ``stream``; images land in pooled arrays as they arrive."""
+    if not boundary:
+        raise _invalid("multipart body without a boundary")
+    body = ReceivedBody()
+    parts = _Parts(body, image_limit, fields_limit, pool)
+    parser = MultipartParser(boundary, parts.callbacks())
+    try:
+        async for chunk in stream:
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        body.release()
+        raise _invalid(f"malformed multipart body: {exc}") from exc
+    except BaseException:
+        body.release()
+        raise
+    return body
+
+
+def parse_shape(raw: str) -> tuple[int, ...]:
+    """``H,W`` or ``H,W,C`` from the ``X-Image-Shape`` header."""
+    try:
+        shape = tuple(int(part) for part in raw.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) not in (2, 3) or any(n <= 0 for n in shape):
+        raise _invalid(f"X-Image-Shape {raw!r} is not 'H,W' or 'H,W,C' with positive integers",
+                       header="X-Image-Shape")
+    return shape
+
+
+async def receive_raw(stream: AsyncIterator[bytes], content_type: bytes, shape_header: str | None,
+                      image_limit: int, pool: BufferPool) -> ReceivedBody:
+    """The whole body is the image: a ``.npy`` file, or bare pixels of ``shape_header``'s shape."""
+    if content_type in NPY_TYPES:
+        sink = ImageSink("image", "request body", image_limit, pool)
+    elif shape_header is None:
+        raise _invalid("a raw application/octet-stream image needs the header X-Image-Shape: H,W or H,W,C "
+                       "(uint8 pixels, row-major); or send a .npy file as application/x-npy",
+                       header="X-Image-Shape")
+    else:
+        sink = ImageSink("image", "request body", image_limit, pool, raw_shape=parse_shape(shape_header))
+    body = ReceivedBody(images={"image": sink})
+    try:
+        async for chunk in stream:
+            sink.write(chunk)
+    except BaseException:
+        body.release()
+        raise
+    return body

@@ -1,0 +1,167 @@
+"""One uploaded image, received chunk by chunk.
+
+``.npy`` files and raw pixels (shape known up front) are written straight into a reused array from
+a ``BufferPool`` as the bytes arrive: the header is parsed from the first bytes, the array is sized
+from it (limits checked before any pixel is stored), and every later chunk is one copy into pages
+that are already faulted in. PNG and JPEG are collected (capped) and decoded later, off the event loop.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+import numpy as np
+
+from runner.errors import RunnerError
+from runner.routing.images import (
+    DEFAULT_MAX_PIXELS,
+    NPY_MAGIC,
+    check_array_header,
+    check_color_space,
+    decode_image,
+    image_error,
+    sniff,
+)
+from runner.supervision.dialects import ImageInput
+
+from ..limits import too_large
+from .buffers import BufferPool
+
+#: Bytes needed to tell PNG / JPEG / .npy apart.
+_SNIFF_BYTES = 8
+
+
+class ImageSink:
+    """Receives the bytes of one image file (``write``), then turns them into an ``ImageInput``.
+
+    ``raw_shape`` set: the body is bare uint8 pixels of that shape (no header). Raises RunnerError
+    413 (2014) past ``limit`` bytes, 1002 for data that is not a usable image.
+    """
+
+    def __init__(self, field: str, label: str, limit: int, pool: BufferPool,
+                 raw_shape: tuple[int, ...] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.field = field
+        self.label = label
+        self.limit = limit
+        self.pool = pool
+        self.max_pixels = max_pixels
+        self.size = 0
+        self.kind = ""
+        self._head = bytearray()  # first bytes (format sniffing, .npy header) or a whole PNG/JPEG
+        self.buffer: np.ndarray | None = None  # flat target of .npy / raw data, from the pool
+        self._shape: tuple[int, ...] = ()
+        self._fortran = False
+        self._filled = 0
+        if raw_shape is not None:
+            self.kind = "raw"
+            self._start_array(raw_shape, np.dtype(np.uint8), False, "the raw image")
+
+    # --- receiving --------------------------------------------------------------------------------
+
+    def write(self, data: bytes | memoryview) -> None:
+        if not data:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            raise too_large(f"the uploaded file {self.label!r}", self.limit, "max_image_bytes", field=self.field,
+                            size=self.size)
+        if self.buffer is not None:
+            self._fill(memoryview(data))
+            return
+        self._head += data
+        if not self.kind:
+            if len(self._head) < _SNIFF_BYTES:
+                return
+            self.kind = sniff(bytes(self._head[:_SNIFF_BYTES]))
+            if not self.kind:
+                raise self._unrecognised()
+        if self.kind == "npy":
+            self._try_npy_header()
+
+    def _try_npy_header(self) -> None:
+        head = self._head
+        if len(head) < 10:
+            return
+        major = head[6]
+        prefix = 10 if major == 1 else 12
+        if len(head) < prefix:
+            return
+        length = struct.unpack("<H", head[8:10])[0] if major == 1 else struct.unpack("<I", head[8:12])[0]
+        if length > 65536 * 4:
+            raise image_error(f"the .npy header of {self.label!r} is {length} bytes long; is it a .npy file?",
+                              format="npy")
+        if len(head) < prefix + length:
+            return
+        stream = io.BytesIO(bytes(head[:prefix + length]))
+        try:
+            got_major, _minor = np.lib.format.read_magic(stream)
+            reader = np.lib.format.read_array_header_1_0 if got_major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = reader(stream)
+        except (ValueError, OSError) as exc:
+            raise image_error(f"the .npy header could not be read ({exc})", format="npy") from exc
+        rest = bytes(head[prefix + length:])
+        self._head = bytearray()
+        self._start_array(tuple(int(n) for n in shape), dtype, bool(fortran), "the .npy array")
+        if rest:
+            self._fill(memoryview(rest))
+
+    def _start_array(self, shape: tuple[int, ...], dtype: Any, fortran: bool, what: str) -> None:
+        check_array_header(shape, dtype, self.max_pixels, self.limit, what)
+        self._shape, self._fortran = shape, fortran
+        self.buffer = self.pool.take(int(np.prod(shape)))
+
+    def _fill(self, view: memoryview) -> None:
+        assert self.buffer is not None
+        end = self._filled + len(view)
+        if end > self.buffer.nbytes:
+            raise image_error(f"{self.label!r} holds more bytes than its shape {list(self._shape)} needs "
+                              f"({self.buffer.nbytes}); send exactly one array", format=self.kind or "npy")
+        self.buffer[self._filled:end] = np.frombuffer(view, dtype=np.uint8)
+        self._filled = end
+
+    # --- result -------------------------------------------------------------------------------------
+
+    @property
+    def needs_decode(self) -> bool:
+        """True for PNG/JPEG: ``decode`` does CPU work and belongs on a thread."""
+        return self.buffer is None
+
+    def _unrecognised(self) -> RunnerError:
+        head = bytes(self._head[:8])
+        return image_error("the image data is not PNG, JPEG or NumPy .npy (unrecognised first bytes "
+                           f"{head.hex()}); send one of those formats", first_bytes=head.hex())
+
+    def image(self, *, color_space: str, input_order: str, camera_id: str, timestamp_ms: int | None) -> ImageInput:
+        """The received image. For PNG/JPEG this decodes (CPU-heavy: call it on a thread)."""
+        target = check_color_space(color_space)
+        source = check_color_space(input_order)
+        if self.buffer is None:
+            if self.size == 0:
+                raise image_error("no image data was sent")
+            if self.kind in ("", "npy"):
+                if not self.kind and sniff(bytes(self._head)) == "":
+                    raise self._unrecognised()
+                raise image_error(f"the .npy file {self.label!r} ended inside its header; is the file complete?",
+                                  format="npy")
+            return decode_image(bytes(self._head), color_space=target, camera_id=camera_id,
+                                timestamp_ms=timestamp_ms, max_pixels=self.max_pixels, max_bytes=self.limit)
+        if self._filled != self.buffer.nbytes:
+            raise image_error(f"{self.label!r} ended after {self._filled} of {self.buffer.nbytes} pixel bytes; "
+                              "is the file complete?", format=self.kind)
+        arr = self.buffer.reshape(self._shape, order="F" if self._fortran else "C")
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim == 3 and source != target:
+            arr = arr[:, :, ::-1]
+        return ImageInput(array=arr, color_space=target, camera_id=camera_id, timestamp_ms=timestamp_ms)
+
+    def release(self) -> None:
+        """Give the array back to the pool (only once no call uses it any more)."""
+        if self.buffer is not None:
+            self.pool.give(self.buffer)
+            self.buffer = None
+
+
+__all__ = ["ImageSink", "NPY_MAGIC"]

@@ -1,0 +1,44 @@
+"""Histograms of where /execute calls spend their time (receive, decode, call, dispatch, total).
+
+Exported through ``Metrics.add_collector`` as ``procvision_execute_phase_seconds{phase=...}``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from runner.metrics import Labels, Metrics, _Histogram, _labels, _number
+
+#: From a fraction of a millisecond (a fast-path receive) to the 5 s execute deadline.
+PHASE_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+METRIC = "procvision_execute_phase_seconds"
+
+
+class PhaseHistograms:
+    """One histogram per phase; thread-safe; registers itself as a collector of ``metrics``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._lock = threading.Lock()
+        self._by_phase: dict[str, _Histogram] = {}
+        metrics.add_collector(self.render)
+
+    def observe(self, phases_ms: dict[str, float]) -> None:
+        with self._lock:
+            for phase, value in phases_ms.items():
+                hist = self._by_phase.get(phase)
+                if hist is None:
+                    hist = self._by_phase[phase] = _Histogram(PHASE_BUCKETS_S)
+                hist.observe(max(0.0, value) / 1000.0)
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {METRIC} Time of each phase of POST /execute (see Server-Timing).",
+               f"# TYPE {METRIC} histogram"]
+        with self._lock:
+            for phase, hist in sorted(self._by_phase.items()):
+                labels: Labels = (("phase", phase),)
+                for bound, count in zip(hist.bounds, hist.counts, strict=True):
+                    out.append(f"{METRIC}_bucket{_labels(labels + (('le', _number(bound)),))} {count}")
+                out.append(f"{METRIC}_bucket{_labels(labels + (('le', '+Inf'),))} {hist.total}")
+                out.append(f"{METRIC}_sum{_labels(labels)} {_number(hist.sum)}")
+                out.append(f"{METRIC}_count{_labels(labels)} {hist.total}")
+        return out
