@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         deployer = Deployer(root, venv_base)
         print("preparing the worker venv (first run builds it offline from .cache/wheels)...", file=sys.stderr)
         dep = deployer.deploy("bench", "1.0.0", ALGO, sdk=OURS)
-        settings = Settings(root=root, shutdown_grace_s=2.0)
+        # Unboxed: the file-handoff baseline writes into this benchmark's own folder, which a boxed
+        # worker cannot see; what the box costs a call is measured by benchmarks/sandbox_overhead.py.
+        settings = Settings(root=root, shutdown_grace_s=2.0, sandbox="off")
         layout = deployer.layout
         registry = Registry(layout)
         registry.put({"name": "bench", "version": "1.0.0", "supported_pids": ["P1"], "state": INSTALLED,
