@@ -218,3 +218,15 @@ ProcVision Runner $PV_VERSION is installed.
   config:  $config
   docs:    $prefix/current/share/doc/operations.md
 TXT
+
+# Workers run in a bubblewrap box (docs/operations.md, "Worker sandbox"). A station without it still
+# serves, unboxed and said loudly at every start; it cannot be fetched from here (no network).
+if ! command -v bwrap >/dev/null 2>&1; then
+  cat >&2 <<TXT
+
+WARNING: bubblewrap (bwrap) is not installed: algorithm workers will run UNBOXED, able to read the
+API token and change every deployed version. Install the Debian package 'bubblewrap' (from the
+station's package mirror or a .deb copied over), or set "sandbox": "require" in $config to refuse
+to run workers unboxed.
+TXT
+fi
