@@ -78,7 +78,7 @@ def test_activate_with_a_memory_limit_and_go_over_it(tmp_path: Path) -> None:
             over = execute('{"hog": true}')
             assert over.status_code == 502, over.text
             problem = over.json()
-            assert problem["code"] == "1018" and problem["name"] == "memory_limit_exceeded"
+            assert problem["code"] == "1018" and problem["name"] == "memory_limit_exceeded", problem
             assert "320 MB" in problem["detail"]
             # The worker was replaced; the next call is served.
             again = execute("{}")

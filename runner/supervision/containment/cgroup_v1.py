@@ -18,20 +18,23 @@ from .cgroup_tree import CgroupContainment, CgroupPlacement, read_counter, read_
 class _V1Placement(CgroupPlacement):
     mechanism = CGROUP_V1
 
+    def __init__(self, path: Path, limit_mb: int) -> None:
+        super().__init__(path, limit_mb)
+        # Kernels before 4.13 have no oom_kill counter; they count limit hits (failcnt) instead.
+        self._counts_kills = read_counter(path / "memory.oom_control", "oom_kill") is not None
+
     def oom_kills(self) -> int | None:
-        kills = read_counter(self.path / "memory.oom_control", "oom_kill")
-        if kills is None:
-            # Kernels before 4.13 have no oom_kill counter: hitting the limit (and a SIGKILL, see
-            # memory_killed) is the sign.
-            return read_int(self.path / "memory.failcnt")
-        return kills
+        if self._counts_kills:
+            return read_counter(self.path / "memory.oom_control", "oom_kill")
+        return read_int(self.path / "memory.failcnt")
 
     def memory_killed(self, exit_code: int | None, stderr_tail: list[str]) -> bool:
-        if self.limit_mb <= 0:
+        if self.limit_mb <= 0 or (self.kills() or 0) == 0:
             return False
-        # A SIGKILL shows as -9 on a bare worker and as 128 + 9 through the sandbox (bwrap and the
-        # monitor in front of it report a signalled child the way a shell does).
-        return (self.kills() or 0) > 0 and exit_code in (None, -signal.SIGKILL, 128 + signal.SIGKILL)
+        # The cgroup holds this one worker tree, so an OOM kill in it is why the worker ended, whatever
+        # status the sandbox in front of it reported (as in v2). A limit hit (old kernels) can also
+        # end in reclaim: there the worker must have died of a SIGKILL too (-9 bare, 128 + 9 boxed).
+        return self._counts_kills or exit_code in (None, -signal.SIGKILL, 128 + signal.SIGKILL)
 
 
 class CgroupV1Containment(CgroupContainment):
