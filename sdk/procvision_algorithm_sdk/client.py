@@ -433,9 +433,12 @@ class AdapterClient:
             self._hello.set_exception(failure)
         if not self._exit_reported and self._on_exit is not None:
             self._exit_reported = True
+            # The process first, then its last stderr lines: once it (and the sandbox around it) has
+            # exited, what is left in the pipe is read at once, even on a busy machine.
+            code = self._wait_exit(5.0)
             if self._stderr_reader is not None:
-                self._stderr_reader.join(timeout=1.0)
-            self._on_exit(self, self._wait_exit(5.0), failure.message)
+                self._stderr_reader.join(timeout=2.0)
+            self._on_exit(self, code, failure.message)
 
     def _exit_message(self, code: int | None) -> str:
         tail = self.stderr_tail[-1] if self._stderr_tail else ""
