@@ -6,7 +6,7 @@ Run from the repository root (bubblewrap installed)::
 
 One real worker per mode (``sandbox: off`` and ``sandbox: auto``, i.e. bubblewrap) of a no-op
 algorithm. Starts alternate between the modes so machine load hits both alike; each start is what a
-worker slot does (``launch.make_client``: box the command; ``launch.handshake``: spawn, import,
+worker slot does (``Launcher.launch``: contain and box the command; ``launch.handshake``: spawn, import,
 hello), timed until the worker is ready. Calls are header-only and 1920x1200x3 images through
 shared memory, also alternating.
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from runner.config import Settings
 from runner.supervision import CallRequest, ImageInput, Supervisor, VersionPool, WorkerSpec
-from runner.supervision.launch import handshake, make_client
+from runner.supervision.launch import Launcher, handshake
 from runner.supervision.sandbox import box_worker, select_sandbox
 from tests.support.deploy import OURS, Deployer
 
@@ -65,10 +65,12 @@ def _timed_start(settings: Settings, spec: WorkerSpec, work_root: Path, index: i
     work_dir = work_root / f"w{index}"
     work_dir.mkdir()
     began = time.perf_counter()
-    client = make_client(spec, settings, work_dir, dict(os.environ), lambda _line: None, lambda *_args: None)
-    handshake(client, settings)
+    launched = Launcher(settings, dict(os.environ), None).launch(spec, index, work_dir, lambda _line: None,
+                                                                 lambda *_args: None)
+    handshake(launched.client, settings)
     elapsed = (time.perf_counter() - began) * 1000
-    client.shutdown(timeout=5.0, term_timeout=2.0)
+    launched.client.shutdown(timeout=5.0, term_timeout=2.0)
+    launched.end()
     shutil.rmtree(work_dir, ignore_errors=True)
     return elapsed
 
