@@ -137,6 +137,9 @@ def test_journal_is_bounded_and_marks_unfinished_operations(tmp_path: Path) -> N
         manager.submit("install", lambda progress: {"ok": True})
     blocked, _ = manager.submit("install", lambda progress: {"ok": release.wait(60)})
     wait_for(lambda: manager.get(blocked.id).state == "running", 30, "the last operation to run")
+    # The journal is written just after the state changes in memory: wait for the file to say so too.
+    wait_for(lambda: json.loads(path.read_text())["operations"][-1]["state"] == "running", 30,
+             "the journal to record the running operation")
     stored = json.loads(path.read_text())["operations"]
     assert len(stored) == 5 and stored[-1]["id"] == blocked.id and stored[-1]["state"] == "running"
 
