@@ -338,6 +338,7 @@ class AdapterClient:
                 frame = protocol.read_frame(stream, self.max_frame_bytes, skip_oversized=False)
             except protocol.ConnectionClosed:
                 code = self._wait_exit(2.0)
+                self._drain_stderr(code)
                 failure = WorkerExited(self._exit_message(code), exit_code=code, stderr_tail=self.stderr_tail)
                 break
             except protocol.FrameTooLarge as exc:
@@ -436,9 +437,18 @@ class AdapterClient:
             # The process first, then its last stderr lines: once it (and the sandbox around it) has
             # exited, what is left in the pipe is read at once, even on a busy machine.
             code = self._wait_exit(5.0)
-            if self._stderr_reader is not None:
-                self._stderr_reader.join(timeout=2.0)
+            self._drain_stderr(code)
             self._on_exit(self, code, failure.message)
+
+    def _drain_stderr(self, exit_code: int | None) -> None:
+        """Let the stderr reader take the last lines of a process that has exited.
+
+        The failure that reports the exit quotes the stderr tail; on a busy machine the reader may
+        not have run yet when stdout closes. Bounded: a child that inherited stderr keeps it open.
+        """
+        reader = self._stderr_reader
+        if exit_code is not None and reader is not None and reader is not threading.current_thread():
+            reader.join(timeout=2.0)
 
     def _exit_message(self, code: int | None) -> str:
         tail = self.stderr_tail[-1] if self._stderr_tail else ""
