@@ -19,7 +19,7 @@ from procvision_algorithm_sdk.errors import ErrorCode
 from runner.config import Settings
 
 from .backoff import CrashLoop
-from .dialects import BUSY_PONG_CAPABILITY, Dialect, capabilities_of
+from .dialects import BUSY_PONG_CAPABILITY, Dialect, ImageHandoff, capabilities_of
 from .generation import Generation
 from .launcher import WorkerLauncher
 from .logs import RotatingLineLog
@@ -79,6 +79,23 @@ class WorkerBase(ABC):
     def pid(self) -> int | None:
         gen = self._gen
         return gen.pid if gen is not None else None
+
+    @property
+    def generation(self) -> Generation | None:
+        """The current (or last) process generation, None before the first start attempt."""
+        return self._gen
+
+    @property
+    def handoff(self) -> ImageHandoff | None:
+        """Where the current process takes its call images from (None until it is ready)."""
+        gen = self._gen
+        return gen.handoff if gen is not None else None
+
+    @property
+    def shm_dir(self) -> Path | None:
+        """The current process's private folder (its PROC_SHM_DIR)."""
+        gen = self._gen
+        return gen.shm_dir if gen is not None else None
 
     @property
     def crash_loop(self) -> CrashLoop:
