@@ -128,7 +128,7 @@ def _handoff_breakdown(pixels: np.ndarray, tmp: Path, calls: int, warmup: int, g
 
 def _print_pool_counts(supervisor: Supervisor) -> None:
     version_pool = supervisor.get("bench", "1.0.0")
-    handoff = version_pool.workers[0]._handoff if version_pool is not None else None  # diagnostics only
+    handoff = version_pool.workers[0].handoff if version_pool is not None else None  # diagnostics only
     segment_pool = handoff.pool if handoff is not None else None
     if segment_pool is not None:
         print(f"segment pool so far: recycled {segment_pool.recycled}, refused {segment_pool.refused}, "

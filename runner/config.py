@@ -8,10 +8,11 @@ file (``--config FILE``, else ``<root>/runner_config.json`` if it exists) > defa
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .store.layout import RootLayout
@@ -139,6 +140,15 @@ class Settings(BaseSettings):
             if not item.startswith("/dev/") or ".." in item.split("/"):
                 raise ValueError(f"sandbox_devices entries must be paths under /dev/, got {item!r}")
         return value
+
+    # The daemon's own environment, read once when the settings are built: the base workers inherit
+    # (allow-listed per worker). Not a setting; runner modules take it from here, not from os.environ.
+    _inherited_env: dict[str, str] = PrivateAttr(default_factory=lambda: dict(os.environ))
+
+    @property
+    def inherited_environment(self) -> dict[str, str]:
+        """The process environment as it was when these settings were built (a copy)."""
+        return dict(self._inherited_env)
 
     @property
     def layout(self) -> RootLayout:

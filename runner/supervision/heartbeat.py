@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from procvision_algorithm_sdk.client import AdapterClient, CallTimedOut, WorkerFailure
+from procvision_algorithm_sdk.client import CallTimedOut, WorkerFailure
+
+from .launcher import ProcessClient
 
 
-def run_heartbeat(client: AdapterClient, interval_s: float, grace_s: float, stop: threading.Event,
+def run_heartbeat(client: ProcessClient, interval_s: float, grace_s: float, stop: threading.Event,
                   should_ping: Callable[[], bool], call_gate: threading.Lock | None,
                   on_lost: Callable[[str], None]) -> None:
     """Ping ``client`` until ``stop`` is set or the process is gone; call ``on_lost`` once when a

@@ -3,10 +3,10 @@ the check that the algorithm really loaded.
 
 ``worker_command`` is the one place that says what a worker process is (argv, cwd, environment); a
 wrapper such as a sandbox goes around the adapter's argv there, inside the placement's wrapper (so
-the cgroup or rlimit also covers the sandbox's own processes). ``Launcher``
-turns it into a running ``AdapterClient`` placed under the memory limit (``containment``) and
-recorded for the clean-up after a daemon crash (``leftovers``); ``LaunchedWorker.end`` ends the
-whole tree on every exit path.
+the cgroup or rlimit also covers the sandbox's own processes). ``Launcher`` (the real
+``launcher.WorkerLauncher``) turns it into a running ``AdapterClient`` placed under the memory
+limit (``containment``) and recorded for the clean-up after a daemon crash (``leftovers``);
+``LaunchedWorker.end`` ends the whole tree on every exit path.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from runner.config import Settings
 
 from .containment import Containment, ContainmentReport, Placement, choose_containment
 from .dialects import Budget, Dialect, detect_dialect, strategy_for, worker_environment
+from .launcher import ExitCallback, Handshake, LaunchedProcess, WorkerLauncher
 from .leftovers import ProcessGroupLedger
 from .sandbox import box_worker
 from .sandbox.base import Protections
 from .spec import WorkerSpec
 
-ExitCallback = Callable[[AdapterClient, "int | None", str], None]
 _labels = itertools.count(1)
 
 
@@ -64,12 +64,12 @@ def memory_limit_of(spec: WorkerSpec, settings: Settings) -> int:
     return spec.memory_limit_mb if spec.memory_limit_mb is not None else settings.worker_memory_limit_mb
 
 
-class LaunchedWorker:
+class LaunchedWorker(LaunchedProcess):
     """One spawned (or about to be spawned) worker process and the tree around it."""
 
     def __init__(self, client: AdapterClient, placement: Placement, key: str,
                  ledger: ProcessGroupLedger | None) -> None:
-        self.client = client
+        self.client: AdapterClient = client
         self.placement = placement
         self.key = key
         self._ledger = ledger
@@ -79,6 +79,10 @@ class LaunchedWorker:
         if not self.placement.memory_killed(exit_code, stderr_tail):
             return None
         return memory_message(self.placement)
+
+    def memory_error_reply(self, details: dict[str, Any]) -> str | None:
+        """The over-the-limit message if RLIMIT_DATA made an allocation of the call fail."""
+        return memory_message(self.placement) if self.placement.memory_error_reply(details) else None
 
     def end(self) -> None:
         """Kill the process and everything it started (process group and cgroup), forget it."""
@@ -94,7 +98,7 @@ def memory_message(placement: Placement) -> str:
             "worker_memory_limit_mb or activate the version with a larger memory limit")
 
 
-class Launcher:
+class Launcher(WorkerLauncher):
     """Spawns the worker processes of one supervisor, each contained and recorded."""
 
     def __init__(self, settings: Settings, base_env: Mapping[str, str], ledger: ProcessGroupLedger | None,
@@ -127,6 +131,13 @@ class Launcher:
                                stderr_tail_lines=self.settings.stderr_tail_lines,
                                on_stderr_line=on_stderr_line, on_exit=on_exit, on_spawn=spawned)
         return LaunchedWorker(client, placement, key, ledger)
+
+    def handshake(self, launched: LaunchedProcess) -> Handshake:
+        """Spawn ``launched`` and confirm its algorithm loaded (see ``handshake``)."""
+        if not isinstance(launched, LaunchedWorker):
+            raise TypeError(f"this launcher did not make {launched!r}")
+        hello, dialect, info = handshake(launched.client, self.settings)
+        return Handshake(hello, dialect, info)
 
     def status(self, limit_mb: int) -> dict[str, Any]:
         """The containment in force for workers with ``limit_mb`` (what ``status`` shows)."""

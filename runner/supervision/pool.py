@@ -22,20 +22,22 @@ from runner.store.layout import RootLayout
 
 from .dialects import CallRequest, Dialect
 from .dispatch import Dispatcher
-from .launch import Launcher, memory_limit_of
+from .launch import memory_limit_of
+from .launcher import WorkerLauncher
 from .logs import RotatingLineLog
 from .outcomes import error_outcome
 from .sandbox import protections_for
 from .spec import CallOutcome, WorkerSpec
 from .states import LIVE_STATES, TERMINAL_STATES, EventSink, State, SupervisorEvent, derive_version_state
-from .worker import Worker, short_text
+from .worker import Worker
+from .worker_text import short_text
 
 
 class VersionPool:
     """The worker processes of one version (``settings.workers_per_version`` of them)."""
 
     def __init__(self, spec: WorkerSpec, settings: Settings, layout: RootLayout, shm_root: Path,
-                 launcher: Launcher, sink: EventSink | None = None) -> None:
+                 launcher: WorkerLauncher, sink: EventSink | None = None) -> None:
         self.spec = spec
         self.launcher = launcher
         self.settings = settings

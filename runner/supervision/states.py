@@ -2,7 +2,9 @@
 
 A leaf module: it imports nothing of ours, so metrics, logs, the API and the supervisor can all
 use it. Each worker owns one ``StateMachine``; every change goes through ``StateMachine.transition``,
-which refuses transitions that make no sense and reports each accepted one as a ``SupervisorEvent``.
+which checks it with ``check_transition`` (an illegal move raises ``IllegalTransition``: there is no
+quiet compare-and-set, callers decide under their own lock what to do) and reports each accepted
+one as a ``SupervisorEvent``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ class State(StrEnum):
     """Lifecycle state of a worker (and, derived, of a version)."""
 
     INSTALLED = "installed"  # deployed, no process started yet
-    STARTING = "starting"  # spawning, handshaking, or waiting out a restart backoff
+    STARTING = "starting"  # spawning and handshaking a worker process
+    BACKOFF = "backoff"  # no process: a restart is scheduled after the backoff delay
     RUNNING = "running"  # ready and idle
     EXECUTING = "executing"  # a call is in flight
     STOPPING = "stopping"  # draining / shutting down
@@ -32,8 +35,8 @@ class State(StrEnum):
 WorkerState = State
 VersionState = State
 
-#: States in which a worker process exists or is being brought up.
-LIVE_STATES = frozenset({State.STARTING, State.RUNNING, State.EXECUTING})
+#: States in which a worker process exists, is being brought up, or will be after a backoff.
+LIVE_STATES = frozenset({State.STARTING, State.BACKOFF, State.RUNNING, State.EXECUTING})
 #: States in which a worker can take calls (now or after its current one).
 SERVING_STATES = frozenset({State.RUNNING, State.EXECUTING})
 #: States a worker only leaves through an explicit start.
@@ -43,11 +46,12 @@ ERROR_STATES = frozenset({State.FAILED, State.INVALID})
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.INSTALLED: frozenset({State.STARTING, State.STOPPED, State.INVALID}),
-    # STARTING -> STARTING is a restart attempt that failed and is scheduled again.
-    State.STARTING: frozenset({State.STARTING, State.RUNNING, State.STOPPING, State.STOPPED,
+    State.STARTING: frozenset({State.RUNNING, State.BACKOFF, State.STOPPING, State.STOPPED,
                                State.FAILED, State.INVALID}),
-    State.RUNNING: frozenset({State.EXECUTING, State.STARTING, State.STOPPING, State.FAILED}),
-    State.EXECUTING: frozenset({State.RUNNING, State.STARTING, State.STOPPING, State.FAILED}),
+    # BACKOFF -> BACKOFF: the process that went down is cleaned up and its restart scheduled.
+    State.BACKOFF: frozenset({State.STARTING, State.BACKOFF, State.STOPPING, State.FAILED}),
+    State.RUNNING: frozenset({State.EXECUTING, State.BACKOFF, State.STOPPING, State.FAILED}),
+    State.EXECUTING: frozenset({State.RUNNING, State.BACKOFF, State.STOPPING, State.FAILED}),
     State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
     State.STOPPED: frozenset({State.STARTING, State.STOPPED}),
     State.FAILED: frozenset({State.STARTING, State.STOPPING, State.STOPPED}),
@@ -55,8 +59,20 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-class InvalidTransition(ValueError):
-    """A state change that the lifecycle does not allow (a bug in the caller)."""
+class IllegalTransition(AssertionError):
+    """A state change that the lifecycle does not allow: a bug in the caller, never a user error."""
+
+
+def is_allowed(old: State, new: State) -> bool:
+    """Whether the lifecycle allows ``old -> new`` (for callers choosing between moves)."""
+    return new in TRANSITIONS[old]
+
+
+def check_transition(old: State, new: State, what: str = "worker", reason: str = "") -> State:
+    """``new`` if the lifecycle allows ``old -> new``; raises IllegalTransition otherwise."""
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"{what}: {old.value} -> {new.value} is not allowed ({reason})")
+    return new
 
 
 @dataclass(frozen=True)
@@ -105,27 +121,13 @@ class StateMachine:
     def state(self) -> State:
         return self._state
 
-    def transition(self, new: State, reason: str = "", pid: int | None = None,
-                   allowed_from: Iterable[State] | None = None) -> bool:
-        """Move to ``new`` and emit an event.
-
-        With ``allowed_from`` the change happens only if the current state is one of those and
-        returns False otherwise (a compare-and-set for racing threads). Without it, a transition
-        the lifecycle does not allow raises InvalidTransition.
-        """
+    def transition(self, new: State, reason: str = "", pid: int | None = None) -> None:
+        """Move to ``new`` and emit an event; raises IllegalTransition if the lifecycle forbids it."""
         with self._lock:
             old = self._state
-            if allowed_from is not None and old not in set(allowed_from):
-                return False
-            if new not in TRANSITIONS[old]:
-                if allowed_from is not None:
-                    return False
-                raise InvalidTransition(f"worker {self.name}/{self.version}#{self.worker}: "
-                                        f"{old.value} -> {new.value} is not allowed ({reason})")
-            self._state = new
+            self._state = check_transition(old, new, f"worker {self.name}/{self.version}#{self.worker}", reason)
             self.changed_at = time.time()
         self.emit(SupervisorEvent("state", self.name, self.version, self.worker, pid, old, new, reason))
-        return True
 
     def emit(self, event: SupervisorEvent) -> None:
         """Pass an event to the sink (if any)."""
@@ -136,8 +138,9 @@ class StateMachine:
 def derive_version_state(worker_states: Iterable[State], stopping: bool = False) -> State:
     """The state of a version from its workers' states.
 
-    Serving beats everything (one healthy worker serves the version); then starting; an error state
-    only when no worker can serve.
+    Serving beats everything (one healthy worker serves the version); then starting (a worker
+    waiting out a restart backoff counts as starting: the version is on its way up, and its
+    record keeps the states it always had); an error state only when no worker can serve.
     """
     states = list(worker_states)
     if not states:
@@ -148,7 +151,7 @@ def derive_version_state(worker_states: Iterable[State], stopping: bool = False)
         return State.EXECUTING
     if State.RUNNING in states:
         return State.RUNNING
-    if State.STARTING in states:
+    if State.STARTING in states or State.BACKOFF in states:
         return State.STARTING
     if State.STOPPING in states:
         return State.STOPPING

@@ -54,7 +54,7 @@ class Supervisor:
         self.layout = layout
         self._on_event = on_event
         # The environment workers inherit (allow-listed per worker); the daemon's own by default.
-        self._base_env = dict(base_env) if base_env is not None else dict(os.environ)
+        self._base_env = dict(base_env) if base_env is not None else settings.inherited_environment
         #: Worker trees a killed predecessor left running, ended now.
         self.leftovers: LeftoverSweep = end_leftover_groups(layout.worker_groups)
         self._launcher = Launcher(settings, self._base_env, ProcessGroupLedger(layout.worker_groups))

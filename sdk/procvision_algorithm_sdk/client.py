@@ -5,6 +5,9 @@ protocol), does the hello handshake, and sends calls and pings. A reader thread 
 to the caller waiting for its ``request_id``, so concurrent callers never take each other's replies
 and a ping is answered while a call runs. Every wait has a deadline. Used by ``procvision-cli``
 (``validate --full``, ``run``) and by the runner's supervisor and install smoke test.
+
+This module owns the process (spawn, signals, exit); reading its stdout and routing the replies is
+``worker_stream``, the failures it raises are ``worker_failures`` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -16,60 +19,25 @@ import signal
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import IO, Any, Callable
 
 from . import protocol
-from .errors import ErrorCode, ProcVisionError
+from .worker_failures import (
+    CallTimedOut,
+    HandshakeFailed,
+    WorkerExited,
+    WorkerFailure,
+    WorkerProtocolViolation,
+)
+from .worker_stream import ReplyRouter, iter_capped_lines, read_frames
 
 #: Longest stderr line kept (bytes); the rest of a longer line is counted and dropped unread-into-memory.
 DEFAULT_MAX_STDERR_LINE_BYTES = 8192
 #: Characters of the last stderr line quoted in an exit message.
 _QUOTE_CHARS = 300
-
-
-class WorkerFailure(ProcVisionError):
-    """A worker could not answer: it exited, timed out, broke the protocol or refused to start.
-
-    Carries the exit code and the last lines of the worker's stderr so the cause is never lost.
-    """
-
-    default_code = ErrorCode.WORKER_CRASHED
-
-    def __init__(self, message: str, error_code: str | None = None, *, exit_code: int | None = None,
-                 stderr_tail: list[str] | None = None) -> None:
-        super().__init__(message, error_code)
-        self.exit_code = exit_code
-        self.stderr_tail = list(stderr_tail or [])
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class HandshakeFailed(WorkerFailure):
-    """The worker did not send a valid hello in time, or reported that the algorithm failed to load."""
-
-    default_code = ErrorCode.HANDSHAKE_FAILED
-
-
-class CallTimedOut(WorkerFailure):
-    """A call or ping got no reply within its deadline. The worker should be recycled."""
-
-    default_code = ErrorCode.TIMEOUT
-
-
-class WorkerExited(WorkerFailure):
-    """The worker process ended (or closed stdout) while a reply was awaited."""
-
-    default_code = ErrorCode.WORKER_CRASHED
-
-
-class WorkerProtocolViolation(WorkerFailure):
-    """The worker wrote bytes that are not a valid frame (for example print() into stdout)."""
-
-    default_code = ErrorCode.STDOUT_CONTAMINATED
 
 
 def adapter_argv(python: str, entry: str | None = None) -> list[str]:
@@ -107,7 +75,6 @@ class AdapterClient:
         self.max_frame_bytes = max_frame_bytes
         self._on_stderr_line = on_stderr_line
         self._on_exit = on_exit
-        self._on_frame = on_frame
         self.max_stderr_line_bytes = max(256, max_stderr_line_bytes)
         # Told the pid right after the spawn (the runner records it for clean-up after a crash).
         self._on_spawn = on_spawn
@@ -115,15 +82,10 @@ class AdapterClient:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_tail_lines)
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._pending: dict[str, Future[dict[str, Any]]] = {}
-        self._hello: Future[dict[str, Any]] = Future()
-        self._shutdown_ack: Future[dict[str, Any]] = Future()
-        self._closed_reason: WorkerFailure | None = None
+        self._router = ReplyRouter(lambda: self.stderr_tail, on_frame)
         self._reader: threading.Thread | None = None
         self._stderr_reader: threading.Thread | None = None
         self._exit_reported = False
-        self._closed_reason_hint: dict[str, Any] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -137,11 +99,12 @@ class AdapterClient:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and self._closed_reason is None
+        return self._proc is not None and self._proc.poll() is None and self._router.failure is None
 
     @property
     def hello(self) -> dict[str, Any] | None:
-        return self._hello.result() if self._hello.done() and not self._hello.exception() else None
+        hello = self._router.hello
+        return hello.result() if hello.done() and not hello.exception() else None
 
     @property
     def capabilities(self) -> list[str]:
@@ -156,7 +119,7 @@ class AdapterClient:
     @property
     def failure(self) -> WorkerFailure | None:
         """Why the conversation ended, if it has."""
-        return self._closed_reason
+        return self._router.failure
 
     def start(self, handshake_timeout: float, runner_hello: dict[str, Any] | None = None) -> dict[str, Any]:
         """Spawn the process and wait for its hello. Returns the hello frame.
@@ -188,7 +151,7 @@ class AdapterClient:
         self._reader.start()
         self._stderr_reader.start()
         try:
-            hello = self._hello.result(timeout=handshake_timeout)
+            hello = self._router.hello.result(timeout=handshake_timeout)
         except FutureTimeout:
             self.kill()
             raise HandshakeFailed(f"no hello from the worker within {handshake_timeout:.1f}s",
@@ -266,16 +229,11 @@ class AdapterClient:
         request_id = message.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise ValueError("message needs a non-empty string request_id")
-        future: Future[dict[str, Any]] = Future()
-        with self._state_lock:
-            if self._closed_reason is not None:
-                raise self._closed_reason
-            self._pending[request_id] = future
+        future = self._router.register(request_id)
         try:
             self._send(message)
         except WorkerFailure:
-            with self._state_lock:
-                self._pending.pop(request_id, None)
+            self._router.forget(request_id)
             raise
         return future
 
@@ -303,8 +261,7 @@ class AdapterClient:
         try:
             return future.result(timeout=timeout)
         except FutureTimeout:
-            with self._state_lock:
-                self._pending.pop(rid, None)
+            self._router.forget(rid)
             raise CallTimedOut(f"no reply to {what} {rid} within {timeout:.3f}s",
                                exit_code=self.returncode, stderr_tail=self.stderr_tail) from None
 
@@ -320,7 +277,7 @@ class AdapterClient:
                 proc.stdin.write(data)
                 proc.stdin.flush()
             except (BrokenPipeError, ValueError, OSError) as exc:
-                reason = self._closed_reason
+                reason = self._router.failure
                 if reason is not None:
                     # The reader already ended the conversation (e.g. text on stdout) and closed the
                     # pipe: report its cause, not the write that lost the race.
@@ -332,74 +289,18 @@ class AdapterClient:
         proc = self._proc
         assert proc is not None and proc.stdout is not None
         stream: IO[bytes] = proc.stdout
-        failure: WorkerFailure
-        while True:
-            try:
-                frame = protocol.read_frame(stream, self.max_frame_bytes, skip_oversized=False)
-            except protocol.ConnectionClosed:
-                code = self._wait_exit(2.0)
-                self._drain_stderr(code)
-                failure = WorkerExited(self._exit_message(code), exit_code=code, stderr_tail=self.stderr_tail)
-                break
-            except protocol.FrameTooLarge as exc:
-                if exc.looks_like_text:
-                    failure = WorkerProtocolViolation(
-                        f"worker wrote text into the protocol stream (starting {exc.header!r}); "
-                        "something in the algorithm prints to stdout", stderr_tail=self.stderr_tail)
-                else:
-                    failure = WorkerProtocolViolation(f"worker sent an oversized frame: {exc}",
-                                                      ErrorCode.FRAME_TOO_LARGE.value,
-                                                      stderr_tail=self.stderr_tail)
-                break
-            except protocol.ProtocolError as exc:
-                failure = WorkerProtocolViolation(
-                    f"worker corrupted the protocol stream (is something printing to stdout?): {exc}",
-                    stderr_tail=self.stderr_tail)
-                break
-            except (OSError, ValueError) as exc:
-                failure = WorkerExited(f"reading from the worker failed: {exc}", stderr_tail=self.stderr_tail)
-                break
-            self._dispatch(frame)
+
+        def at_eof() -> WorkerFailure:
+            code = self._wait_exit(2.0)
+            self._drain_stderr(code)
+            return WorkerExited(self._exit_message(code), exit_code=code, stderr_tail=self.stderr_tail)
+
+        failure = read_frames(stream, self.max_frame_bytes, self._router, lambda: self.stderr_tail, at_eof)
         # Nothing reads this pipe any more: close it now rather than when the Popen is collected,
         # so a runner that recycles workers for days does not pile up pipe descriptors.
         with contextlib.suppress(OSError):
             stream.close()
         self._close(failure)
-
-    def _dispatch(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        if self._on_frame is not None:
-            self._on_frame(frame)
-        if not self._hello.done():
-            if kind == protocol.HELLO:
-                self._hello.set_result(frame)
-            elif kind == protocol.ERROR:
-                code = str(frame.get("error_code") or ErrorCode.HANDSHAKE_FAILED.value)
-                self._hello.set_exception(HandshakeFailed(
-                    f"worker reported an error before it was ready: {frame.get('message', '')}", code,
-                    stderr_tail=self.stderr_tail))
-            else:
-                self._hello.set_exception(HandshakeFailed(
-                    f"worker's first frame is {kind!r}, expected 'hello'", stderr_tail=self.stderr_tail))
-            return
-        if kind == protocol.SHUTDOWN:
-            if not self._shutdown_ack.done():
-                self._shutdown_ack.set_result(frame)
-            return
-        rid = frame.get("request_id")
-        future = None
-        if isinstance(rid, str):
-            with self._state_lock:
-                future = self._pending.pop(rid, None)
-        if future is not None:
-            if not future.done():
-                future.set_result(frame)
-            return
-        if kind == protocol.ERROR and rid is None:
-            # Upstream adapters report import failures after their hello with a null request id.
-            # Keep it so the failure names the cause, then let the exit be detected.
-            self._closed_reason_hint = frame
-        # A late reply to a call that already timed out, or an unsolicited frame: nobody waits.
 
     def _read_stderr(self) -> None:
         proc = self._proc
@@ -415,23 +316,10 @@ class AdapterClient:
             proc.stderr.close()
 
     def _close(self, failure: WorkerFailure) -> None:
-        hint = self._closed_reason_hint
-        if hint is not None and isinstance(failure, WorkerExited):
-            failure = WorkerExited(f"{failure.message}; worker reported: {hint.get('message', '')}",
-                                   str(hint.get("error_code") or failure.error_code),
-                                   exit_code=failure.exit_code, stderr_tail=failure.stderr_tail)
-        with self._state_lock:
-            if self._closed_reason is None:
-                self._closed_reason = failure
-            pending = list(self._pending.values())
-            self._pending.clear()
+        failure, pending = self._router.close(failure)
         if isinstance(failure, WorkerProtocolViolation):
             self.kill()
-        for future in pending:
-            if not future.done():
-                future.set_exception(failure)
-        if not self._hello.done():
-            self._hello.set_exception(failure)
+        self._router.wake(failure, pending)
         if not self._exit_reported and self._on_exit is not None:
             self._exit_reported = True
             # The process first, then its last stderr lines: once it (and the sandbox around it) has
@@ -495,26 +383,5 @@ class AdapterClient:
                 return
 
 
-def iter_capped_lines(stream: IO[bytes], max_bytes: int) -> Iterator[str]:
-    """The lines of ``stream`` (decoded, without line endings), each at most ``max_bytes`` long.
-
-    A longer line keeps its first ``max_bytes`` and gets a ``... [truncated N bytes]`` note; the
-    rest is read in bounded chunks and dropped, so a huge line without newline never sits in memory.
-    """
-    while True:
-        raw = stream.readline(max_bytes)
-        if not raw:
-            return
-        dropped = 0
-        if not raw.endswith(b"\n"):
-            while True:
-                more = stream.readline(64 * 1024)
-                if not more:
-                    break
-                dropped += len(more) - (1 if more.endswith(b"\n") else 0)
-                if more.endswith(b"\n"):
-                    break
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if dropped:
-            line += f"\u2026 [truncated {dropped} bytes]"
-        yield line
+__all__ = ["AdapterClient", "CallTimedOut", "HandshakeFailed", "WorkerExited", "WorkerFailure",
+           "WorkerProtocolViolation", "adapter_argv", "iter_capped_lines"]

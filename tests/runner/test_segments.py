@@ -271,7 +271,7 @@ def test_workers_read_segments_from_the_runners_private_folder(deployer: Deploye
             assert out.data["sum"] == sums[-1]
             # Every image the algorithm kept in ``self`` still has its own pixels.
             assert out.data["kept_sums"] == sums
-        handoff = worker._handoff
+        handoff = worker.handoff
         assert handoff is not None and handoff.posix_dir == shm
         segment_pool = handoff.pool
         assert segment_pool is not None and segment_pool.thread is not None
@@ -294,7 +294,7 @@ def test_segments_a_worker_let_go_of_are_reused_and_kept_ones_never_change(deplo
     try:
         pool = sup.start(dep.spec())
         assert pool.call(CallRequest("execute", image=ImageInput(array=image(0)))).status == "OK"
-        handoff = pool.workers[0]._handoff
+        handoff = pool.workers[0].handoff
         assert handoff is not None and handoff.pool is not None
         segment_pool = handoff.pool
         wait_until(lambda: segment_pool.spare_count == 2, what="spares")
@@ -323,7 +323,7 @@ def test_a_crash_frees_the_old_workers_spares_and_stops_its_thread(deployer: Dep
         pool = sup.start(dep.spec())
         worker = pool.workers[0]
         assert pool.call(CallRequest("execute", image=ImageInput(array=image(1)))).status == "OK"
-        handoff = worker._handoff
+        handoff = worker.handoff
         assert handoff is not None and handoff.pool is not None and handoff.pool.thread is not None
         segment_pool, thread = handoff.pool, handoff.pool.thread
         wait_until(lambda: segment_pool.spare_count == 2, what="spares")

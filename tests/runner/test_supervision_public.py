@@ -103,7 +103,7 @@ def test_public_0_0_7_phase_worker(deployer: Deployer, supervisor: Any) -> None:
     assert out.status == "OK", out
     assert out.data["shape"] == [6, 7, 3] and out.data["sum"] == 63 and out.data["first"] == [10, 20, 30]
     assert len(out.data["files"]) == 1 and out.data["files"][0].endswith(".npy")
-    shm_dir = Path(pool.workers[0]._shm_dir or "")
+    shm_dir = Path(pool.workers[0].shm_dir or "")
     assert shm_dir.is_dir() and os.listdir(shm_dir) == []  # the image file is gone after the call
     enc = pool.call(CallRequest("execute", image=ImageInput(array=None, encoded=_png(img))))
     assert enc.status == "OK" and enc.data["sum"] == 63 and enc.data["files"][0].endswith(".bin")

@@ -10,7 +10,7 @@ import pytest
 from runner.supervision.backoff import Backoff, CrashLoop
 from runner.supervision.logs import RotatingLineLog
 from runner.supervision.states import (
-    InvalidTransition,
+    IllegalTransition,
     State,
     StateMachine,
     SupervisorEvent,
@@ -24,7 +24,7 @@ def test_transitions_are_validated_and_emit_events() -> None:
     machine.transition(State.STARTING, "go")
     machine.transition(State.RUNNING, "ready", pid=42)
     machine.transition(State.EXECUTING, "call")
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(IllegalTransition):
         machine.transition(State.INSTALLED, "nonsense")
     assert machine.state is State.EXECUTING
     assert [(e.old_state, e.new_state) for e in events] == [
@@ -32,17 +32,22 @@ def test_transitions_are_validated_and_emit_events() -> None:
     assert events[1].pid == 42 and events[1].to_dict()["new_state"] == "running"
 
 
-def test_compare_and_set_transition_refuses_quietly() -> None:
-    machine = StateMachine("a", "1", 0)
-    assert not machine.transition(State.RUNNING, "x", allowed_from=[State.EXECUTING])
-    assert machine.state is State.INSTALLED
-    assert machine.transition(State.STARTING, "x", allowed_from=[State.INSTALLED])
+def test_illegal_transition_is_refused_loudly_and_changes_nothing() -> None:
+    events: list[SupervisorEvent] = []
+    machine = StateMachine("a", "1", 0, events.append)
+    with pytest.raises(IllegalTransition, match="installed -> running"):
+        machine.transition(State.RUNNING, "x")
+    assert machine.state is State.INSTALLED and events == []
+    machine.transition(State.STARTING, "x")
+    assert machine.state is State.STARTING
 
 
 def test_version_state_derives_from_workers() -> None:
     assert derive_version_state([]) is State.INSTALLED
     assert derive_version_state([State.FAILED, State.RUNNING]) is State.RUNNING
     assert derive_version_state([State.STARTING, State.FAILED]) is State.STARTING
+    # A worker waiting out a restart backoff: the version is still on its way up.
+    assert derive_version_state([State.BACKOFF, State.FAILED]) is State.STARTING
     assert derive_version_state([State.FAILED, State.STOPPED]) is State.FAILED
     assert derive_version_state([State.EXECUTING, State.RUNNING]) is State.EXECUTING
     assert derive_version_state([State.RUNNING], stopping=True) is State.STOPPING
