@@ -142,6 +142,12 @@ function formatSeconds(s) {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+function formatWhen(value) {
+  if (value == null || value === "") return "";
+  const when = new Date(typeof value === "number" ? value * 1000 : value);
+  return Number.isNaN(when.getTime()) ? String(value) : when.toLocaleString();
+}
+
 let sizes = {};
 let sizesAt = 0;
 
@@ -170,7 +176,7 @@ function renderBindings(active) {
     const b = active[pid];
     body.append(el("tr", { "data-pid": pid },
       el("td", {}, pid), el("td", { class: "binding" }, `${b.name} ${b.version}`),
-      el("td", { class: "muted" }, b.activated_at ? new Date(b.activated_at * 1000).toLocaleString() : ""),
+      el("td", { class: "muted" }, formatWhen(b.activated_at)),
       el("td", {},
         el("button", { type: "button", class: "rollback", onclick: () => rollback(pid, b) }, "Rollback"),
         el("button", { type: "button", class: "deactivate", onclick: () => deactivate(pid, b) }, "Deactivate"))));
@@ -578,6 +584,11 @@ function chart(canvas, series, colors) {
       pen = true;
     });
     ctx.stroke();
+    // A second with calls between two without shows as a dot (a line needs two points).
+    ctx.fillStyle = colors[i];
+    values.forEach((v, x) => {
+      if (v != null) ctx.fillRect((x / Math.max(1, values.length - 1)) * w - 1.5, h - (v / top) * h - 1.5, 3, 3);
+    });
   });
 }
 
