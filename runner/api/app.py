@@ -55,7 +55,7 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
                   docs_url=None, redoc_url=None, openapi_url=None)
     drain = Drain(settings.shutdown_grace_s)
     calls = CallLog(settings.console_recent_calls, settings.console_thumbnail_width,
-                    settings.console_health_window_s) if console else None
+                    settings.console_health_window_s, settings.console_thumbnails_per_s) if console else None
     app.state.ctx = AppContext(service, settings, manager, auth, threading.Event(), drain, calls)
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .thumbnails import Thumbnail
@@ -13,29 +13,40 @@ from .thumbnails import Thumbnail
 __all__ = ["CallRecord", "RecentCalls"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CallRecord:
-    """One finished call: who served it, how it ended, its rectangles and a thumbnail of its image."""
+    """One finished call: its result as the route returned it (read apart only when the console
+    asks, so recording stays a few attribute stores), or the error it raised, and a thumbnail."""
 
     id: int
     at: float
     pid: str
     phase: str
-    status: str
-    result_status: str | None
     latency_ms: float | None
-    error_code: str | None
-    message: str | None
-    served_by: dict[str, Any] | None
-    defect_rects: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    message: str | None = None
     thumbnail: Thumbnail | None = None
+
+    @property
+    def status(self) -> str:
+        return str(self.result.get("status") or "ERROR") if self.result is not None else "ERROR"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the console reads (the thumbnail as a URL and the original image size)."""
+        result = self.result or {}
+        data = result.get("data") if isinstance(result.get("data"), dict) else {}
+        rects = data.get("defect_rects")
+        served_by = result.get("served_by")
+        code = result.get("error_code", self.error_code)
+        message = result.get("message", self.message)
         thumb = self.thumbnail
         return {"id": self.id, "at": self.at, "pid": self.pid, "phase": self.phase, "status": self.status,
-                "result_status": self.result_status, "latency_ms": self.latency_ms, "error_code": self.error_code,
-                "message": self.message, "served_by": self.served_by, "defect_rects": self.defect_rects,
+                "result_status": None if data.get("result_status") is None else str(data["result_status"]),
+                "latency_ms": self.latency_ms, "error_code": None if code is None else str(code),
+                "message": None if message is None else str(message),
+                "served_by": served_by if isinstance(served_by, dict) else None,
+                "defect_rects": [r for r in rects if isinstance(r, dict)] if isinstance(rects, list) else [],
                 "thumbnail": f"/console/calls/{self.id}/thumbnail.png" if thumb is not None else None,
                 "image_width": thumb.source_width if thumb is not None else None,
                 "image_height": thumb.source_height if thumb is not None else None}

@@ -38,11 +38,17 @@ def take_thumbnail(array: np.ndarray, color_space: str, max_width: int) -> Thumb
     thousand pixels, whatever the camera's resolution (no resampling in the call path)."""
     if array.ndim not in (2, 3) or array.shape[0] == 0 or array.shape[1] == 0:
         return None
+    if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
+        return None
     height, width = int(array.shape[0]), int(array.shape[1])
     step = max(1, -(-width // max_width))
-    small = array[::step, ::step]
-    if small.ndim == 3 and small.shape[2] not in (1, 3, 4):
-        return None
-    if small.ndim == 3 and small.shape[2] == 1:
-        small = small[:, :, 0]
-    return Thumbnail(np.array(small, copy=True), color_space, width, height)
+    if array.ndim == 2 or array.shape[2] == 1:
+        small = np.array(array[::step, ::step] if array.ndim == 2 else array[::step, ::step, 0], copy=True)
+        return Thumbnail(small, color_space, width, height)
+    # One 2-D strided copy per channel: numpy copies a 3-byte pixel stride several times slower
+    # than three single-byte planes (measured: benchmarks/console_call_log.py).
+    view = array[::step, ::step]
+    small = np.empty((view.shape[0], view.shape[1], 3), dtype=array.dtype)
+    for channel in range(3):
+        small[:, :, channel] = view[:, :, channel]
+    return Thumbnail(small, color_space, width, height)

@@ -74,9 +74,11 @@ def test_thumbnail_is_a_small_strided_copy_encoded_on_demand() -> None:
 
 
 def test_recent_calls_keep_the_last_n_with_their_rectangles() -> None:
-    log = CallLog(keep=3, thumbnail_width=160, window_s=60)
+    clock = Clock()
+    log = CallLog(keep=3, thumbnail_width=160, window_s=60, thumbnails_per_s=10, clock=clock)
     rect = {"x": 5, "y": 6, "width": 7, "height": 8}
     for i in range(5):
+        clock.now += 0.1
         log.record(_call(pid=f"P{i}"), {"status": "OK", "latency_ms": 12.5, "served_by": {"version": "1.0.0"},
                                         "data": {"result_status": "NG", "defect_rects": [rect]}})
     log.record_failure(_call(pid="P9"), RunnerError(PackageErrorCode.NOT_FOUND, "no version for P9"), 0.0)
@@ -89,3 +91,18 @@ def test_recent_calls_keep_the_last_n_with_their_rectangles() -> None:
     assert (ok["image_width"], ok["image_height"]) == (1920, 1200)
     assert log.recent.get(ok["id"]) is recent[1] and log.recent.get(1) is None  # evicted
     assert sum(p.errors for p in log.health.points()) == 1
+
+
+def test_thumbnails_are_taken_for_at_most_n_calls_a_second() -> None:
+    clock = Clock()
+    log = CallLog(keep=100, thumbnail_width=160, window_s=60, thumbnails_per_s=2, clock=clock)
+    result = {"status": "OK", "latency_ms": 1.0, "data": {"result_status": "OK", "defect_rects": []}}
+    for _ in range(10):  # a burst within one instant: the first call gets the thumbnail
+        log.record(_call(), result)
+    clock.now += 0.5
+    log.record(_call(), result)
+    with_thumbnail = [r.thumbnail is not None for r in reversed(log.recent.list())]
+    assert with_thumbnail == [True] + [False] * 9 + [True]
+    none = CallLog(keep=5, thumbnail_width=160, window_s=60, thumbnails_per_s=0, clock=clock)
+    none.record(_call(), result)
+    assert none.recent.list()[0].thumbnail is None and none.recent.list()[0].to_dict()["thumbnail"] is None
