@@ -197,6 +197,9 @@ def test_switch_moves_the_binding_to_the_new_version(station: Station, browser: 
     _confirm(browser, "P001: api_algo 1.0.0 → 2.0.0")
     _until("the binding to move", lambda: f"{NAME} 2.0.0" in _text(browser, '#bindings tr[data-pid="P001"]'))
     assert "done" in _text(browser, "#action-result")
+    _until("the new version's worker", lambda: re.fullmatch(
+        r"\d+", _text(browser, f'#workers tr[data-worker="{NAME}@2.0.0#0"] td.worker-pid')))
+    _shot(browser, "overview-after-switch")
 
 
 def test_logs_follow_new_lines_through_the_filter(station: Station, browser: Any) -> None:

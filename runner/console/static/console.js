@@ -229,11 +229,13 @@ function renderWorkers(shown) {
     const last = v.last_error || {};
     for (const w of status.workers || []) {
       rows += 1;
+      // A stopped or failed worker's last process id is history, not a process to look for.
+      const alive = w.pid && !["stopped", "failed", "installed", "invalid"].includes(w.state);
       const tail = (last.stderr_tail || []).slice(-8).join("\n");
       body.append(el("tr", { "data-worker": `${v.name}@${v.version}#${w.index}` },
-        el("td", {}, `${v.name} ${v.version}`), el("td", {}, w.index), el("td", { class: "worker-pid" }, w.pid ?? "–"),
+        el("td", {}, `${v.name} ${v.version}`), el("td", {}, w.index), el("td", { class: "worker-pid" }, alive ? w.pid : "–"),
         el("td", { class: `state-${w.state}` }, w.state),
-        el("td", {}, w.started_at && w.pid ? formatSeconds(now - w.started_at) : ""), el("td", {}, w.restarts),
+        el("td", {}, alive && w.started_at ? formatSeconds(now - w.started_at) : ""), el("td", {}, w.restarts),
         el("td", { title: last.reason || "" }, last.exit_code ?? (last.reason ? "?" : "–")),
         el("td", {}, tail ? el("pre", {}, tail) : "")));
     }
