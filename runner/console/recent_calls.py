@@ -35,7 +35,8 @@ class CallRecord:
     def to_dict(self) -> dict[str, Any]:
         """The JSON the console reads (the thumbnail as a URL and the original image size)."""
         result = self.result or {}
-        data = result.get("data") if isinstance(result.get("data"), dict) else {}
+        raw = result.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         rects = data.get("defect_rects")
         served_by = result.get("served_by")
         code = result.get("error_code", self.error_code)

@@ -1,7 +1,8 @@
 """The console in a real browser (headless Chromium) against a real daemon with real packages: sign in
 (and fail with a wrong token), install by upload and watch the stages, activate, run an image and
-find the drawn rectangles, recent calls and health, switch and see the binding move, follow a log
-line, sign out. One daemon and one browser for the module; the tests run in this order.
+find the drawn rectangles, recent calls and health, install by drag-and-drop, switch and see the
+binding move, follow a log line, a refused action's coded error, rollback / deactivate / uninstall,
+sign out. One daemon and one browser for the module; the tests run in this order.
 
 Each page is saved as a screenshot under .cache/console-screenshots/.
 """
@@ -22,7 +23,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
-from tests.api.support import NAME, RunningServer, install, make_zip, png_bytes, start_server
+from tests.api.support import NAME, RunningServer, make_zip, png_bytes, start_server
 from tests.console.conftest import PAGE_WAIT_S, SCREENSHOTS
 from tests.support.waiting import wait_until
 
@@ -144,7 +145,7 @@ def test_activate_binds_the_pid_and_shows_its_worker(station: Station, browser: 
     pids.send_keys("P001")
     _confirm(browser, f"P001: none → {NAME} 1.0.0")
     _until("the binding", lambda: f"{NAME} 1.0.0" in _text(browser, '#bindings tr[data-pid="P001"]'))
-    assert "done" in _text(browser, "#action-result")
+    _until("the action's result", lambda: "done" in _text(browser, "#action-result"))
     worker = _until("a running worker with a process id", lambda: re.fullmatch(
         r"\d+", _text(browser, f'#workers tr[data-worker="{NAME}@1.0.0#0"] td.worker-pid')))
     assert int(worker.group(0)) > 0
@@ -189,14 +190,29 @@ def test_health_charts_count_the_call(station: Station, browser: Any) -> None:
     _shot(browser, "health")
 
 
-def test_switch_moves_the_binding_to_the_new_version(station: Station, browser: Any) -> None:
-    with station.server.client() as api:
-        assert install(api, station.zips["2.0.0"])["state"] == "succeeded"
+def test_install_by_drag_and_drop(station: Station, browser: Any) -> None:
     _go(browser, "overview")
+    # A real file from disk, dropped on the zone the way a file manager drops it (a DataTransfer).
+    browser.execute_script(
+        "const i = document.createElement('input'); i.type = 'file'; i.id = 'drag-source'; i.hidden = true;"
+        "document.body.append(i);")
+    browser.find_element(By.ID, "drag-source").send_keys(str(station.zips["2.0.0"]))
+    browser.execute_script(
+        "const dt = new DataTransfer(); dt.items.add(document.getElementById('drag-source').files[0]);"
+        "const zone = document.getElementById('dropzone');"
+        "zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));"
+        "zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));")
+    result = _until("the dropped install to finish", lambda: (t := _text(browser, "#install-result"))
+                    and "2.0.0" in t and not t.startswith("Installing") and t)
+    assert "2.0.0: installed" in result, result
+    _until("the new row", lambda: browser.find_element(By.CSS_SELECTOR, f'#versions tr[data-version="{NAME}@2.0.0"]'))
+
+
+def test_switch_moves_the_binding_to_the_new_version(station: Station, browser: Any) -> None:
     _click("the switch button", lambda: _row_button(browser, "2.0.0", "switch"))
     _confirm(browser, "P001: api_algo 1.0.0 → 2.0.0")
     _until("the binding to move", lambda: f"{NAME} 2.0.0" in _text(browser, '#bindings tr[data-pid="P001"]'))
-    assert "done" in _text(browser, "#action-result")
+    _until("the action's result", lambda: "done" in _text(browser, "#action-result"))
     _until("the new version's worker", lambda: re.fullmatch(
         r"\d+", _text(browser, f'#workers tr[data-worker="{NAME}@2.0.0#0"] td.worker-pid')))
     _shot(browser, "overview-after-switch")
@@ -217,6 +233,33 @@ def test_logs_follow_new_lines_through_the_filter(station: Station, browser: Any
     _until("the marker line", lambda: "console-marker 42" in _text(browser, "#log-lines"))
     assert "unrelated line" not in _text(browser, "#log-lines")
     _shot(browser, "logs")
+
+
+def test_refused_action_shows_the_coded_error_in_plain_words(station: Station, browser: Any) -> None:
+    _go(browser, "overview")
+    _click("the activate button", lambda: _row_button(browser, "2.0.0", "activate"))
+    pids = _until("the pid field", lambda: browser.find_element(By.ID, "confirm-pids"))
+    pids.clear()
+    pids.send_keys("NOT-A-PID")
+    _confirm(browser, f"→ {NAME} 2.0.0")
+    message = _until("the error", lambda: (t := _text(browser, "#action-result")) and "failed" in t and t)
+    assert "NOT-A-PID" in message and re.search(r"\(error \d{4} [a-z_]+\)", message), message
+
+
+def test_rollback_deactivate_and_uninstall(station: Station, browser: Any) -> None:
+    _click("the rollback button",
+           lambda: browser.find_element(By.CSS_SELECTOR, '#bindings tr[data-pid="P001"] .rollback'))
+    _confirm(browser, f"P001: {NAME} 2.0.0 → the version it served before")
+    _until("the binding to go back", lambda: f"{NAME} 1.0.0" in _text(browser, '#bindings tr[data-pid="P001"]'))
+    _click("the deactivate button",
+           lambda: browser.find_element(By.CSS_SELECTOR, '#bindings tr[data-pid="P001"] .deactivate'))
+    _confirm(browser, f"P001: {NAME} 1.0.0 → none")
+    _until("no binding", lambda: "no product is bound" in _text(browser, "#bindings"))
+    _click("the uninstall button", lambda: _row_button(browser, "2.0.0", "uninstall"))
+    _confirm(browser, f"{NAME} 2.0.0: ")
+    _until("the row to go", lambda: not browser.find_elements(
+        By.CSS_SELECTOR, f'#versions tr[data-version="{NAME}@2.0.0"]'))
+    _until("the action's result", lambda: "done" in _text(browser, "#action-result"))
 
 
 def test_sign_out_returns_to_the_sign_in_form(station: Station, browser: Any) -> None:
