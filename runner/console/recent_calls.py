@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +59,9 @@ class RecentCalls:
 
     def __init__(self, keep: int) -> None:
         self._ring: deque[CallRecord] = deque(maxlen=max(1, keep))
-        self._ids = itertools.count(1)
+        # Ids start at the daemon's start time in milliseconds, so a browser that cached a thumbnail
+        # of an earlier run never shows it for a call of this one.
+        self._ids = itertools.count(int(time.time() * 1000))
         self._lock = threading.Lock()
 
     def next_id(self) -> int:

@@ -89,7 +89,7 @@ def test_recent_calls_keep_the_last_n_with_their_rectangles() -> None:
     assert ok["defect_rects"] == [rect] and ok["result_status"] == "NG" and ok["latency_ms"] == 12.5
     assert ok["thumbnail"] == f"/console/calls/{ok['id']}/thumbnail.png"
     assert (ok["image_width"], ok["image_height"]) == (1920, 1200)
-    assert log.recent.get(ok["id"]) is recent[1] and log.recent.get(1) is None  # evicted
+    assert log.recent.get(ok["id"]) is recent[1] and log.recent.get(recent[-1].id - 1) is None  # evicted
     assert sum(p.errors for p in log.health.points()) == 1
 
 

@@ -138,3 +138,18 @@ def test_without_auth_the_console_needs_no_sign_in(tmp_path: Path) -> None:
             assert client.get("/").status_code == 200
     finally:
         srv.stop()
+
+
+def test_console_disabled_serves_no_page_and_takes_no_cookie(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "root", console_enabled=False)
+    try:
+        with srv.client(token=None) as client:
+            assert client.get("/").status_code == 404
+            assert client.post("/console/session", json={"token": srv.token}).status_code == 404
+            client.cookies.set(COOKIE_NAME, "anything")
+            assert client.get("/algorithms").status_code == 401
+        with srv.client() as client:
+            assert client.get("/console/calls").status_code == 404
+            assert client.get("/algorithms").status_code == 200
+    finally:
+        srv.stop()
