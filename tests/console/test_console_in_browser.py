@@ -235,6 +235,19 @@ def test_logs_follow_new_lines_through_the_filter(station: Station, browser: Any
     _shot(browser, "logs")
 
 
+def test_a_crashed_worker_shows_its_exit_code_and_stderr_tail(station: Station, browser: Any) -> None:
+    _go(browser, "overview")
+    with station.server.client() as api:
+        answer = api.post("/execute", data={"pid": "P001", "user_params": json.dumps(
+            {"say": "dying on purpose", "crash": True})}, files={"image": ("a.png", png_bytes(), "image/png")})
+        assert answer.status_code == 502, answer.text
+    row = f'#workers tr[data-worker="{NAME}@2.0.0#0"]'
+    _until("the exit code", lambda: _text(browser, f"{row} td.last-exit") == "3")
+    _until("the stderr tail", lambda: "dying on purpose" in _text(browser, f"{row} td.stderr-tail"))
+    _until("the restart", lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} td.state-running"))
+    _shot(browser, "overview-after-crash")
+
+
 def test_refused_action_shows_the_coded_error_in_plain_words(station: Station, browser: Any) -> None:
     _go(browser, "overview")
     _click("the activate button", lambda: _row_button(browser, "2.0.0", "activate"))

@@ -226,8 +226,8 @@ function renderWorkers(shown) {
   let rows = 0;
   for (const v of shown) {
     const status = v.workers || {};
-    const last = v.last_error || {};
     for (const w of status.workers || []) {
+      const last = w.last_error || {};
       rows += 1;
       // A stopped or failed worker's last process id is history, not a process to look for.
       const alive = w.pid && !["stopped", "failed", "installed", "invalid"].includes(w.state);
@@ -236,8 +236,8 @@ function renderWorkers(shown) {
         el("td", {}, `${v.name} ${v.version}`), el("td", {}, w.index), el("td", { class: "worker-pid" }, alive ? w.pid : "–"),
         el("td", { class: `state-${w.state}` }, w.state),
         el("td", {}, alive && w.started_at ? formatSeconds(now - w.started_at) : ""), el("td", {}, w.restarts),
-        el("td", { title: last.reason || "" }, last.exit_code ?? (last.reason ? "?" : "–")),
-        el("td", {}, tail ? el("pre", {}, tail) : "")));
+        el("td", { class: "last-exit", title: last.reason || "" }, last.exit_code ?? (last.reason ? "?" : "–")),
+        el("td", { class: "stderr-tail" }, tail ? el("pre", {}, tail) : "")));
     }
   }
   if (!rows) body.append(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "no worker is running")));
