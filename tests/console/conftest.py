@@ -42,6 +42,8 @@ def browser(chromium: tuple[str, str]) -> Iterator[object]:
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    # The browser's console is read at the end of the module: a script error fails the tests.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     driver.set_page_load_timeout(PAGE_WAIT_S)
     driver.set_script_timeout(PAGE_WAIT_S)

@@ -19,5 +19,5 @@ def test_the_wheel_carries_every_console_file(tmp_path: Path) -> None:
         names = set(archive.namelist())
     static = REPO / "runner" / "console" / "static"
     expected = {f"runner/console/static/{p.relative_to(static).as_posix()}" for p in static.rglob("*") if p.is_file()}
-    assert {"runner/console/static/index.html", "runner/console/static/console.js"} <= expected
+    assert {"runner/console/static/index.html", "runner/console/static/js/main.js"} <= expected
     assert expected <= names, sorted(expected - names)

@@ -280,3 +280,10 @@ def test_sign_out_returns_to_the_sign_in_form(station: Station, browser: Any) ->
     _until("the sign-in form", lambda: browser.find_element(By.ID, "page-signin").is_displayed())
     browser.refresh()
     _until("the sign-in form after a reload", lambda: browser.find_element(By.ID, "page-signin").is_displayed())
+
+
+def test_the_page_raised_no_script_error(browser: Any) -> None:
+    # Refused requests (the wrong token, the refused activation) are logged as failed loads: expected.
+    errors = [entry["message"] for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE" and "Failed to load resource" not in entry["message"]]
+    assert errors == []

@@ -41,8 +41,8 @@ def test_the_page_is_served_at_root_without_auth(server: RunningServer) -> None:
     with server.client(token=None) as client:
         page = client.get("/")
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-        assert "/console/static/console.js" in page.text
-        script = client.get("/console/static/console.js")
+        assert "/console/static/js/main.js" in page.text
+        script = client.get("/console/static/js/core.js")
         assert script.status_code == 200 and "X-CSRF-Token" in script.text
         assert client.get("/console/session").json() == {"auth_enabled": True, "signed_in": False, "csrf": None}
 
