@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from runner.api.context import AppContext, get_ctx
 from runner.errors import PackageErrorCode, RunnerError
 
 from .call_log import CallLog
@@ -38,18 +39,17 @@ class SignIn(BaseModel):
     token: str = Field(min_length=1, max_length=1000)
 
 
-def _ctx(request: Request) -> Any:
-    return request.app.state.ctx
+def _ctx(request: Request) -> AppContext:
+    return get_ctx(request)
 
 
 def _cookies(request: Request) -> CookieAuth | None:
-    cookies = _ctx(request).auth.cookies
-    return cookies if isinstance(cookies, CookieAuth) else None
+    return _ctx(request).auth.cookies
 
 
 def _calls(request: Request) -> CallLog:
     calls = _ctx(request).calls
-    if not isinstance(calls, CallLog):
+    if calls is None:
         raise RunnerError(PackageErrorCode.NOT_FOUND, "the console is disabled (console_enabled=false)")
     return calls
 
