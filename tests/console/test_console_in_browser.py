@@ -28,6 +28,9 @@ from tests.console.conftest import PAGE_WAIT_S, SCREENSHOTS
 from tests.support.waiting import wait_until
 
 T = TypeVar("T")
+#: One scenario in order on one daemon and one browser: under xdist (``./dev test`` uses
+#: ``--dist loadgroup``) the whole module runs on one worker.
+pytestmark = pytest.mark.xdist_group("console-browser")
 
 
 @dataclass
