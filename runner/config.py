@@ -126,6 +126,18 @@ class Settings(BaseSettings):
         default="procvision-worker", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$",
         description="User (name or numeric uid) boxed workers run as when the daemon runs as root")
 
+    # Console (the operator's page at /). Recent calls are kept in memory, with a small thumbnail
+    # (<= console_thumbnail_width px wide) for at most console_thumbnails_per_s calls a second (0:
+    # none); health charts cover console_health_window_s seconds.
+    # Sign-ins are kept in memory (at most console_sessions_max), each valid console_session_ttl_s.
+    console_enabled: bool = True
+    console_recent_calls: int = Field(default=50, ge=1, le=1000)
+    console_thumbnail_width: int = Field(default=160, ge=16, le=640)
+    console_thumbnails_per_s: float = Field(default=10.0, ge=0, le=1000)
+    console_health_window_s: int = Field(default=600, ge=60, le=3600)
+    console_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
+    console_sessions_max: int = Field(default=64, ge=1, le=10000)
+
     @field_validator("sandbox_worker_user")
     @classmethod
     def _unprivileged_worker_user(cls, value: str) -> str:

@@ -50,6 +50,8 @@ class PackageErrorCode(StrEnum):
     SLOTS_EXHAUSTED = "2052"  # every frame slot is leased (frame_slots_max); release one or wait for expiry
     SLOT_BUSY = "2053"  # a call is already running on this slot's frame
     SLOT_INVALID = "2054"  # a slot request with an unusable shape, or a slot call that also sent an image
+    # Console (runner/console): the browser console's cookie sessions.
+    CSRF_REJECTED = "2060"  # a cookie-authenticated change without the session's X-CSRF-Token, or cross-origin
 
     @property
     def error_name(self) -> str:

@@ -8,6 +8,10 @@ from fastapi import Depends, FastAPI
 
 import runner
 from runner.config import Settings
+from runner.console.call_log import CallLog
+from runner.console.cookie_auth import CookieAuth
+from runner.console.routes import mount_console
+from runner.console.sessions import SessionStore
 from runner.service import RunnerService
 from runner.store.journal import OperationsJournal
 
@@ -32,7 +36,9 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
         token = resolve_token(settings)
     elif not settings.auth_enabled:
         token = None
-    auth = BearerAuth(token)
+    console = settings.console_enabled
+    sessions = SessionStore(settings.console_sessions_max, settings.console_session_ttl_s)
+    auth = BearerAuth(token, CookieAuth(sessions) if console else None)
 
     def record_install(op: Operation) -> None:
         if op.kind != "install":
@@ -48,7 +54,9 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
                   description="Management and execution API of the ProcVision runner daemon.",
                   docs_url=None, redoc_url=None, openapi_url=None)
     drain = Drain(settings.shutdown_grace_s)
-    app.state.ctx = AppContext(service, settings, manager, auth, threading.Event(), drain)
+    calls = CallLog(settings.console_recent_calls, settings.console_thumbnail_width,
+                    settings.console_health_window_s, settings.console_thumbnails_per_s) if console else None
+    app.state.ctx = AppContext(service, settings, manager, auth, threading.Event(), drain, calls)
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     install_handlers(app)
@@ -63,4 +71,6 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
     app.include_router(trust.router, dependencies=protected)
     # The spec and its browser view hold no data: public, so a browser opens them (docs.py).
     mount_docs(app, "ProcVision Runner API")
+    if console:  # the operator's page at / (runner/console)
+        mount_console(app, protected)
     return app

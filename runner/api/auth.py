@@ -7,10 +7,11 @@ import ipaddress
 import secrets
 import socket
 
-from fastapi import Security
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runner.config import Settings
+from runner.console.cookie_auth import CookieAuth
 from runner.errors import PackageErrorCode, RunnerError
 from runner.store.atomic import write_bytes_atomic
 from runner.tokens import read_token_file
@@ -71,23 +72,36 @@ def resolve_token(settings: Settings) -> str | None:
 class BearerAuth:
     """FastAPI dependency that rejects requests without the right ``Authorization: Bearer`` token.
 
-    With ``token=None`` (auth disabled) every request passes. Comparison is constant-time.
+    With ``token=None`` (auth disabled) every request passes. Comparison is constant-time. With
+    ``cookies``, a request without a bearer token may instead carry a console session cookie
+    (runner/console): changes made that way must also carry the session's CSRF token.
     """
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, cookies: CookieAuth | None = None) -> None:
         self._token = token
+        self.cookies = cookies
 
     @property
     def enabled(self) -> bool:
         return self._token is not None
 
-    async def __call__(self, credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
+    def token_matches(self, presented: str) -> bool:
+        """True when ``presented`` is the API token (constant-time); always with auth disabled."""
         if self._token is None:
+            return True
+        return hmac.compare_digest(presented.encode("utf-8"), self._token.encode("utf-8"))
+
+    async def __call__(self, request: Request,
+                       credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
+        if self._token is None:
+            return
+        if credentials is None and self.cookies is not None and self.cookies.has_cookie(request):
+            self.cookies.authenticate(request, request.method)
             return
         if credentials is None:
             raise RunnerError(PackageErrorCode.UNAUTHORIZED,
                               "missing bearer token: send 'Authorization: Bearer <token>' "
                               "(the token is in <root>/.token)")
-        if not hmac.compare_digest(credentials.credentials.encode("utf-8"), self._token.encode("utf-8")):
+        if not self.token_matches(credentials.credentials):
             raise RunnerError(PackageErrorCode.UNAUTHORIZED,
                               "wrong bearer token: use the token in <root>/.token or the configured one")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from runner.config import Settings
+from runner.console.call_log import CallLog
 from runner.service import RunnerService
 
 from .auth import BearerAuth
@@ -27,6 +28,8 @@ class AppContext:
     stopping: threading.Event
     #: Requests in flight and the deadlines a graceful shutdown waits for.
     drain: Drain
+    #: Recent calls and health series for the console (None: console disabled).
+    calls: CallLog | None = None
 
 
 def get_ctx(request: Request) -> AppContext:

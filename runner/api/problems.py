@@ -61,6 +61,7 @@ STATUS_BY_CODE: dict[str, int] = {
     _P.SLOT_BUSY.value: 409,
     _P.SLOT_INVALID.value: 422,
     _P.UNAUTHORIZED.value: 401,
+    _P.CSRF_REJECTED.value: 403,
     _P.PAYLOAD_TOO_LARGE.value: 413,
     _P.DISK_FULL.value: 507,
     _P.INSECURE_SETUP.value: 403,

@@ -128,7 +128,8 @@ class VersionPool:
             "name": self.spec.name, "version": self.spec.version, "state": self.state.value,
             "dialect": self.dialect.value if self.dialect else None,
             "hello": {"sdk_version": hello.get("sdk_version"), "capabilities": list(hello.get("capabilities") or [])},
-            "workers": [{**w.status(), "sandbox": boxed.summary()} for w in self.workers],
+            # Each worker's own last failure (exit code, stderr tail): the console shows it per worker.
+            "workers": [{**w.status(), "sandbox": boxed.summary(), "last_error": w.last_error} for w in self.workers],
             "sandbox": boxed.to_dict(),
             "queue_depth": self.queue_depth(), "in_flight": self.in_flight(),
             "last_error": self.last_error, "info_error": self.info_error, "counters": counters,

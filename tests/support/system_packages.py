@@ -2,6 +2,8 @@
 machine where the suite runs as root).
 
 ``ensure_bubblewrap`` makes sure ``bwrap`` exists: the worker sandbox tests box real workers with it.
+``ensure_chromium`` makes sure headless Chromium and its matching chromedriver exist: the console's
+browser tests (tests/console/) drive them; their fixture calls it.
 Run by ``python -m tests.support.wheels`` (``./dev test`` does that before pytest).
 """
 
@@ -48,5 +50,41 @@ def ensure_bubblewrap() -> str | None:
     return shutil.which("bwrap")
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def ensure_chromium() -> tuple[str, str] | None:
+    """The paths of ``chromium`` and ``chromedriver``, installing the Debian packages ``chromium`` and
+    ``chromium-driver`` first if needed and possible (root and apt-get); None, with the reason on
+    stderr, when they are missing and cannot be installed here."""
+    def found() -> tuple[str, str] | None:
+        browser = shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
+        driver = shutil.which("chromedriver") or (CHROMEDRIVER if os.path.exists(CHROMEDRIVER) else None)
+        return (browser, driver) if browser and driver else None
+
+    present = found()
+    if present:
+        return present
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print("chromium / chromedriver are missing and cannot be installed here (needs root and apt-get); "
+              "install the Debian packages 'chromium' and 'chromium-driver'", file=sys.stderr)
+        return None
+    packages = ["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
+    try:
+        install = _apt(packages, APT_INSTALL_TIMEOUT_S)
+        if install.returncode != 0:  # a fresh machine has no package lists yet
+            _apt(["update"], APT_UPDATE_TIMEOUT_S)
+            install = _apt(packages, APT_INSTALL_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        print(f"installing chromium timed out: {exc}", file=sys.stderr)
+        return None
+    if install.returncode != 0:
+        print(f"installing chromium failed: {install.stderr.strip()[-500:]}", file=sys.stderr)
+        return None
+    return found()
+
+
 if __name__ == "__main__":
     print(ensure_bubblewrap() or "bubblewrap: not available")
+    print(ensure_chromium() or "chromium: not available")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -185,7 +186,7 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
         timing.lap("decode")
         timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
         ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
-        result = await run_in_threadpool(ctx.service.execute, fields.pid, call, timeout_s)
+        result = await _observed(ctx, call, timeout_s)
         # The call returned: the worker slot copied the pixels into its segment and nothing holds
         # the arrays any more, so they may serve the next upload.
         reusable = True
@@ -194,6 +195,21 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
         if reusable:
             body.release()
     return _answer(request, ctx, result, timing)
+
+
+async def _observed(ctx: AppContext, call: CallRequest, timeout_s: float | None) -> dict[str, Any]:
+    """The call on its pid's version; the console's call log (if any) gets one small record of it,
+    taken while the image buffers are still the caller's."""
+    started = time.monotonic()
+    try:
+        result = await run_in_threadpool(ctx.service.execute, call.pid, call, timeout_s)
+    except RunnerError as exc:
+        if ctx.calls is not None:
+            ctx.calls.record_failure(call, exc, started)
+        raise
+    if ctx.calls is not None:
+        ctx.calls.record(call, result)
+    return result
 
 
 def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: CallTiming) -> JSONResponse:
@@ -233,7 +249,7 @@ async def _execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timi
         timing.lap("decode")
         timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
         ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
-        result = await run_in_threadpool(ctx.service.execute, fields.pid, call, timeout_s)
+        result = await _observed(ctx, call, timeout_s)
         timing.lap("call")
     finally:
         slots.release_call(slot)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +26,46 @@ MAX_TAIL = 10000
 @router.get("/{name}/{version}/logs", summary="The last lines of the version's worker log",
             responses={404: PROBLEM_RESPONSES[404]})
 def tail(name: str, version: str, ctx: AppContext = Depends(get_ctx),
-         lines: int = Query(default=100, ge=0, le=MAX_TAIL, alias="tail")) -> dict[str, Any]:
+         lines: int = Query(default=100, ge=0, le=MAX_TAIL, alias="tail"),
+         contains: str | None = Query(default=None, alias="filter", max_length=200,
+                                      description="only lines containing this text (case-insensitive)"),
+         ) -> dict[str, Any]:
     service = ctx.service
+    keep = _line_filter(contains)
     return {"name": name, "version": version, "file": str(service.log_file(name, version)),
-            "lines": service.log_tail(name, version, lines)}
+            "lines": [line for line in service.log_tail(name, version, lines) if keep(line)]}
 
 
 @router.get("/{name}/{version}/logs/stream", summary="Follow the worker log (text/event-stream)",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}, 404: PROBLEM_RESPONSES[404]})
 def stream(name: str, version: str, request: Request, ctx: AppContext = Depends(get_ctx),
-           lines: int = Query(default=10, ge=0, le=MAX_TAIL, alias="tail")) -> StreamingResponse:
+           lines: int = Query(default=10, ge=0, le=MAX_TAIL, alias="tail"),
+           contains: str | None = Query(default=None, alias="filter", max_length=200,
+                                        description="only lines containing this text (case-insensitive)"),
+           ) -> StreamingResponse:
     service = ctx.service
-    backlog = service.log_tail(name, version, lines)  # also raises 404 for unknown versions
+    keep = _line_filter(contains)
+    backlog = [line for line in service.log_tail(name, version, lines) if keep(line)]  # 404 for unknown versions
     path = service.log_file(name, version)
-    return StreamingResponse(_follow(path, backlog, request, ctx), media_type="text/event-stream",
+    return StreamingResponse(_follow(path, backlog, request, ctx, keep), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _line_filter(contains: str | None) -> Callable[[str], bool]:
+    """Keep every line, or those containing ``contains`` (case-insensitive)."""
+    if not contains:
+        return lambda line: True
+    needle = contains.casefold()
+    return lambda line: needle in line.casefold()
 
 
 def _event(line: str) -> bytes:
     return f"event: line\ndata: {json.dumps(line)}\n\n".encode()
 
 
-async def _follow(path: Path, backlog: list[str], request: Request, ctx: AppContext) -> AsyncIterator[bytes]:
+async def _follow(path: Path, backlog: list[str], request: Request, ctx: AppContext,
+                  keep: Callable[[str], bool]) -> AsyncIterator[bytes]:
     """Send the backlog, then every line appended to ``path``; reopens after rotation."""
     for line in backlog:
         yield _event(line)
@@ -76,7 +93,9 @@ async def _follow(path: Path, backlog: list[str], request: Request, ctx: AppCont
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
                 for raw in complete:
-                    yield _event(raw.decode("utf-8", errors="replace"))
+                    line = raw.decode("utf-8", errors="replace")
+                    if keep(line):
+                        yield _event(line)
                 continue
             if handle is not None and _rotated(path, inode):
                 handle.close()
