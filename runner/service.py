@@ -127,8 +127,11 @@ class RunnerService:
         return dict(result)
 
     def validate_zip(self, zip_path: Path) -> dict[str, Any]:
-        """Check a package zip without installing it (SDK report shape)."""
-        return jsonable(self.installer.validate(Path(zip_path)))
+        """Check a package zip without installing it: the SDK's ``validate --zip`` checks by the same
+        names, plus this station's interpreter and install plan (SDK report shape)."""
+        from runner.package.zip_validation import validate_package_zip
+
+        return jsonable(validate_package_zip(self.installer, Path(zip_path)))
 
     def validate_installed(self, name: str, version: str, rerun: bool = False) -> dict[str, Any]:
         """The smoke report of an installed version in the SDK report shape; ``rerun`` runs it again."""
