@@ -20,8 +20,9 @@ is never opened (a FIFO would block the install thread forever). Such an entry i
 moved (renamed, never copied) to ``zips/rejected/``. Directories (``rejected/``, ``processed/``) are
 ignored.
 
-Each zip is processed once per content hash (drop_memory.py, ``<root>/.drop-state.json``). Where a
-processed file goes and the log line that says so is drop_outcomes.py: installed zips, and zips whose
+What happens to a complete file is drop_processing.py: each zip is processed once per content hash
+(drop_memory.py, ``<root>/.drop-state.json``); where it goes and the log line that says so is
+drop_outcomes.py: installed zips, and zips whose
 content is already installed ("already installed" in the log), move to ``zips/processed/``; refused
 ones to ``zips/rejected/`` with ``<file>.error.json`` (code, name, message, details); the installer
 records a failed version in the registry when the manifest named it. A file that cannot be moved is
@@ -45,19 +46,16 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from ..config import Settings
-from ..errors import PackageErrorCode, RunnerError
+from ..errors import RunnerError
 from .drop_entries import (
-    NotRegularFile,
     Signature,
     central_directory_readable,
     describe_entry,
-    hash_regular,
     is_in_progress_name,
     is_zip_name,
     signature,
 )
-from .drop_memory import DropMemory
-from .drop_outcomes import DropOutcomes
+from .drop_processing import DropProcessor
 from .installer import Installer, InstallResult
 
 log = logging.getLogger(__name__)
@@ -120,8 +118,7 @@ class DropFolderWatcher:
         self.layout = settings.layout
         self.folder = self.layout.zips
         self.state_file = self.layout.drop_state_file
-        self.memory = DropMemory(self.state_file)
-        self.outcomes = DropOutcomes(self.layout)
+        self.processor = DropProcessor(self.layout, installer)
         self._cond = threading.Condition()
         self._pending: dict[Path, _Pending] = {}
         self._writing: set[Path] = set()
@@ -373,11 +370,8 @@ class DropFolderWatcher:
         if describe_entry(path, st) is None:
             self._offer(path, done_writing=True)  # replaced by a regular file meanwhile
             return True
-        error = RunnerError(PackageErrorCode.INVALID_ZIP,
-                            f"zips/{path.name} is {what}, not a regular file; the drop folder never follows "
-                            "links nor opens special files: copy or move the zip file itself into zips/",
-                            entry=path.name, file_type=what)
-        if self.outcomes.reject(path, error, rename_only=True) is None:
+        error, moved = self.processor.refuse_special(path, what)
+        if not moved:
             with self._cond:
                 self._stuck[path] = signature(st)
         if self.on_result is not None:
@@ -385,75 +379,15 @@ class DropFolderWatcher:
         return True
 
     def _process(self, path: Path) -> None:
-        if not is_zip_name(path.name):
-            self._refuse_non_zip(path)
-            return
-        try:
-            sha, sig = hash_regular(path)
-        except NotRegularFile as exc:
-            with self._cond:
-                self._special[path] = exc.what
-            return
-        except OSError as exc:
-            log.warning("drop folder: %s vanished before it could be read: %s", path.name, exc.strerror or exc)
-            return
-        seen = self.memory.recall(sha)
-        if seen is not None:
-            if seen.error is not None:
-                self._settle(path, sig, self.outcomes.reject(path, seen.error))
-            else:
-                label = f"{seen.name} {seen.version}" if seen.name else "its content"
-                earlier = f"dropped before as {seen.zip}" if seen.zip and seen.zip != path.name else "dropped before"
-                self._settle(path, sig, self.outcomes.archive(path, f"already installed ({label}, {earlier})"))
-            return
-        outcome: InstallResult | RunnerError
-        try:
-            outcome = self.installer.install(path)
-        except RunnerError as exc:
-            outcome = exc
-        except Exception as exc:  # noqa: BLE001 - a bug or a disk problem: reject visibly, keep serving
-            log.exception("drop folder: installing %s failed unexpectedly", path.name)
-            outcome = RunnerError(PackageErrorCode.INSTALL_FAILED, f"unexpected error while installing: {exc}")
-        if isinstance(outcome, RunnerError) and outcome.code == PackageErrorCode.BUSY.value:
-            log.info("drop folder: %s waits: %s", path.name, outcome.message)
-            self._offer(path, done_writing=True)
-            return
-        if isinstance(outcome, RunnerError):
-            self._settle(path, sig, self.outcomes.reject(path, outcome))
-            self.memory.remember(sha, path.name, "rejected", error=outcome)
-        else:
-            what = (f"already installed ({outcome.name} {outcome.version})" if outcome.idempotent
-                    else f"installed {outcome.name} {outcome.version}")
-            self.memory.remember(sha, path.name, "installed", name=outcome.name, version=outcome.version)
-            self._settle(path, sig, self.outcomes.archive(path, what))
-        if self.on_result is not None:
-            self.on_result(path, outcome)
-
-    def _refuse_non_zip(self, path: Path) -> None:
-        """A finished file that is not a ``.zip``: rejected visibly, never opened."""
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return
-        error = RunnerError(PackageErrorCode.INVALID_ZIP,
-                            f"zips/{path.name} is not a package: the drop folder installs only "
-                            "<name>-v<version>-offline.zip files (build one with `procvision-cli package`)",
-                            entry=path.name)
-        self._settle(path, signature(st), self.outcomes.reject(path, error))
-        if self.on_result is not None:
-            self.on_result(path, error)
-
-    def _settle(self, path: Path, sig: Signature, moved_to: Path | None) -> None:
-        """After an outcome: a file that could not be moved out of zips/ is remembered by its
-        signature, so rescans skip it (no re-hash) until it changes."""
+        done = self.processor.process(path)
         with self._cond:
-            if moved_to is not None:
+            if done.not_regular is not None:
+                self._special[path] = done.not_regular
+            if done.unmoved is not None:
+                self._processed[path] = done.unmoved
+            else:
                 self._processed.pop(path, None)
-                return
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return
-        if signature(st) == sig:  # not changed while it was being installed
-            with self._cond:
-                self._processed[path] = sig
+        if done.retry:
+            self._offer(path, done_writing=True)
+        if done.outcome is not None and self.on_result is not None:
+            self.on_result(path, done.outcome)

@@ -195,3 +195,20 @@ def test_a_zip_that_cannot_be_moved_out_is_not_hashed_again(harness: Harness, tm
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert not any("already installed" in m for _, m in messages), messages
     assert any(level == logging.DEBUG and "unchanged since it was processed" in m for level, m in messages)
+
+
+@pytest.mark.slow
+def test_content_installed_through_the_api_is_logged_as_already_installed(harness: Harness, tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    package = build_package(tmp_path / "src")
+    installed = harness.installer.install(package)  # as `procvision-runner install` would
+    harness.watcher.start()
+    (harness.drop / "same.zip").write_bytes(package.read_bytes())
+    wait_until(lambda: harness.outcome_for("same.zip") is not None, 180)
+    outcome = harness.outcome_for("same.zip")
+    assert isinstance(outcome, InstallResult) and outcome.idempotent, outcome
+    wait_until(lambda: (harness.settings.layout.processed / "same.zip").is_file(), what="same.zip moved")
+    lines = [r.getMessage() for r in caplog.records if "same.zip" in r.getMessage()]
+    assert any(f"already installed ({installed.name} {installed.version})" in m for m in lines), lines
+    assert not any(": installed " in m for m in lines), lines
