@@ -297,6 +297,9 @@ def _validated(args: argparse.Namespace, err: TextIO) -> bool:
     from .project import project_dir
 
     project = project_dir(args.project)
+    # The packager's own checks first: they name the manifest field or the file and line.
+    read_manifest(project, pids_required=False)
+    check_sources(source_files(project))
     _say(err, f"validating {project} in a worker process first (skip with --no-validate)")
     report = validate_full(project, None, synthetic_image(), handshake_timeout=args.validate_timeout,
                            call_timeout=args.validate_timeout)
@@ -326,9 +329,9 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         signing_key(args)  # a missing key file fails before anything is downloaded
     elif args.sign_cert or args.sign_chain:
         raise UsageError("--sign-cert and --sign-chain need --sign-key")
-    if args.validate and not _validated(args, err):
-        return 1
     try:
+        if args.validate and not _validated(args, err):
+            return 1
         path = run_package(request, log=lambda m: _say(err, m))
     except (PackageError, ManifestError) as exc:
         err.write(f"error: {exc}\n")
