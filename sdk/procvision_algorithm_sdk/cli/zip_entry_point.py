@@ -1,11 +1,11 @@
 """The ``entry_point`` and ``imports`` checks of ``validate --zip`` (and of the runner's ``validate``):
 the manifest's ``module:Class`` can be imported from the archive, judged without running any of it.
 
-The module's file must be in the package (``a/b.py`` or ``a/b/__init__.py`` beside manifest.json),
-its source must compile, and the
-class name must be bound at the module's top level (a class statement, an assignment or an import).
-Every module the package's source imports at import time must come from the package, the standard
-library or a bundled wheel (a dependency missing from requirements.txt). Import errors that only
+``entry_point``: the module's file is in the package (``a/b.py`` or ``a/b/__init__.py`` beside
+manifest.json), its source compiles, and the class name is bound at the module's top level (a class
+statement, an assignment or an import). ``imports``: every module imported at import time, following
+the package's own modules from the entry point, comes from the package, the standard library or a
+bundled wheel (else it is a dependency missing from requirements.txt). Import errors that only
 running the code reveals are the smoke test's to find.
 """
 
@@ -116,18 +116,35 @@ def _wheel_top_levels(zf: zipfile.ZipFile, entry: str) -> set[str]:
     return tops
 
 
-def _import_time_imports(tree: ast.Module) -> set[str]:
-    """Absolute top-level module names imported when the module is imported. Imports inside
-    try blocks are left out (``try: import x except ImportError`` is how optional ones are written)."""
-    found: set[str] = set()
+def _is_type_checking(test: ast.expr) -> bool:
+    return "TYPE_CHECKING" in ast.dump(test)
+
+
+def _import_time_imports(tree: ast.Module, package: str) -> list[str]:
+    """Dotted names of the modules imported when a module of ``package`` (its dotted package, "" at
+    the top) is imported: relative imports resolved. Imports inside try blocks are left out
+    (``try: import x except ImportError`` is how optional ones are written), as are those under
+    ``if TYPE_CHECKING:``."""
+    found: list[str] = []
 
     def walk(body: list[ast.stmt]) -> None:
         for node in body:
             if isinstance(node, ast.Import):
-                found.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-                found.add(node.module.split(".")[0])
-            elif isinstance(node, ast.If):
+                found.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = package.split(".") if package else []
+                    parts = parts[:len(parts) - (node.level - 1)] if node.level > 1 else parts
+                    prefix = ".".join(parts)
+                    module = ".".join(p for p in (prefix, node.module or "") if p)
+                else:
+                    module = node.module or ""
+                if module:
+                    found.append(module)
+                # ``from pkg import sub`` may import the submodule pkg.sub.
+                found.extend(f"{module}.{alias.name}" if module else alias.name
+                             for alias in node.names if alias.name != "*")
+            elif isinstance(node, ast.If) and not _is_type_checking(node.test):
                 walk(node.body)
                 walk(node.orelse)
 
@@ -135,17 +152,44 @@ def _import_time_imports(tree: ast.Module) -> set[str]:
     return found
 
 
-def check_imports(zf: zipfile.ZipFile, base: str, wheel_entries: list[str], report: Report) -> None:
-    """Add the ``imports`` check: every module the package's source imports at import time is in the
-    package, the standard library or one of the bundled wheels (an author's missing requirement)."""
+class _Sources:
+    """The package's Python files by dotted module name (``a/b.py`` and ``a/b/__init__.py`` -> a.b)."""
+
+    def __init__(self, zf: zipfile.ZipFile, base: str) -> None:
+        self.zf = zf
+        self.by_module: dict[str, str] = {}
+        for name in zf.namelist():
+            if not name.startswith(base) or not name.endswith(".py") or name.startswith((base + "wheels/", "wheels/")):
+                continue
+            parts = name[len(base):-3].split("/")
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            if parts:
+                self.by_module[".".join(parts)] = name
+        self.tops = {m.split(".")[0] for m in self.by_module} | {
+            n[len(base):].split("/")[0] for n in zf.namelist() if n.startswith(base) and "/" in n[len(base):]}
+
+    def tree(self, module: str) -> ast.Module | None:
+        try:
+            return ast.parse(self.zf.read(self.by_module[module]), filename=self.by_module[module])
+        except (SyntaxError, ValueError):
+            return None  # the entry_point check reports a module that does not compile
+
+
+def check_imports(zf: zipfile.ZipFile, base: str, manifest: Manifest | None, wheel_entries: list[str],
+                  report: Report) -> None:
+    """Add the ``imports`` check: starting at the entry module, every module imported at import time
+    (following the package's own modules) is in the package, the standard library or a bundled
+    wheel; one that is not is an author's missing requirement."""
     stdlib = getattr(sys, "stdlib_module_names", None)
     if stdlib is None:
         report.skip(IMPORTS, "needs Python 3.10+ to know the standard library's modules")
         return
-    sources = [n for n in zf.namelist() if n.startswith(base) and n.endswith(".py")
-               and not n.startswith((base + "wheels/", "wheels/"))]
-    local = {n[len(base):].split("/")[0].split(".")[0] for n in sources}
-    provided = set(stdlib) | local | {"__future__"}
+    if manifest is None:
+        report.skip(IMPORTS, "needs a valid manifest.json")
+        return
+    sources = _Sources(zf, base)
+    provided = set(stdlib) | {"__future__"}
     for entry in wheel_entries:
         try:
             provided |= _wheel_top_levels(zf, entry)
@@ -153,17 +197,30 @@ def check_imports(zf: zipfile.ZipFile, base: str, wheel_entries: list[str], repo
             report.fail(IMPORTS, f"{entry} cannot be read: {exc}")
             return
     missing: dict[str, list[str]] = {}
-    for entry in sources:
-        try:
-            tree = ast.parse(zf.read(entry), filename=entry)
-        except (SyntaxError, ValueError):
-            continue  # the entry_point check reports a module that does not compile
-        for name in sorted(_import_time_imports(tree) - provided):
-            missing.setdefault(name, []).append(entry[len(base):])
+    seen: set[str] = set()
+    parts = manifest.module.split(".")
+    queue = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]  # its packages' __init__ run first
+    while queue:
+        module = queue.pop()
+        if module in seen or module not in sources.by_module:
+            continue
+        seen.add(module)
+        tree = sources.tree(module)
+        if tree is None:
+            continue
+        is_package = sources.by_module[module].endswith("__init__.py")
+        package = module if is_package else module.rpartition(".")[0]
+        for name in _import_time_imports(tree, package):
+            top = name.split(".")[0]
+            if top in sources.tops:
+                parts = name.split(".")
+                # Importing a.b.c runs a/__init__.py, a/b/__init__.py and a/b/c.py.
+                queue.extend(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+            elif top not in provided:
+                missing.setdefault(top, []).append(sources.by_module[module][len(base):])
     if missing:
-        lines = [f"{name} (imported by {', '.join(files)})" for name, files in sorted(missing.items())]
+        lines = [f"{name} (imported by {', '.join(sorted(set(files)))})" for name, files in sorted(missing.items())]
         report.fail(IMPORTS, "modules imported at import time that neither the package, the standard library "
                              "nor a bundled wheel provides (add them to requirements.txt):\n" + "\n".join(lines))
         return
-    report.pass_(IMPORTS, f"every import-time import of {len(sources)} source file(s) is provided")
-
+    report.pass_(IMPORTS, f"every import-time import of {len(seen)} module(s) from {manifest.module} is provided")

@@ -288,7 +288,7 @@ def validate_zip(path: str | Path) -> Report:
         wheel_dirs = [next((d for d in candidates if any(n.startswith(d) for n in names)), candidates[0])]
         wheels = _read_wheels(zf, names, wheel_dirs, report)
         if wheels:
-            check_imports(zf, base, [w.entry for w in wheels], report)
+            check_imports(zf, base, manifest, [w.entry for w in wheels], report)
         else:
             report.skip("imports", "needs the bundled wheels")
         if reqs is None or target is None or not wheels:
