@@ -269,8 +269,12 @@ class RunnerService:
         return {"result": jsonable(bindings), "changes": _changes(before, bindings), "active": self.active()}
 
     def deactivate(self, pids: list[str]) -> dict[str, Any]:
+        """Unbind pids; ``changes`` says which version each one left."""
+        before = self.router.active()
         self.router.deactivate(pids)
-        return {"deactivated": list(pids), "active": self.active()}
+        changes = [{"pid": pid, "from": {"name": before[pid].name, "version": before[pid].version}, "to": None}
+                   for pid in pids if pid in before]
+        return {"deactivated": list(pids), "changes": changes, "active": self.active()}
 
     def start_version(self, name: str, version: str) -> dict[str, Any]:
         self._record(name, version)

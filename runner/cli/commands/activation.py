@@ -56,6 +56,8 @@ def active(ctx: CliContext) -> int:
 def change_line(change: dict[str, Any]) -> str:
     """``A01: my_algo 0.2.0 -> 0.1.0`` (the name once when it stays the same)."""
     old, new = change.get("from") or {}, change.get("to") or {}
+    if not new:
+        return f"{change.get('pid')}: {old.get('name')} {old.get('version')} -> (none)"
     if not old:
         return f"{change.get('pid')}: (none) -> {new.get('name')} {new.get('version')}"
     if old.get("name") == new.get("name"):
