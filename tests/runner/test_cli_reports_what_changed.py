@@ -81,10 +81,15 @@ def test_activation_commands_say_what_moved(server: RunningServer, tmp_path: Pat
     image.write_bytes(png_bytes(120))
     crashed = run(server, "execute", "--pid", "P001", "--image", str(image), "--params", '{"crash": true}')
     assert crashed[0] != 0
-    code, out, _ = run(server, "show", NAME, "3.0.0")
-    line = next(x for x in out.splitlines() if x.startswith("last error"))
+
+    def last_error_line() -> str | None:
+        # The call fails when the pipe breaks; the worker's exit is recorded a moment later.
+        shown = run(server, "show", NAME, "3.0.0")[1]
+        return next((x for x in shown.splitlines() if x.startswith("last error") and "[" in x), None)
+
+    line = wait_until(last_error_line, what="show to print the crash")
     # "[code] reason", never "[1011 None] None"; the reason wording depends on how the crash was seen.
-    assert "None" not in line and re.match(r"last error\s+\[\d{4}( \w+)?\] \S", line), out
+    assert "None" not in line and re.match(r"last error\s+\[\d{4}( \w+)?\] \S", line), line
 
     code, out, err = run(server, "activate", NAME, "3.0.0", "--pid", "P002")
     assert code == 0 and out.strip() == f"P002: (none) -> {NAME} 3.0.0", (out, err)
