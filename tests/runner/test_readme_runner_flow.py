@@ -62,9 +62,10 @@ def test_readme_runner_flow_runs_as_written(tmp_path: Path) -> None:
         wait_until(lambda: daemon.listening.is_set() or not thread.is_alive(), 600, "the quick start to serve")
         assert daemon.listening.is_set(), out.getvalue()
         port = str(daemon.url).rsplit(":", 1)[1]
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               "PROCVISION_RUNNER_PORT": port, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels.CACHE)}
-        env.pop("PROCVISION_RUNNER_TOKEN", None)
+        # A fresh shell: none of the runner's settings from this environment, only the port.
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PROCVISION_RUNNER_")}
+        env.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PROCVISION_RUNNER_PORT=port,
+                   PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels.CACHE))
         outputs: list[str] = []
         for argv in flow:
             proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=workdir, env=env, capture_output=True,
