@@ -173,14 +173,20 @@ class Daemon:
         settings = self.settings
         check_exposure(settings)
         layout = settings.layout
-        layout.ensure()
+        # The port first: a daemon that cannot listen exits before it creates anything under the root.
+        sock = bind_port(settings.host, settings.port)
         lock = DaemonLock(layout)
-        lock.acquire()
+        try:
+            layout.ensure()
+            lock.acquire()
+        except BaseException:
+            sock.close()
+            raise
         try:
             resolve_token(settings)  # a token file others can read refuses the start before anything runs
-            sock = bind_port(settings.host, settings.port)
             unix = bind_unix(settings.uds_path) if settings.uds_path is not None else None
         except RunnerError:
+            sock.close()
             lock.release()
             raise
         self._extra_sockets = [unix] if unix is not None else []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from runner.trust import view as trust_view
 
 if TYPE_CHECKING:
     from runner.package.installer import Installer
+    from runner.routing.activation import Binding
     from runner.routing.router import Router
     from runner.store.registry import Registry
     from runner.supervision.supervisor import Supervisor
@@ -50,8 +51,19 @@ def smoke_to_report(name: str, version: str, smoke: dict[str, Any], rerun: bool)
 
 def _not_found(name: str, version: str) -> RunnerError:
     return RunnerError(PackageErrorCode.NOT_FOUND,
-                       f"{name} {version} is not installed; see GET /algorithms for what is",
+                       f"{name} {version} is not installed; `procvision-runner list` (GET /algorithms) shows what is",
                        name=name, version=version)
+
+
+def _changes(before: Mapping[str, Binding], after: Sequence[Binding]) -> list[dict[str, Any]]:
+    """What an activation changed, per pid: ``{pid, from: {name, version} | None, to: {name, version}}``."""
+    changes: list[dict[str, Any]] = []
+    for binding in after:
+        old = before.get(binding.pid)
+        changes.append({"pid": binding.pid,
+                        "from": {"name": old.name, "version": old.version} if old is not None else None,
+                        "to": {"name": binding.name, "version": binding.version}})
+    return changes
 
 
 class RunnerService:
@@ -115,8 +127,11 @@ class RunnerService:
         return dict(result)
 
     def validate_zip(self, zip_path: Path) -> dict[str, Any]:
-        """Check a package zip without installing it (SDK report shape)."""
-        return jsonable(self.installer.validate(Path(zip_path)))
+        """Check a package zip without installing it: the SDK's ``validate --zip`` checks by the same
+        names, plus this station's interpreter and install plan (SDK report shape)."""
+        from runner.package.zip_validation import validate_package_zip
+
+        return jsonable(validate_package_zip(self.installer, Path(zip_path)))
 
     def validate_installed(self, name: str, version: str, rerun: bool = False) -> dict[str, Any]:
         """The smoke report of an installed version in the SDK report shape; ``rerun`` runs it again."""
@@ -179,11 +194,14 @@ class RunnerService:
 
     def uninstall(self, name: str, version: str, force: bool = False) -> dict[str, Any]:
         self._record(name, version)
-        self.router.uninstall(name, version, force=force)
+        unbound = self.router.uninstall(name, version, force=force)
         # The stopped pool would otherwise shadow the record of a later reinstall ("stopped").
         self.supervisor.forget(name, version)
         self.metrics.forget_version(name, version)
-        return {"name": name, "version": version, "removed": True, "force": force}
+        if unbound:
+            _log.warning("uninstalled %s %s with force: pid(s) %s now have no active version",
+                         name, version, ", ".join(unbound))
+        return {"name": name, "version": version, "removed": True, "force": force, "unbound_pids": unbound}
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -226,19 +244,37 @@ class RunnerService:
                  ) -> dict[str, Any]:
         """Bind pids to a version; ``memory_limit_mb`` gives its workers their own memory limit."""
         self.installer.trust.check_activation(self._record(name, version))
-        return {"result": jsonable(self.router.activate(name, version, pids, memory_limit_mb)),
-                "active": self.active()}
+        before = self.router.active()
+        bindings = self.router.activate(name, version, pids, memory_limit_mb)
+        return {"result": jsonable(bindings), "changes": _changes(before, bindings), "active": self.active()}
 
     def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
+        """Move pids to a version once it is ready; ``pruned`` lists the old versions the switch
+        removed because more than ``retain_versions`` of the package were once active."""
         self.installer.trust.check_activation(self._record(name, version))
-        return {"result": jsonable(self.router.switch(name, version, pids)), "active": self.active()}
+        pruned: list[tuple[str, str]] = []
+        before = self.router.active()
+        bindings = self.router.switch(name, version, pids, on_pruned=pruned.append)
+        for key in pruned:
+            self.supervisor.forget(*key)
+            self.metrics.forget_version(*key)
+        return {"result": jsonable(bindings), "changes": _changes(before, bindings), "active": self.active(),
+                "pruned": [{"name": n, "version": v} for n, v in pruned],
+                "retain_versions": self.settings.retain_versions}
 
     def rollback(self, pids: list[str]) -> dict[str, Any]:
-        return {"result": jsonable(self.router.rollback(pids)), "active": self.active()}
+        """Move each pid back to the version that served it before (twice: back where it started)."""
+        before = self.router.active()
+        bindings = self.router.rollback(pids)
+        return {"result": jsonable(bindings), "changes": _changes(before, bindings), "active": self.active()}
 
     def deactivate(self, pids: list[str]) -> dict[str, Any]:
+        """Unbind pids; ``changes`` says which version each one left."""
+        before = self.router.active()
         self.router.deactivate(pids)
-        return {"deactivated": list(pids), "active": self.active()}
+        changes = [{"pid": pid, "from": {"name": before[pid].name, "version": before[pid].version}, "to": None}
+                   for pid in pids if pid in before]
+        return {"deactivated": list(pids), "changes": changes, "active": self.active()}
 
     def start_version(self, name: str, version: str) -> dict[str, Any]:
         self._record(name, version)

@@ -108,7 +108,8 @@ class OperationManager:
                 error = RunnerError(PackageErrorCode.INSTALL_FAILED,
                                     f"interrupted by restart: the daemon stopped while this {op.kind} was "
                                     f"{op.state}{where}; submit it again (one that had reached "
-                                    "'publishing' may have completed: see GET /algorithms)",
+                                    "'publishing' may have completed: see `procvision-runner list` or "
+                                    "GET /algorithms)",
                                     interrupted=True, stage=op.stage)
                 op.state, op.error, op.finished_at = "failed", problem_from_error(error), now
                 op.done.set()

@@ -213,7 +213,7 @@ class RunnerClient:
                 return op
             if time.monotonic() > deadline:
                 raise Unreachable(f"operation {op_id} did not finish within {timeout_s:.0f} s "
-                                  f"(last stage: {op.get('stage')}); check GET /operations/{op_id}")
+                                  f"(last stage: {op.get('stage')}); check `procvision-runner operation {op_id}`")
             time.sleep(poll_s)
 
     def validate_zip(self, zip_path: Path) -> dict[str, Any]:

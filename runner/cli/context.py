@@ -101,6 +101,8 @@ class CliContext:
             self.token_hint = (f"the CLI found no token: not in --token, PROCVISION_RUNNER_TOKEN or the "
                                f"config, and no token file at {endpoint.token_file}; pass --root of "
                                "the daemon's root or --token")
-        elif endpoint.token_source == "file":
-            self.token_hint = f"the CLI sent the token from {endpoint.token_file}"
+        else:
+            self.token_hint = (f"the CLI sent the token from {endpoint.token_origin}; the daemon reads its own "
+                               f"from its settings or its root's .token file: pass --root of the daemon's root, "
+                               "or --token")
         return RunnerClient(endpoint.url, endpoint.token, timeout_s=self.timeout_s)

@@ -39,6 +39,9 @@ class Endpoint:
     token_file: Path
     #: "flag", "setting" (environment or config) or "file"; None when no token was found.
     token_source: str | None
+    #: Where exactly the token came from, for people: "--token", "PROCVISION_RUNNER_TOKEN",
+    #: "config file PATH" or "token file PATH" (None when no token was found).
+    token_origin: str | None = None
 
 
 def url_for(host: str, port: int) -> str:
@@ -105,9 +108,11 @@ def resolve_endpoint(environ: Mapping[str, str], *, root: Path | None = None, co
     if url is None:
         url = url_for(str(host), _port(port_value, port_source))
     if token:
-        return Endpoint(url, token, token_file, "flag")
-    configured, _ = pick("token", None)
+        return Endpoint(url, token, token_file, "flag", "--token")
+    configured, origin = pick("token", None)
     if configured:
-        return Endpoint(url, str(configured), token_file, "setting")
+        return Endpoint(url, str(configured), token_file, "setting", origin)
     from_file = read_token_file(token_file)
-    return Endpoint(url, from_file, token_file, "file" if from_file else None)
+    if from_file:
+        return Endpoint(url, from_file, token_file, "file", f"token file {token_file}")
+    return Endpoint(url, None, token_file, None)

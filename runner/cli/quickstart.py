@@ -44,6 +44,11 @@ class Quickstart:
         self.cache = cache
         self.test_wheels = test_wheels
         self.pids: list[str] = []
+        #: The example's name and version, and the pids that serve it once ``prepare`` has run.
+        self.example_version: tuple[str, str] | None = None
+        self.serving: list[str] = []
+        #: pid -> "name version" of the example's pids that serve something else.
+        self.taken: dict[str, str] = {}
         self.sample: Path | None = None
 
     def _say(self, message: str) -> None:
@@ -79,6 +84,16 @@ class Quickstart:
         if free:
             self._say(f"activating {name} {version} for {', '.join(free)}")
             service.activate(name, version, free)
+        self.example_version = (name, version)
+        bound = service.active()
+        self.serving = [pid for pid in self.pids
+                        if (bound.get(pid) or {}).get("name") == name and bound[pid].get("version") == version]
+        self.taken = {pid: f"{bound[pid].get('name')} {bound[pid].get('version')}"
+                      for pid in self.pids if pid in bound and pid not in self.serving}
+        for pid, other in self.taken.items():
+            # Left as the user set it: the quick start never moves a pid someone else bound.
+            self._say(f"{pid} serves {other}, not the example; the example's commands below use "
+                      f"{', '.join(self.serving) or 'no pid'}")
         self.sample = self.sample_image()
 
     def signing_key(self, layout: RootLayout) -> Path:
@@ -175,9 +190,32 @@ class Quickstart:
         return path
 
     def announce(self, url: str, settings: Settings) -> None:
-        if not self.pids or self.sample is None:
+        """How to call the example, for a pid that serves it now (never one bound to something else)."""
+        if self.sample is None or self.example_version is None:
             return
+        name, version = self.example_version
+        if not self.serving:
+            taken = ", ".join(f"{pid} -> {other}" for pid, other in self.taken.items())
+            self.out.write(f"  the example {name} {version} serves no pid ({taken}); bind one with: "
+                           f"procvision-runner switch {name} {version} --pid {next(iter(self.taken), 'PID')}\n")
+            self.out.flush()
+            return
+        pid = self.serving[0]
         auth = f'-H "Authorization: Bearer $(cat {settings.layout.token_file})" ' if settings.auth_enabled else ""
-        self.out.write(f"  run the example: curl {auth}-F pid={self.pids[0]} -F image=@{self.sample} "
-                       f"{url}/execute\n")
+        self.out.write(f"  run the example ({name} {version} on {pid}):\n"
+                       f"    procvision-runner execute --pid {pid} --image {self.sample}{_cli_flags(url, settings)}\n"
+                       f"    curl {auth}-F pid={pid} -F image=@{self.sample} {url}/execute\n")
         self.out.flush()
+
+
+def _cli_flags(url: str, settings: Settings) -> str:
+    """The flags ``procvision-runner`` needs to reach this daemon from the current folder (none for
+    the defaults ``./dev serve`` uses)."""
+    from .endpoint import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_ROOT, url_for
+
+    flags = ""
+    if settings.layout.root.resolve() != DEFAULT_ROOT.resolve():
+        flags += f" --root {settings.layout.root}"
+    if url != url_for(DEFAULT_HOST, DEFAULT_PORT):
+        flags += f" --url {url}"
+    return flags

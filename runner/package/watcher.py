@@ -1,4 +1,4 @@
-"""The drop folder (``<root>/zips/``): zips put there are installed, one at a time, in the background.
+"""The drop folder (``<root>/zips/``): files put there are installed, one at a time, in the background.
 
 A zip is picked up only when it is complete:
 
@@ -10,31 +10,29 @@ A zip is picked up only when it is complete:
   readable (a zip being copied has no end-of-central-directory record until its last bytes land).
 
 Nothing is opened while ``created``/``modified`` events say it is being written. Names ending in
-``.part``/``.tmp``/``.partial``/``.crdownload``, dotfiles and non-``.zip`` files are ignored. The folder
-is rescanned at start, when the observer thread dies, and every ``RESCAN_INTERVAL_S`` (inotify queue
-overflows lose events silently).
+``.part``/``.tmp``/``.partial``/``.crdownload``/``.download`` and dotfiles are ignored (still being
+written); any other finished name that does not end in ``.zip`` is rejected visibly once it is stable
+(2001, moved to ``zips/rejected/``). The folder is rescanned at start, when the observer thread dies,
+and every ``RESCAN_INTERVAL_S`` (inotify queue overflows lose events silently).
 
-Only regular files count. Every entry is looked at with ``lstat`` and files are opened with
-``O_NOFOLLOW | O_NONBLOCK``: a symlink is never followed and a FIFO, socket or device is never opened (a
-FIFO would block the install thread forever). Such an entry is rejected visibly: moved (renamed, never
-copied) to ``zips/rejected/`` with an ``.error.json`` (2001, saying what it is). Directories are ignored.
+Only regular files count (drop_entries.py): a symlink is never followed and a FIFO, socket or device
+is never opened (a FIFO would block the install thread forever). Such an entry is rejected visibly:
+moved (renamed, never copied) to ``zips/rejected/``. Directories (``rejected/``, ``processed/``) are
+ignored.
 
-Each zip is processed once per content hash: outcomes are remembered in ``<root>/.drop-state.json``.
-A file already processed by this watcher is not hashed again while its (inode, size, mtime) stay the
-same, so the periodic rescan costs one ``lstat`` per archived zip.
-Installed zips stay in ``zips/`` (the archive); rejected ones move to ``zips/rejected/`` with
-``<zip>.error.json`` (code, name, message, details) beside them; the installer records a failed version
-in the registry when the manifest named it.
+What happens to a complete file is drop_processing.py: each zip is processed once per content hash
+(drop_memory.py, ``<root>/.drop-state.json``); where it goes and the log line that says so is
+drop_outcomes.py: installed zips, and zips whose
+content is already installed ("already installed" in the log), move to ``zips/processed/``; refused
+ones to ``zips/rejected/`` with ``<file>.error.json`` (code, name, message, details); the installer
+records a failed version in the registry when the manifest named it. A file that cannot be moved is
+not hashed again while its (inode, size, mtime) stay the same.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
 import logging
 import os
-import shutil
 import stat
 import sys
 import threading
@@ -42,20 +40,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from procvision_algorithm_sdk.zipsafety import ZipProblem, read_end_record
-
 from ..config import Settings
-from ..errors import PackageErrorCode, RunnerError
-from ..jsonable import jsonable
-from ..store.atomic import read_json, write_json_atomic
-from ..store.registry import utc_now
-from .archive import CHUNK
+from ..errors import RunnerError
+from .drop_entries import (
+    Signature,
+    central_directory_readable,
+    describe_entry,
+    is_in_progress_name,
+    is_zip_name,
+    signature,
+)
+from .drop_processing import DropProcessor
 from .installer import Installer, InstallResult
 
 log = logging.getLogger(__name__)
@@ -65,84 +65,12 @@ POLL_INTERVAL_S = 0.1
 #: A zip that is stable but still has no readable central directory is handed to the installer
 #: (which rejects it) after this many stable periods: it is broken, not being written.
 UNREADABLE_GRACE_PERIODS = 5
-MAX_REMEMBERED = 2000
 #: A file seen being created or modified but never closed is taken after QUIET_FACTOR stable periods
 #: (at least QUIET_MIN_S) without writes, and only if its central directory is readable.
 QUIET_FACTOR = 4
 QUIET_MIN_S = 2.0
-IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".download")
 
 OnResult = Callable[[Path, "InstallResult | RunnerError"], None]
-#: What identifies "the same file, unchanged" between rescans without reading it.
-_Signature = tuple[int, int, int]
-#: Flags for every open of a drop file: never follow a symlink, never block on a FIFO.
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-class NotRegularFile(Exception):
-    """A drop-folder entry that is not a regular file (``what`` says what it is)."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
-
-
-def describe_entry(path: Path, st: os.stat_result) -> str | None:
-    """None for a regular file, else what the entry is (from ``lstat``), for messages."""
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        try:
-            return f"a symbolic link (to {os.readlink(path)})"
-        except OSError:
-            return "a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device file"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    return "not a regular file"
-
-
-def open_regular(path: Path) -> int:
-    """A read-only descriptor of ``path`` if it is a regular file; never follows a symlink and never
-    blocks on a FIFO. Raises NotRegularFile (or OSError if it cannot be opened)."""
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
-            raise NotRegularFile("a symbolic link") from None
-        raise
-    try:
-        what = describe_entry(path, os.fstat(fd))
-        if what is not None:
-            raise NotRegularFile(what)
-        # O_NONBLOCK means nothing for regular files; clear it so reads behave normally anyway.
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def hash_regular(path: Path) -> tuple[str, _Signature]:
-    """SHA-256 of a regular file opened without following links, and its (inode, size, mtime_ns)."""
-    digest = hashlib.sha256()
-    with os.fdopen(open_regular(path), "rb") as handle:
-        st = os.fstat(handle.fileno())
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest(), (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def is_candidate_name(name: str) -> bool:
-    """Whether a file name in the drop folder may be a finished package zip."""
-    lower = name.lower()
-    return not name.startswith(".") and lower.endswith(".zip") and not lower.endswith(IGNORED_SUFFIXES)
 
 
 @dataclass
@@ -176,7 +104,8 @@ class _Handler(FileSystemEventHandler):
 
 
 class DropFolderWatcher:
-    """Watches ``<root>/zips`` and installs complete zips on one background thread."""
+    """Watches ``<root>/zips`` and installs complete zips on one background thread; moves each
+    processed file out of the folder (drop_outcomes.py)."""
 
     def __init__(self, settings: Settings, installer: Installer, on_result: OnResult | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -189,6 +118,7 @@ class DropFolderWatcher:
         self.layout = settings.layout
         self.folder = self.layout.zips
         self.state_file = self.layout.drop_state_file
+        self.processor = DropProcessor(self.layout, installer)
         self._cond = threading.Condition()
         self._pending: dict[Path, _Pending] = {}
         self._writing: set[Path] = set()
@@ -200,10 +130,11 @@ class DropFolderWatcher:
         self._passes = 0
         # Entries that are not regular files, waiting to be moved aside (path -> what it is).
         self._special: dict[Path, str] = {}
-        # Files processed and still here, by (inode, size, mtime_ns): a rescan does not hash them again.
-        self._processed: dict[Path, _Signature] = {}
+        # Files processed that could not be moved out of zips/, by (inode, size, mtime_ns): a rescan
+        # does not hash them again.
+        self._processed: dict[Path, Signature] = {}
         # Entries already reported as impossible to move aside (logged once, then skipped).
-        self._stuck: dict[Path, _Signature] = {}
+        self._stuck: dict[Path, Signature] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -244,7 +175,7 @@ class DropFolderWatcher:
                 del self._stuck[gone]
         for name in names:
             path = self.folder / name
-            if not is_candidate_name(name):
+            if is_in_progress_name(name):
                 continue
             with self._cond:
                 if path in self._writing:
@@ -281,7 +212,7 @@ class DropFolderWatcher:
     # --- events (observer thread) ---------------------------------------------------------------
 
     def _in_folder(self, path: Path) -> bool:
-        return path.parent == self.folder and is_candidate_name(path.name)
+        return path.parent == self.folder and not is_in_progress_name(path.name)
 
     def _lstat_regular(self, path: Path) -> os.stat_result | None:
         """``lstat`` of a drop entry if it is a regular file; anything else except a directory is queued
@@ -297,7 +228,7 @@ class DropFolderWatcher:
             with self._cond:
                 self._pending.pop(path, None)
                 self._writing.discard(path)
-                if self._stuck.get(path) != _signature(st):
+                if self._stuck.get(path) != signature(st):
                     self._special[path] = what
                     self._cond.notify_all()
         return None
@@ -329,7 +260,7 @@ class DropFolderWatcher:
             return
         now = self._clock()
         with self._cond:
-            if self._processed.get(path) == _signature(st):
+            if self._processed.get(path) == signature(st):
                 # Processed already and unchanged (a rescan, or a reader closing it): nothing to do.
                 log.debug("drop folder: %s is unchanged since it was processed", path.name)
                 self._writing.discard(path)
@@ -411,7 +342,7 @@ class DropFolderWatcher:
                 needed = stable_s if entry.done_writing else max(stable_s * QUIET_FACTOR, QUIET_MIN_S)
                 if now - entry.stable_since < needed:
                     continue
-            if not _central_directory_readable(path):
+            if is_zip_name(path.name) and not central_directory_readable(path):
                 if not entry.done_writing:
                     continue  # never closed: still being written (or abandoned); never judged broken
                 if entry.unreadable_since is None:
@@ -439,136 +370,24 @@ class DropFolderWatcher:
         if describe_entry(path, st) is None:
             self._offer(path, done_writing=True)  # replaced by a regular file meanwhile
             return True
-        error = RunnerError(PackageErrorCode.INVALID_ZIP,
-                            f"zips/{path.name} is {what}, not a regular file; the drop folder never follows "
-                            "links nor opens special files: copy or move the zip file itself into zips/",
-                            entry=path.name, file_type=what)
-        log.warning("drop folder: rejected %s: %s", path.name, error)
-        if not self._reject(path, error, rename_only=True):
+        error, moved = self.processor.refuse_special(path, what)
+        if not moved:
             with self._cond:
-                self._stuck[path] = _signature(st)
+                self._stuck[path] = signature(st)
         if self.on_result is not None:
             self.on_result(path, error)
         return True
 
     def _process(self, path: Path) -> None:
-        try:
-            sha, signature = hash_regular(path)
-        except NotRegularFile as exc:
-            with self._cond:
-                self._special[path] = exc.what
-            return
-        except OSError as exc:
-            log.warning("drop folder: %s vanished before it could be read: %s", path.name, exc.strerror or exc)
-            return
-        seen = self._remembered(sha)
-        if seen is not None:
-            if seen.get("outcome") == "rejected" and path.exists():
-                error = RunnerError(str(seen.get("code") or PackageErrorCode.INVALID_ZIP.value),
-                                    str(seen.get("message") or "rejected before"), **dict(seen.get("details") or {}))
-                self._reject(path, error)
-            else:
-                self._mark_processed(path, signature)
-            # The same name again is the archive being rescanned after a restart; another name is news.
-            level = logging.DEBUG if seen.get("zip") == path.name else logging.INFO
-            log.log(level, "drop folder: %s was already processed (%s)", path.name, seen.get("outcome"))
-            return
-        outcome: InstallResult | RunnerError
-        try:
-            outcome = self.installer.install(path)
-        except RunnerError as exc:
-            outcome = exc
-        except Exception as exc:  # noqa: BLE001 - a bug or a disk problem: reject visibly, keep serving
-            log.exception("drop folder: installing %s failed unexpectedly", path.name)
-            outcome = RunnerError(PackageErrorCode.INSTALL_FAILED, f"unexpected error while installing: {exc}")
-        if isinstance(outcome, RunnerError) and outcome.code == PackageErrorCode.BUSY.value:
-            log.info("drop folder: %s waits: %s", path.name, outcome.message)
-            self._offer(path, done_writing=True)
-            return
-        if isinstance(outcome, RunnerError):
-            log.warning("drop folder: rejected %s: %s", path.name, outcome)
-            self._reject(path, outcome)
-            self._remember(sha, path.name, "rejected", outcome)
-        else:
-            log.info("drop folder: installed %s %s from %s", outcome.name, outcome.version, path.name)
-            self._remember(sha, path.name, "installed", None, outcome)
-            self._mark_processed(path, signature)
-        if self.on_result is not None:
-            self.on_result(path, outcome)
-
-    def _mark_processed(self, path: Path, signature: _Signature) -> None:
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return
-        if _signature(st) == signature:  # not changed while it was being installed
-            with self._cond:
-                self._processed[path] = signature
-
-    def _reject(self, path: Path, error: RunnerError, rename_only: bool = False) -> bool:
-        """Move ``path`` to ``rejected/`` with its ``.error.json``; False (logged) if it cannot be moved.
-        ``rename_only``: a special file is renamed, never copied (copying would open it)."""
-        rejected = self.layout.rejected
-        rejected.mkdir(parents=True, exist_ok=True)
-        target = rejected / path.name
-        if os.path.lexists(target):
-            target = rejected / f"{path.stem}-{int(time.time() * 1000)}{path.suffix}"
-        body = jsonable({**error.to_dict(), "zip": path.name, "rejected_at": utc_now()})
-        error_file = target.with_name(target.name + ".error.json")
-        write_json_atomic(error_file, body)
-        try:
-            if rename_only:
-                os.rename(path, target)
-            else:
-                shutil.move(str(path), str(target))
-        except OSError as exc:
-            log.error("drop folder: cannot move %s to %s: %s; it is skipped until it changes", path, target, exc)
-            error_file.unlink(missing_ok=True)  # no report without the file it describes
-            return False
+        done = self.processor.process(path)
         with self._cond:
-            self._processed.pop(path, None)
-        return True
-
-    # --- processed-zip memory -------------------------------------------------------------------
-
-    def _remembered(self, sha: str) -> dict[str, Any] | None:
-        state = self._load_state()
-        entry = state.get(sha)
-        return entry if isinstance(entry, dict) else None
-
-    def _remember(self, sha: str, zip_name: str, outcome: str, error: RunnerError | None,
-                  result: InstallResult | None = None) -> None:
-        state = self._load_state()
-        entry: dict[str, Any] = {"zip": zip_name, "outcome": outcome, "at": utc_now()}
-        if error is not None:
-            entry.update(json.loads(json.dumps(error.to_dict(), default=str)))
-        if result is not None:
-            entry.update(name=result.name, version=result.version)
-        state[sha] = entry
-        if len(state) > MAX_REMEMBERED:
-            for old in sorted(state, key=lambda k: str(state[k].get("at", "")))[:len(state) - MAX_REMEMBERED]:
-                del state[old]
-        write_json_atomic(self.state_file, state)
-
-    def _load_state(self) -> dict[str, Any]:
-        try:
-            state = read_json(self.state_file, default={})
-        except ValueError:
-            log.warning("%s is not valid JSON; starting a fresh processed-zip memory", self.state_file)
-            return {}
-        return state if isinstance(state, dict) else {}
-
-
-def _signature(st: os.stat_result) -> _Signature:
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _central_directory_readable(path: Path) -> bool:
-    """True once the zip's end records are there (they are written last). Only the end records are
-    read: parsing a hostile central directory here would cost what the archive check avoids."""
-    try:
-        with os.fdopen(open_regular(path), "rb") as handle:
-            read_end_record(handle)
-    except (ZipProblem, OSError, ValueError, EOFError, NotRegularFile):
-        return False
-    return True
+            if done.not_regular is not None:
+                self._special[path] = done.not_regular
+            if done.unmoved is not None:
+                self._processed[path] = done.unmoved
+            else:
+                self._processed.pop(path, None)
+        if done.retry:
+            self._offer(path, done_writing=True)
+        if done.outcome is not None and self.on_result is not None:
+            self.on_result(path, done.outcome)

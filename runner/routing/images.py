@@ -15,6 +15,7 @@ may be a file (the API passes the spooled upload), so the encoded bytes need not
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import IO, Any
 
@@ -69,7 +70,7 @@ def check_bytes(width: int, height: int, channels: int, max_bytes: int | None) -
 def check_color_space(color_space: str) -> str:
     if color_space not in COLOR_SPACES:
         raise RunnerError(ErrorCode.UNSUPPORTED_COLOR_SPACE,
-                          f"color space {color_space!r} is not supported; use one of {list(COLOR_SPACES)} "
+                          f"color space {color_space!r} is not supported; use one of {', '.join(COLOR_SPACES)} "
                           "(grayscale images are kept as H x W whatever the color space)")
     return color_space
 
@@ -94,9 +95,19 @@ def _decode_pillow(data: IO[bytes], kind: str, max_pixels: int, max_bytes: int |
             return np.asarray(decoded)
     except RunnerError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise image_error(f"the {fmt} image could not be decoded ({exc}); send a complete PNG or JPEG file",
-                    format=fmt.lower()) from exc
+    except UnidentifiedImageError as exc:
+        # Pillow's message names the stream object (a Python repr), which says nothing to a user.
+        raise image_error(f"the file is not a readable {fmt} image (its header is not one Pillow recognises); "
+                          "send a complete PNG or JPEG file", format=fmt.lower()) from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise image_error(f"the {fmt} image could not be decoded ({_reason(exc)}); send a complete PNG or JPEG "
+                          "file", format=fmt.lower()) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The decoder's reason without Python object reprs (``<_io.BytesIO object at 0x...>``)."""
+    text = re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the upload", str(exc)).strip()
+    return text or type(exc).__name__
 
 
 def check_array_header(shape: tuple[int, ...], dtype: Any, max_pixels: int, max_bytes: int | None,

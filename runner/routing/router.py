@@ -249,23 +249,29 @@ class Router:
             limit = memory_limit_mb if memory_limit_mb is not None else self._bound_limit((name, version))
             return self._move(record, pids, smoke=False, memory_limit_mb=limit)
 
-    def switch(self, name: str, version: str, pids: Sequence[str]) -> list[Binding]:
+    def switch(self, name: str, version: str, pids: Sequence[str],
+               on_pruned: Callable[[VersionKey], None] | None = None) -> list[Binding]:
         """Move ``pids`` to ``name``/``version`` with zero failed calls.
 
         Starts the new version's worker, checks it with an info call, then flips every pid at once.
         Calls already routed to the old version finish there; sessions begun there finish there;
         the old worker is drained and stopped once no pid uses it. If the new version cannot start
         or fails its check, nothing changes and the old version keeps serving. After a successful
-        switch, versions of ``name`` beyond ``settings.retain_versions`` may be removed.
+        switch, versions of ``name`` beyond ``settings.retain_versions`` may be removed: each is
+        logged and passed to ``on_pruned``, so the caller can say so.
         """
         with self._ops:
             record, pids = self._check_target(name, version, pids)
             bindings = self._move(record, pids, smoke=True, memory_limit_mb=self._bound_limit((name, version)))
-            self._prune(name)
+            self._prune(name, on_pruned)
             return bindings
 
     def rollback(self, pids: Sequence[str]) -> list[Binding]:
-        """Move each pid back to the previous version in its history that is still installed.
+        """Move each pid back to the version that served it before the current one (the latest
+        entry of its history on another version that is still installed).
+
+        The rollback is itself appended to the history, so a second rollback undoes the first:
+        rolling back twice returns each pid to where it started.
 
         Pids that roll back to the same version move together, each group like a ``switch``.
         2009 when a pid is unbound or has no earlier installed version.
@@ -292,7 +298,8 @@ class Router:
                 first_pid, first_index = entries[0]  # the limit the version had in that activation
                 limit = self.store.history(first_pid)[first_index].memory_limit_mb
                 self._start_checked(record, smoke=True, memory_limit_mb=limit)
-                new = [self.store.rebind_to_history(pid, index) for pid, index in entries]
+                new = [self.store.bind([pid], key[0], key[1], self.store.history(pid)[index].memory_limit_mb)[0]
+                       for pid, index in entries]
                 self._flip(new)
                 result.extend(new)
             self._retire_unused({b.key for b in current.values() if b.pid in pids})
@@ -305,17 +312,20 @@ class Router:
             current = self.active()
             unbound = [p for p in pids if p not in current]
             if unbound:
-                raise RunnerError(PackageErrorCode.NOT_FOUND, f"pid(s) {unbound} have no active version",
+                raise RunnerError(PackageErrorCode.NOT_FOUND,
+                                  f"pid(s) {', '.join(unbound)} have no active version",
                                   pids=unbound)
             self.store.unbind(pids)
             self.table.unbind(pids)
             self._retire_unused({current[p].key for p in pids})
 
-    def uninstall(self, name: str, version: str, force: bool = False) -> None:
-        """Remove ``name``/``version``.
+    def uninstall(self, name: str, version: str, force: bool = False) -> list[str]:
+        """Remove ``name``/``version``; returns the pids it served that are now unbound.
 
         Refused with 2007 unsafe_uninstall while it is active for any pid or has calls in flight.
         With ``force``: unbind its pids, drain its in-flight calls, stop its worker, then remove.
+        The pids are left unbound on purpose (no fall back to an older version): a station must
+        not start inspecting with a version nobody chose.
         """
         with self._ops:
             key = (name, version)
@@ -327,18 +337,20 @@ class Router:
             busy = max(self.in_flight(name, version), self._pool_in_flight(key))
             if not force and bound:
                 raise RunnerError(PackageErrorCode.UNSAFE_UNINSTALL,
-                                  f"{name} {version} is active for pid(s) {bound}; switch or deactivate them "
-                                  "first, or uninstall with force", name=name, version=version, pids=bound)
+                                  f"{name} {version} is active for pid(s) {', '.join(bound)}; switch or deactivate "
+                                  "them first, or uninstall with --force (API: force=true)",
+                                  name=name, version=version, pids=bound)
             if not force and busy:
                 raise RunnerError(PackageErrorCode.UNSAFE_UNINSTALL,
                                   f"{name} {version} has {busy} call(s) in flight; try again when they have "
-                                  "finished, or uninstall with force", name=name, version=version,
+                                  "finished, or uninstall with --force (API: force=true)", name=name, version=version,
                                   in_flight=busy)
             if bound:
                 self.store.unbind(bound)
                 self.table.unbind_version(key)
             self._retire(key, session_grace_s=0.0)
             self.installer.remove(name, version)
+            return bound
 
     # --- explicit worker control ---------------------------------------------------------------
 
@@ -476,7 +488,8 @@ class Router:
         unsupported = [p for p in pids if p not in supported] if supported else []
         if unsupported:
             raise RunnerError(PackageErrorCode.ACTIVATION_CONFLICT,
-                              f"{name} {version} does not support pid(s) {unsupported}; it supports {supported}",
+                              f"{name} {version} does not support pid(s) {', '.join(unsupported)}; it supports "
+                              f"{', '.join(supported)}",
                               name=name, version=version, pids=unsupported, supported_pids=supported)
         return record, pids
 
@@ -588,7 +601,7 @@ class Router:
 
         return rollback_target(pid, current, self.store.history(pid), usable)
 
-    def _prune(self, name: str) -> None:
+    def _prune(self, name: str, on_pruned: Callable[[VersionKey], None] | None = None) -> None:
         """Remove versions of ``name`` that were once active but are beyond ``retain_versions``.
 
         Versions never activated are left alone (someone installed them for a reason), as are
@@ -606,6 +619,11 @@ class Router:
             except RunnerError as exc:
                 # Pruning is housekeeping: the switch already succeeded, so report and go on.
                 _log.warning("could not prune %s: %s", _version_label(key), exc)
+                continue
+            _log.info("removed %s: more than retain_versions=%d versions of %s were once active",
+                      _version_label(key), self.settings.retain_versions, name)
+            if on_pruned is not None:
+                on_pruned(key)
 
 
 def _serving(pool: PoolLike) -> bool:

@@ -1,6 +1,8 @@
 """Where everything lives under the runtime root (default ``./algorithms``).
 
-    zips/                      drop folder; zips/rejected/ holds zips that failed, with <zip>.error.json
+    zips/                      drop folder; zips/rejected/ holds files that failed (not a zip, or the
+                               install refused it), each with <file>.error.json; zips/processed/ holds
+                               zips that were installed (or whose content already was)
     deployed/<name>/<version>/ published package files + venv/
     active/<pid>.json          {name, version, activated_at}
     registry.json              every known version and its state
@@ -51,6 +53,11 @@ class RootLayout:
     @property
     def rejected(self) -> Path:
         return self.zips / "rejected"
+
+    @property
+    def processed(self) -> Path:
+        """Drop-folder zips that were installed (or already were): out of the way of the next rescan."""
+        return self.zips / "processed"
 
     @property
     def deployed(self) -> Path:
@@ -162,6 +169,6 @@ class RootLayout:
         current = stat.S_IMODE(self.root.stat().st_mode)
         if current & ~ROOT_MODE:
             os.chmod(self.root, current & ROOT_MODE)
-        for path in (self.zips, self.rejected, self.deployed, self.active, self.logs, self.staging,
+        for path in (self.zips, self.rejected, self.processed, self.deployed, self.active, self.logs, self.staging,
                      self.trash, self.locks):
             path.mkdir(mode=ROOT_MODE, parents=True, exist_ok=True)

@@ -124,7 +124,8 @@ def check_info(info: Any, manifest: Manifest | None = None, *, first_step_index:
                                 f"get_info() says {info.get('version')!r}, manifest says {manifest.version!r}"))
         if isinstance(pids, list) and sorted(map(str, pids)) != sorted(manifest.supported_pids):
             issues.append(Issue("supported_pids",
-                                f"get_info() says {pids}, manifest says {list(manifest.supported_pids)}"))
+                                f"get_info() says {', '.join(map(str, pids)) or 'none'}, manifest says "
+                                f"{', '.join(manifest.supported_pids) or 'none'}"))
     return issues
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,15 +15,25 @@ import httpx
 from runner.cli.quickstart import EXAMPLE, Quickstart
 from runner.config import Settings
 from runner.daemon import Daemon
+from runner.service import RunnerService
+from tests.api.support import make_zip
 from tests.support import wheels
 from tests.support.waiting import wait_until
 
 
-def _serve_once(root: Path, cache: Path) -> tuple[str, dict, int]:
+def _serve_once(root: Path, cache: Path, first: Callable[[RunnerService], None] | None = None
+                ) -> tuple[str, dict, int]:
+    """One `./dev serve` on ``root``; ``first`` runs on the service before the quick start does."""
     out = io.StringIO()
     quick = Quickstart(out=out, cache=cache, test_wheels=wheels.ensure())
     settings = Settings.load(None, root=root, port=0, watch_drop_folder=False)
-    daemon = Daemon(settings, before_serve=quick.prepare)
+
+    def prepare(service: RunnerService) -> None:
+        if first is not None:
+            first(service)
+        quick.prepare(service)
+
+    daemon = Daemon(settings, before_serve=prepare)
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
@@ -34,7 +45,8 @@ def _serve_once(root: Path, cache: Path) -> tuple[str, dict, int]:
                           timeout=60) as client:
             active = client.get("/algorithms/active").json()
             assert quick.sample is not None
-            status = client.post("/execute", data={"pid": quick.pids[0]},
+            assert quick.serving, out.getvalue()
+            status = client.post("/execute", data={"pid": quick.serving[0]},
                                  files={"image": ("s.png", quick.sample.read_bytes(), "image/png")}).status_code
     finally:
         daemon.request_stop()
@@ -47,7 +59,7 @@ def test_quickstart_installs_activates_and_is_idempotent(tmp_path: Path) -> None
     root, cache = tmp_path / "algorithms", tmp_path / "cache"
     first, active, status = _serve_once(root, cache)
     assert "procvision-cli package" in first and "activating" in first, first
-    assert "run the example: curl" in first and "/execute" in first
+    assert "run the example (" in first and "procvision-runner execute --pid" in first and "/execute" in first
     assert status == 200
     assert {pid: b["name"] for pid, b in active.items()} == {p: manifest["name"] for p in manifest["supported_pids"]}
     assert (cache / "dist" / f"{manifest['name']}-v{manifest['version']}-offline.zip").is_file()
@@ -64,3 +76,26 @@ def test_quickstart_installs_activates_and_is_idempotent(tmp_path: Path) -> None
     assert "made a signing key" not in second
     assert active_again == active and status == 200
     assert EXAMPLE.is_dir()
+
+
+def test_quickstart_guidance_names_a_pid_that_serves_the_example(tmp_path: Path) -> None:
+    """A restart after A01 was bound to another algorithm: the quick start leaves A01 alone, says so,
+    and shows how to call the example on a pid that still serves it."""
+    manifest = Quickstart(out=io.StringIO()).manifest()
+    first_pid, second_pid = manifest["supported_pids"][:2]
+    root, cache = tmp_path / "algorithms", tmp_path / "cache"
+    first, _, _ = _serve_once(root, cache)
+    assert f"procvision-runner execute --pid {first_pid} " in first, first
+    other = make_zip(tmp_path / "other", "1.0.0", name="other_algo", pids=(first_pid,))
+
+    def rebind(service: RunnerService) -> None:
+        service.install(Quickstart(out=io.StringIO(), cache=cache).sign(other, service.layout))
+        service.deactivate([first_pid])
+        service.activate("other_algo", "1.0.0", [first_pid])
+
+    second, active, status = _serve_once(root, cache, first=rebind)
+    assert active[first_pid]["name"] == "other_algo" and status == 200
+    assert f"{first_pid} serves other_algo 1.0.0, not the example" in second, second
+    guidance = second[second.index("run the example"):]
+    assert f"--pid {second_pid} " in guidance and f"pid={second_pid} " in guidance, guidance
+    assert f"pid={first_pid} " not in guidance and f"--pid {first_pid} " not in guidance, guidance

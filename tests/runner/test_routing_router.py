@@ -133,9 +133,13 @@ def test_rollback(env: RoutingEnv) -> None:
     assert execute(env).served_by["version"] == "2.0.0"
     wait_until(lambda: env.pool_state("3.0.0") == "stopped", what="3.0.0 stopped after rollback")
 
-    env.installer.remove("algo", "1.0.0")  # the next target is gone: nothing to roll back to
+    # A second rollback undoes the first (the rollback is history too): back where P1 started.
+    [again] = env.router.rollback(["P1"])
+    assert again.version == "3.0.0" and execute(env).served_by["version"] == "3.0.0"
+
+    env.installer.remove("algo", "1.0.0")  # P2's only earlier version is gone: nothing to roll back to
     with pytest.raises(RunnerError) as info:
-        env.router.rollback(["P1"])
+        env.router.rollback(["P2"])
     assert info.value.code == "2009"
     with pytest.raises(RunnerError) as info:
         env.router.rollback(["P9"])

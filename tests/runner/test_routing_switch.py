@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 import time
@@ -193,16 +194,22 @@ def test_switch_of_a_bound_pid_to_an_unsupported_pid_is_refused(env: RoutingEnv)
     assert env.pool_state("2.0.0") is None
 
 
-def test_switch_prunes_versions_beyond_retention(env: RoutingEnv) -> None:
+def test_switch_prunes_versions_beyond_retention(env: RoutingEnv, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="runner.routing")
     for i in range(1, 6):
         env.deploy(f"{i}.0.0")
     env.deploy("9.0.0")  # installed, never activated: must survive pruning
     env.router.activate("algo", "1.0.0", ["P1"])
+    pruned: list[tuple[str, str]] = []
     for i in range(2, 6):
-        env.router.switch("algo", f"{i}.0.0", ["P1"])
+        env.router.switch("algo", f"{i}.0.0", ["P1"], on_pruned=pruned.append)
     kept = sorted(r["version"] for r in env.registry.list(name="algo"))
     # retain_versions=3: the three most recently used plus the never-activated one.
     assert kept == ["3.0.0", "4.0.0", "5.0.0", "9.0.0"]
+    # Said when it happens: to the caller (the API answer, the CLI line) and in the daemon's log.
+    assert pruned == [("algo", "1.0.0"), ("algo", "2.0.0")]
+    logged = [r.getMessage() for r in caplog.records if "retain_versions" in r.getMessage()]
+    assert any("algo 1.0.0" in m for m in logged) and any("algo 2.0.0" in m for m in logged), logged
     assert not env.layout.version_dir("algo", "1.0.0").exists()
     assert [b.version for b in env.router.rollback(["P1"])] == ["4.0.0"]
 

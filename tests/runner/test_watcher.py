@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -13,8 +14,9 @@ import pytest
 
 from runner.config import Settings
 from runner.errors import RunnerError
+from runner.package.drop_entries import is_in_progress_name, is_zip_name
 from runner.package.installer import Installer, InstallResult
-from runner.package.watcher import DropFolderWatcher, is_candidate_name
+from runner.package.watcher import DropFolderWatcher
 from runner.store.registry import Registry
 from tests.support.packages import build_package, hostile_zip, manifest_for, valid_entries
 from tests.support.waiting import wait_until
@@ -135,7 +137,9 @@ def test_slow_copy_is_installed_once_after_it_completes(harness: Harness, tmp_pa
     assert isinstance(outcome, InstallResult) and outcome.state == "installed"
     harness.settle()
     assert len(harness.installer.calls) == 1 and len(harness.results) == 1
-    assert (harness.drop / package.name).exists(), "installed zips stay in the archive"
+    processed = harness.settings.layout.processed
+    assert not (harness.drop / package.name).exists() and (processed / package.name).is_file(), \
+        "installed zips move out of the drop folder"
     assert [r["state"] for r in harness.registry.list()] == ["installed"]
 
 
@@ -233,15 +237,31 @@ def test_observer_death_is_followed_by_a_rescan(harness: Harness) -> None:
 
 
 def test_partial_names_and_dotfiles_are_ignored(harness: Harness, tmp_path: Path) -> None:
-    assert not is_candidate_name("a.zip.part") and not is_candidate_name(".a.zip")
-    assert not is_candidate_name("a.tmp") and not is_candidate_name("notes.txt") and is_candidate_name("A.ZIP")
-    for name in ("a.zip.part", ".hidden.zip", "b.zip.tmp", "readme.txt"):
+    assert is_in_progress_name("a.zip.part") and is_in_progress_name(".a.zip") and is_in_progress_name("a.tmp")
+    assert not is_in_progress_name("notes.txt") and not is_zip_name("notes.txt") and is_zip_name("A.ZIP")
+    for name in ("a.zip.part", ".hidden.zip", "b.zip.tmp"):
         (harness.drop / name).write_bytes(b"not a zip")
     harness.watcher.start()
     harness.settle()
     assert harness.results == [] and harness.installer.calls == []
-    assert sorted(p.name for p in harness.drop.iterdir() if p.is_file()) == \
-        [".hidden.zip", "a.zip.part", "b.zip.tmp", "readme.txt"]
+    assert sorted(p.name for p in harness.drop.iterdir() if p.is_file()) == [".hidden.zip", "a.zip.part", "b.zip.tmp"]
+
+
+def test_a_file_that_is_not_a_zip_is_rejected_visibly(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """A finished file with another name is moved to rejected/ with its reason, never installed."""
+    caplog.set_level(logging.INFO, logger="runner.package")
+    (harness.drop / "algo.tar.gz").write_bytes(b"a tarball, not a package zip")
+    harness.watcher.start()
+    harness.wait_results(1)
+    outcome = harness.results[0][1]
+    assert isinstance(outcome, RunnerError) and outcome.code == "2001" and "procvision-cli package" in outcome.message
+    rejected = harness.settings.layout.rejected
+    assert not (harness.drop / "algo.tar.gz").exists() and (rejected / "algo.tar.gz").is_file()
+    reason = json.loads((rejected / "algo.tar.gz.error.json").read_text())
+    assert reason["code"] == "2001" and "not a package" in reason["message"]
+    assert harness.installer.calls == []
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("rejected algo.tar.gz" in m and "zips/rejected/algo.tar.gz" in m for m in lines), lines
 
 
 def test_startup_scan_and_processed_once_by_hash(harness: Harness, tmp_path: Path) -> None:

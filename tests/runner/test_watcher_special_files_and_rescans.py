@@ -13,14 +13,16 @@ import pytest
 
 from runner.config import Settings
 from runner.errors import RunnerError
+from runner.package.drop_entries import NotRegularFile, hash_regular, open_regular
+from runner.package.drop_memory import DropMemory
 from runner.package.installer import Installer, InstallResult
-from runner.package.watcher import DropFolderWatcher, NotRegularFile, hash_regular, open_regular
+from runner.package.watcher import DropFolderWatcher
 from runner.store.registry import Registry
 from tests.support.packages import build_package, hostile_zip, manifest_for, valid_entries
 from tests.support.waiting import wait_until
 
 STABLE_S = 0.3
-LOGGER = "runner.package.watcher"
+LOGGER = "runner.package"
 
 
 class Harness:
@@ -131,39 +133,82 @@ def test_directory_named_zip_is_left_alone(harness: Harness) -> None:
 
 
 @pytest.mark.slow
-def test_rescans_do_not_rehash_unchanged_zips(harness: Harness, tmp_path: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_installed_zips_move_to_processed_and_content_is_installed_once(harness: Harness, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     package = build_package(tmp_path / "src")
+    processed = harness.settings.layout.processed
     harness.watcher.start()
     (harness.drop / package.name).write_bytes(package.read_bytes())
     wait_until(lambda: harness.outcome_for(package.name) is not None, 180)
     outcome = harness.outcome_for(package.name)
     assert isinstance(outcome, InstallResult) and outcome.state == "installed", outcome
     wait_until(harness.watcher.idle)
+    assert (processed / package.name).is_file() and not (harness.drop / package.name).exists()
+    moved = [r.getMessage() for r in caplog.records if "moved to zips/processed/" in r.getMessage()]
+    assert moved and f"installed {outcome.name} {outcome.version}" in moved[0], moved
+
+    # The same bytes under another name (also after a restart): "already installed", moved out, never
+    # installed twice.
+    harness.watcher.stop()
+    caplog.clear()
+    harness.watcher = harness.new_watcher()
+    harness.watcher.start()
+    (harness.drop / "copy.zip").write_bytes(package.read_bytes())
+    wait_until(lambda: (processed / "copy.zip").is_file(), what="copy.zip moved to processed/")
+    lines = [r for r in caplog.records if "copy.zip" in r.getMessage()]
+    assert any(r.levelno == logging.INFO and "already installed" in r.getMessage()
+               and f"dropped before as {package.name}" in r.getMessage() for r in lines), lines
+    assert not any("copy.zip: installed" in r.getMessage() for r in lines)
+    assert len(harness.results) == 1 and [r["state"] for r in harness.registry.list()] == ["installed"]
+
+    # The same name again: the older copy in processed/ is kept, the new one gets a timestamped name.
+    (harness.drop / package.name).write_bytes(package.read_bytes())
+    wait_until(lambda: len(list(processed.glob("*.zip"))) == 3, what="a third zip in processed/")
+
+
+def test_a_zip_that_cannot_be_moved_out_is_not_hashed_again(harness: Harness, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """processed/ cannot be made (a file is in its way): the zip stays, the error is logged once, and
+    rescans skip it by its (inode, size, mtime) instead of hashing it again."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    processed = harness.settings.layout.processed
+    _no_wheels_zip(tmp_path / "first.zip", "stays")
+    harness.watcher.start()
+    processed.rmdir()
+    processed.write_text("in the way")
+    zip_path = harness.drop / "stays.zip"
+    # Content remembered as installed (as after an earlier drop) goes straight to processed/.
+    data = (tmp_path / "first.zip").read_bytes()
+    staged = tmp_path / "staged.zip"
+    staged.write_bytes(data)
+    DropMemory(harness.settings.layout.drop_state_file).remember(hash_regular(staged)[0], "earlier.zip", "installed",
+                                                                 name="stays", version="1.0.0")
+    os.rename(staged, zip_path)
+    wait_until(lambda: any("cannot move" in r.getMessage() for r in caplog.records), what="the move to fail")
+    wait_until(harness.watcher.idle)
+    assert zip_path.is_file()
     caplog.clear()
     for _ in range(3):
         harness.watcher.scan()
         wait_until(harness.watcher.idle)
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
-    assert not any("already processed" in m for _, m in messages), messages
+    assert not any("already installed" in m for _, m in messages), messages
     assert any(level == logging.DEBUG and "unchanged since it was processed" in m for level, m in messages)
 
-    # A new watcher (a daemon restart) hashes the archive once, quietly: same name, same content.
-    harness.watcher.stop()
-    caplog.clear()
-    harness.watcher = harness.new_watcher()
-    harness.watcher.start()
-    wait_until(harness.watcher.idle)
-    harness.watcher.scan()
-    wait_until(harness.watcher.idle)
-    processed = [r for r in caplog.records if "already processed" in r.getMessage()]
-    assert len(processed) == 1 and processed[0].levelno == logging.DEBUG
 
-    # The same bytes under another name are worth an INFO line; nothing is installed twice.
-    caplog.clear()
-    (harness.drop / "copy.zip").write_bytes(package.read_bytes())
-    wait_until(lambda: any("copy.zip was already processed" in r.getMessage() for r in caplog.records))
-    info = [r for r in caplog.records if "copy.zip was already processed" in r.getMessage()]
-    assert info[0].levelno == logging.INFO
-    assert len(harness.results) == 1 and [r["state"] for r in harness.registry.list()] == ["installed"]
+@pytest.mark.slow
+def test_content_installed_through_the_api_is_logged_as_already_installed(harness: Harness, tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    package = build_package(tmp_path / "src")
+    installed = harness.installer.install(package)  # as `procvision-runner install` would
+    harness.watcher.start()
+    (harness.drop / "same.zip").write_bytes(package.read_bytes())
+    wait_until(lambda: harness.outcome_for("same.zip") is not None, 180)
+    outcome = harness.outcome_for("same.zip")
+    assert isinstance(outcome, InstallResult) and outcome.idempotent, outcome
+    wait_until(lambda: (harness.settings.layout.processed / "same.zip").is_file(), what="same.zip moved")
+    lines = [r.getMessage() for r in caplog.records if "same.zip" in r.getMessage()]
+    assert any(f"already installed ({installed.name} {installed.version})" in m for m in lines), lines
+    assert not any(": installed " in m for m in lines), lines

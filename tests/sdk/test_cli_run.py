@@ -88,3 +88,13 @@ def test_run_npy_as_a_real_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "result_status NG" in proc.stdout
     assert "defect[0]:   x=200 y=100" in proc.stdout
+
+
+def test_run_says_which_step_ran_and_refuses_an_undeclared_one(tmp_path: Path) -> None:
+    image = save_png(tmp_path / "clean.png", defect=False)
+    code, out, err = run_cli(str(EXAMPLE), "--pid", "A01", "--image", str(image), "--step", "2")
+    assert code == 0, err
+    assert out.splitlines()[0] == "step:        2 (inspect)"
+    code, out, err = run_cli(str(EXAMPLE), "--pid", "A01", "--image", str(image), "--step", "3")
+    assert code == 2 and out == ""
+    assert "--step 3 is not a step of this algorithm" in err and "1 (locate), 2 (inspect)" in err

@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
         add_common(p)
         p.set_defaults(func=func)
 
-    for command, text, func in (("rollback", "re-activate each pid's previous version", rollback),
+    for command, text, func in (("rollback", "move each pid back to the version that served it before (twice: back "
+                                             "where it started)", rollback),
                                 ("deactivate", "unbind pids", deactivate)):
         p = sub.add_parser(command, help=text)
         p.add_argument("--pid", dest="pids", action="append", required=True, metavar="PID",
@@ -52,11 +53,33 @@ def active(ctx: CliContext) -> int:
     return exitcodes.OK
 
 
+def change_line(change: dict[str, Any]) -> str:
+    """``A01: my_algo 0.2.0 -> 0.1.0`` (the name once when it stays the same)."""
+    old, new = change.get("from") or {}, change.get("to") or {}
+    if not new:
+        return f"{change.get('pid')}: {old.get('name')} {old.get('version')} -> (none)"
+    if not old:
+        return f"{change.get('pid')}: (none) -> {new.get('name')} {new.get('version')}"
+    if old.get("name") == new.get("name"):
+        if old.get("version") == new.get("version"):
+            return f"{change.get('pid')}: {new.get('name')} {new.get('version')} (unchanged)"
+        return f"{change.get('pid')}: {new.get('name')} {old.get('version')} -> {new.get('version')}"
+    return f"{change.get('pid')}: {old.get('name')} {old.get('version')} -> {new.get('name')} {new.get('version')}"
+
+
 def _show(ctx: CliContext, result: dict[str, Any]) -> int:
     if ctx.json:
         print_json(result, ctx.out)
-    else:
+        return exitcodes.OK
+    changes = result.get("changes")
+    if changes is None:  # a daemon from before "changes" existed
         _print_active(ctx, result.get("active") or {})
+        return exitcodes.OK
+    for change in changes:
+        ctx.out.write(change_line(change) + "\n")
+    for gone in result.get("pruned") or []:
+        ctx.out.write(f"removed {gone.get('name')} {gone.get('version')}: only the {result.get('retain_versions')} "
+                      "most recently active versions are kept (setting retain_versions)\n")
     return exitcodes.OK
 
 

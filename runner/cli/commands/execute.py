@@ -15,7 +15,8 @@ _TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".np
 
 def register(sub: Any) -> None:
     p = sub.add_parser("execute", help="run one call on the version active for a pid")
-    p.add_argument("--pid", required=True)
+    p.add_argument("--pid", required=True, help="product id; the call goes to the version active for it "
+                                                 "(see `procvision-runner active`)")
     p.add_argument("--image", type=Path, required=True, help="PNG, JPEG or .npy")
     p.add_argument("--guide-image", type=Path, help="guide image (execute-only workers)")
     p.add_argument("--phase", choices=("pre", "execute"), default="execute")

@@ -157,8 +157,11 @@ def list_versions(ctx: CliContext) -> int:
         print_json(rows, ctx.out)
     else:
         shown = [{**r, "signer": _signer_cell(r)} for r in rows]
+        filters = [f"{flag} {value}" for flag, value in (("--state", ctx.args.state), ("--name", ctx.args.name))
+                   if value]
+        empty = f"(no installed version matches {' '.join(filters)})" if filters else "(no versions installed)"
         table(shown, ["name", "version", "state", "dialect", "supported_pids", "signer", "created_at"], ctx.out,
-              empty="(no versions installed)")
+              empty=empty)
     return exitcodes.OK
 
 
@@ -183,14 +186,25 @@ def show(ctx: CliContext) -> int:
             ("signed by", _signer_cell(info)), ("log file", info.get("log_file")),
             ("memory limit", _memory_limit(info.get("memory_limit"))),
             ("sandbox", (workers.get("sandbox") or {}).get("summary")),
-            ("last error", f"[{last_error.get('code')} {last_error.get('name')}] {last_error.get('message')}"
-             if last_error else None)], ctx.out)
+            ("last error", last_error_line(last_error) if last_error else None)], ctx.out)
     rows = workers.get("workers") or []
     if rows:
         ctx.out.write("\n")
         table(rows, [k for k in ("index", "pid", "state", "restarts", "sandbox") if any(k in r for r in rows)] or
               sorted(rows[0].keys()), ctx.out)
     return exitcodes.OK
+
+
+def last_error_line(last_error: dict[str, Any]) -> str:
+    """A version's last error for people. Worker failures carry ``code``/``reason``/``exit_code``;
+    install and validation failures carry ``code``/``name``/``message``."""
+    code = last_error.get("code")
+    label = f"[{code} {last_error['name']}]" if last_error.get("name") else f"[{code}]" if code else ""
+    text = last_error.get("message") or last_error.get("reason") or last_error.get("detail") or "no reason recorded"
+    line = f"{label} {text}".strip()
+    if last_error.get("exit_code") is not None:
+        line += f" (exit code {last_error['exit_code']})"
+    return line
 
 
 def _memory_limit(limit: Any) -> str | None:
@@ -208,6 +222,11 @@ def uninstall(ctx: CliContext) -> int:
         print_json(result, ctx.out)
     else:
         ctx.out.write(f"uninstalled {ctx.args.name} {ctx.args.version}\n")
+        unbound = result.get("unbound_pids") or []
+        if unbound:
+            # Not an error (the user asked for --force), but the line stops serving these pids.
+            error(f"WARNING: pid(s) {', '.join(unbound)} now have no active version; bind them with "
+                  "`procvision-runner activate NAME VERSION --pid PID`", ctx.err)
     return exitcodes.OK
 
 

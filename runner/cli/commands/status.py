@@ -49,7 +49,11 @@ def operation(ctx: CliContext) -> int:
         print_json(op, ctx.out)
     else:
         problem = op.get("error") or {}
+        result = op.get("result") or {}
+        done = (f"{'already installed' if result.get('idempotent') else 'installed'}: {result.get('name')} "
+                f"{result.get('version')} ({result.get('dialect') or 'dialect unknown'})") if result else None
         fields([("id", op.get("id")), ("state", op.get("state")), ("stages", op.get("stages")),
+                ("result", done),
                 ("error", f"[{problem.get('code')} {problem.get('name')}] {problem.get('detail')}"
                  if problem else None)], ctx.out)
     return exitcodes.OK if op.get("state") != "failed" else exitcodes.exit_code_for((op.get("error") or {}).get("code"))

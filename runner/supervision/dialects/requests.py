@@ -54,7 +54,7 @@ def check_image(image: ImageInput) -> None:
         raise invalid("an image needs exactly one of 'array' (decoded pixels) or 'encoded' (PNG/JPEG bytes)")
     if image.color_space not in COLOR_SPACES:
         raise RunnerError(ErrorCode.UNSUPPORTED_COLOR_SPACE,
-                          f"color space {image.color_space!r} is not supported; use one of {list(COLOR_SPACES)}")
+                          f"color space {image.color_space!r} is not supported; use one of {', '.join(COLOR_SPACES)}")
     if image.array is not None:
         arr = image.array
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
@@ -66,4 +66,4 @@ def check_image(image: ImageInput) -> None:
 def check_phase(request: CallRequest) -> None:
     """Refuse a phase no dialect knows."""
     if request.phase not in PHASES:
-        raise invalid(f"unknown phase {request.phase!r}; use one of {list(PHASES)}", phase=request.phase)
+        raise invalid(f"unknown phase {request.phase!r}; use one of {', '.join(PHASES)}", phase=request.phase)

@@ -126,7 +126,7 @@ def init_project(name: str, directory: Path, pids: list[str], *, style: str = PH
         pids = ["A01"]
     bad = [p for p in pids if not PID_RE.fullmatch(p)]
     if bad:
-        raise UsageError(f"invalid product id(s) {bad}: use letters, digits, '.', '_', '-'")
+        raise UsageError(f"invalid product id(s) {', '.join(bad)}: use letters, digits, '.', '_', '-'")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise UsageError(f"{directory} already exists and is not empty; choose another folder with -d")
     n = names_for(name)

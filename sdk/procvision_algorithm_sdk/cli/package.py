@@ -266,6 +266,10 @@ def add_parser(sub: Any) -> None:
                    help="also look for wheels in DIR (pip --find-links; repeatable)")
     p.add_argument("--offline", action="store_true", help="never use an index (pip --no-index)")
     p.add_argument("--pip-timeout", type=float, default=900.0, help="seconds pip download may take")
+    p.add_argument("--no-validate", dest="validate", action="store_false",
+                   help="package without running `procvision-cli validate --full` first")
+    p.add_argument("--validate-timeout", type=float, default=60.0,
+                   help="seconds the validation waits for each worker reply (default 60)")
     from .sign import add_signing_options
 
     add_signing_options(p, prefix="sign-")
@@ -283,6 +287,28 @@ def add_parser(sub: Any) -> None:
 
 def _say(err: TextIO, message: str) -> None:
     err.write(message + "\n")
+
+
+def _validated(args: argparse.Namespace, err: TextIO) -> bool:
+    """Run ``validate --full`` on the project (a worker imports it and answers smoke calls): a
+    project that cannot import is not packaged. The report goes to ``err`` when a check fails."""
+    from .checks import validate_full
+    from .images import synthetic_image
+    from .project import project_dir
+
+    project = project_dir(args.project)
+    # The packager's own checks first: they name the manifest field or the file and line.
+    read_manifest(project, pids_required=False)
+    check_sources(source_files(project))
+    _say(err, f"validating {project} in a worker process first (skip with --no-validate)")
+    report = validate_full(project, None, synthetic_image(), handshake_timeout=args.validate_timeout,
+                           call_timeout=args.validate_timeout)
+    if report.ok:
+        return True
+    report.render(err)
+    err.write("error: not packaged: the project fails validation (above); fix it, or pass --no-validate to "
+              "package it anyway\n")
+    return False
 
 
 def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -304,6 +330,8 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     elif args.sign_cert or args.sign_chain:
         raise UsageError("--sign-cert and --sign-chain need --sign-key")
     try:
+        if args.validate and not _validated(args, err):
+            return 1
         path = run_package(request, log=lambda m: _say(err, m))
     except (PackageError, ManifestError) as exc:
         err.write(f"error: {exc}\n")

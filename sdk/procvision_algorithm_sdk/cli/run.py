@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -83,6 +84,19 @@ def _print_execute(out: TextIO, result: dict[str, Any]) -> None:
                   f"height={r.get('height')}{extra}\n")
 
 
+def _step_label(steps: Sequence[dict[str, Any]], index: int) -> str:
+    """``2 (inspect)`` for a step the manifest declares; UsageError (exit 2) for one it does not, so a
+    wrong ``--step`` is not run silently as if it existed."""
+    if not steps:
+        return str(index)
+    for step in steps:
+        if step.get("index") == index:
+            return f"{index} ({step['name']})" if step.get("name") else str(index)
+    declared = ", ".join(f"{s.get('index')} ({s.get('name')})" if s.get("name") else str(s.get("index"))
+                         for s in steps)
+    raise UsageError(f"--step {index} is not a step of this algorithm; manifest.json declares: {declared}")
+
+
 def _load(path: str) -> Any:
     try:
         return load_image(path)
@@ -144,6 +158,7 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ManifestError as exc:
         err.write(f"error: {exc}\n")
         return 1
+    step_label = _step_label(manifest.steps, args.step)
     if args.legacy_run:
         return _legacy_run(args, project, out)
     session_id = args.session or f"cli-{uuid.uuid4().hex[:12]}"
@@ -169,7 +184,9 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.tail_logs:
             err.write("\n".join(driver.stderr_tail) + "\n")
     if args.json:
-        out.write(json.dumps({"pre_execute": pre, "execute": result}, indent=2, ensure_ascii=False) + "\n")
+        out.write(json.dumps({"step": args.step, "pre_execute": pre, "execute": result}, indent=2,
+                             ensure_ascii=False) + "\n")
     else:
+        out.write(f"step:        {step_label}\n")
         _print_human(out, pre, result)
     return 0 if result is not None and result.get("status") == "OK" else 1

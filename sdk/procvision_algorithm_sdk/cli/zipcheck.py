@@ -20,6 +20,7 @@ from ..json_document import load_json_document
 from ..manifest import Manifest, ManifestError, parse_manifest_bytes
 from .project import is_sdk_requirement
 from .report import Report
+from .zip_entry_point import check_entry_point, check_imports
 from .zip_requirements import Pinned, hash_problems, parse_requirements
 
 REQUIREMENT_FILES = ("requirements.sanitized.txt", "requirements.txt")
@@ -271,6 +272,7 @@ def validate_zip(path: str | Path) -> Report:
             report.fail("manifest", where)
             return report
         manifest = _check_manifest(zf, base, where, report)
+        check_entry_point(zf, base, manifest, report)
         req_entry = next((base + f for f in REQUIREMENT_FILES if base + f in names), None)
         parsed = None
         if req_entry is None:
@@ -285,6 +287,10 @@ def validate_zip(path: str | Path) -> Report:
         candidates = list(dict.fromkeys([base + "wheels/", "wheels/"]))
         wheel_dirs = [next((d for d in candidates if any(n.startswith(d) for n in names)), candidates[0])]
         wheels = _read_wheels(zf, names, wheel_dirs, report)
+        if wheels:
+            check_imports(zf, base, manifest, [w.entry for w in wheels], report)
+        else:
+            report.skip("imports", "needs the bundled wheels")
         if reqs is None or target is None or not wheels:
             report.skip("dependencies", "needs valid requirements, target and wheels")
             return report
