@@ -582,7 +582,7 @@ class Worker:
             self.recycle(reason, ErrorCode.MEMORY_LIMIT_EXCEEDED)
             return error_outcome(ErrorCode.MEMORY_LIMIT_EXCEEDED, f"{reason}; worker restarts", dialect,
                                  client.pid, elapsed(), recycled=True, algorithm_message=outcome.message)
-        if outcome.details.get("fatal") is True:
+        if outcome.fatal:
             self.recycle(f"algorithm raised a fatal error: {outcome.message}", ErrorCode.WORKER_CRASHED,
                          counts=False)
             outcome.details["recycled"] = True
