@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from procvision_algorithm_sdk.cli.report import Report
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.jsonable import jsonable
 from runner.metrics import Metrics
 from runner.store.atomic import read_json
-from runner.store.registry import INVALID
+from runner.store.registry import INVALID, VersionRecord
 from runner.supervision.dialects import CallRequest
 from runner.supervision.sandbox import protections_for
 from runner.supervision.states import SERVING_STATES, State
@@ -37,15 +38,17 @@ WORKER_LOG = "worker.log"
 
 
 def smoke_to_report(name: str, version: str, smoke: dict[str, Any], rerun: bool) -> dict[str, Any]:
-    """A smoke-test report in the SDK validation report shape (summary + checks)."""
-    checks = [{"name": str(step.get("name")), "result": str(step.get("result")),
-               "message": str(step.get("message") or "")}
-              for step in smoke.get("steps") or [] if isinstance(step, dict)]
-    failed = sum(1 for c in checks if c["result"] == "FAIL")
-    status = str(smoke.get("status") or ("FAIL" if failed else "PASS"))
-    return {"name": name, "version": version, "rerun": rerun,
-            "summary": {"status": status, "passed": len(checks) - failed, "failed": failed},
-            "checks": checks, "smoke": smoke}
+    """A smoke-test report as the SDK's validation ``Report`` (summary + checks), plus which version
+    and the smoke report itself. The smoke test's own status wins (it fails before any step when the
+    worker does not start)."""
+    report = Report()
+    for step in smoke.get("steps") or []:
+        if isinstance(step, dict):
+            report.add(str(step.get("name")), str(step.get("result")), str(step.get("message") or ""))
+    body = report.to_dict()
+    if smoke.get("status"):
+        body["summary"]["status"] = str(smoke["status"])
+    return {"name": name, "version": version, "rerun": rerun, **body, "smoke": smoke}
 
 
 def _not_found(name: str, version: str) -> RunnerError:
@@ -105,13 +108,13 @@ class RunnerService:
         A version installed over a record of a failed attempt (state invalid) is a new install: its
         ``created_at`` is the time of this install, not of the failed one.
         """
-        invalid_before = {(str(r["name"]), str(r["version"])) for r in self.registry.list(state=INVALID)}
+        invalid_before = {r.key for r in self.registry.list(state=INVALID)}
         result = jsonable(self.installer.install(Path(zip_path), progress=progress))
         key = (str(result.get("name")), str(result.get("version")))
         if key in invalid_before and not result.get("idempotent"):
             record = self.registry.get(*key)
-            if record is not None and record.get("state") != INVALID:
-                self.registry.update(key[0], key[1], created_at=record.get("updated_at"))
+            if record is not None and not record.invalid:
+                self.registry.update(key[0], key[1], created_at=record.updated_at)
         return dict(result)
 
     def validate_zip(self, zip_path: Path) -> dict[str, Any]:
@@ -123,48 +126,46 @@ class RunnerService:
         record = self._record(name, version)
         if rerun and not self._deployed(record):
             return self._not_deployed_report(record)
-        smoke: Any = self._rerun_smoke(record) if rerun else record.get("smoke")
+        smoke: Any = self._rerun_smoke(record) if rerun else record.smoke
         if not rerun and not smoke:
             raise RunnerError(PackageErrorCode.NOT_FOUND,
                               f"{name} {version} has no stored smoke report (installed with smoke_test off); "
                               "send {\"rerun\": true} to run the smoke test now", name=name, version=version)
         return smoke_to_report(name, version, jsonable(smoke), rerun)
 
-    def _deployed(self, record: dict[str, Any]) -> bool:
-        name, version = str(record["name"]), str(record["version"])
-        if record.get("state") == INVALID:
+    def _deployed(self, record: VersionRecord) -> bool:
+        if record.invalid:
             return False
-        package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
-        return (package_dir / "manifest.json").is_file()
+        return (record.package_folder(self.layout) / "manifest.json").is_file()
 
-    def _not_deployed_report(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _not_deployed_report(self, record: VersionRecord) -> dict[str, Any]:
         """What ``--rerun`` answers for a version that has nothing deployed to test: the stored report."""
-        name, version = str(record["name"]), str(record["version"])
-        last_error = record.get("last_error") if isinstance(record.get("last_error"), dict) else {}
+        name, version = record.key
+        last_error = record.last_error if isinstance(record.last_error, dict) else {}
         why = (f"{name} {version} is recorded invalid and is not deployed, so its smoke test cannot run again"
-               if record.get("state") == INVALID else
+               if record.invalid else
                f"{name} {version} is not deployed (its folder is missing), so its smoke test cannot run again")
         note = f"{why}; fix the package and install it again. Showing the stored report."
-        smoke = record.get("smoke")
+        smoke = record.smoke
         if isinstance(smoke, dict) and smoke.get("steps"):
             report = smoke_to_report(name, version, jsonable(smoke), rerun=False)
         else:
-            check = {"name": str((last_error or {}).get("name") or "deployed"), "result": "FAIL",
-                     "message": str((last_error or {}).get("message") or why)}
-            report = {"name": name, "version": version, "rerun": False,
-                      "summary": {"status": "FAIL", "passed": 0, "failed": 1}, "checks": [check], "smoke": smoke}
-        report.update(state=record.get("state"), note=note, last_error=last_error or None)
+            failed = Report()
+            failed.fail(str((last_error or {}).get("name") or "deployed"),
+                        str((last_error or {}).get("message") or why))
+            report = {"name": name, "version": version, "rerun": False, **failed.to_dict(), "smoke": smoke}
+        report.update(state=record.state, note=note, last_error=last_error or None)
         if last_error and last_error.get("code"):
             report["error"] = last_error
         return report
 
-    def _rerun_smoke(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _rerun_smoke(self, record: VersionRecord) -> dict[str, Any]:
         from procvision_algorithm_sdk.manifest import ManifestError, load_manifest
         from runner.package.smoke import SmokeFailure, run_smoke_test
 
-        name, version = str(record["name"]), str(record["version"])
-        package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
-        python = self.layout.venv_python(name, version)
+        name, version = record.key
+        package_dir = record.package_folder(self.layout)
+        python = record.venv_python(self.layout)
         try:
             manifest = load_manifest(package_dir / "manifest.json", pids_required=False)
         except (OSError, ManifestError) as exc:
@@ -197,14 +198,15 @@ class RunnerService:
 
     def show(self, name: str, version: str) -> dict[str, Any]:
         """Everything known about one version: record, manifest, get_info, workers, last error."""
-        record = trust_view.annotate(self._with_runtime(self._record(name, version)), self.installer.trust.store)
+        stored = self._record(name, version)
+        record = trust_view.annotate(self._with_runtime(stored), self.installer.trust.store)
         pool = self._pool(name, version)
         status = jsonable(pool.status()) if pool is not None else None
         info = jsonable(pool.info) if pool is not None and pool.info else record.get("info")
         last_error = (status or {}).get("last_error") or record.get("last_error")
         active_pids = sorted(pid for pid, b in self.active().items()
                              if b["name"] == name and b["version"] == version)
-        return {**record, "manifest": self._manifest(record), "info": info, "workers": status,
+        return {**record, "manifest": self._manifest(stored), "info": info, "workers": status,
                 "last_error": last_error, "active_pids": active_pids,
                 "log_file": str(self.log_file(name, version)),
                 "memory_limit": (status or {}).get("memory_limit") or self._memory_limit(name, version)}
@@ -311,33 +313,32 @@ class RunnerService:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _record(self, name: str, version: str) -> dict[str, Any]:
+    def _record(self, name: str, version: str) -> VersionRecord:
         record = self.registry.get(name, version)
         if record is None:
             raise _not_found(name, version)
-        return dict(record)
+        return record
 
     def _pool(self, name: str, version: str) -> Any:
         return self.supervisor.get(name, version)
 
-    def _with_runtime(self, record: dict[str, Any]) -> dict[str, Any]:
-        pool = self._pool(str(record["name"]), str(record["version"]))
+    def _with_runtime(self, record: VersionRecord) -> dict[str, Any]:
+        """The record as JSON, with its live worker state and sandbox where a pool exists."""
+        body = record.to_dict()
+        pool = self._pool(*record.key)
         if pool is not None:
             state = pool.state
             spec = pool.spec
             boxed = protections_for(self.settings, spec.name, spec.version, spec.package_dir, spec.python)
-            record = {**record, "state": state.value if isinstance(state, State) else str(state),
-                      "sandbox": boxed.summary()}
-        return record
+            body.update(state=state.value if isinstance(state, State) else str(state), sandbox=boxed.summary())
+        return body
 
     def _status_of(self, name: str, version: str) -> dict[str, Any]:
         pool = self._pool(name, version)
         return {"name": name, "version": version,
-                "state": pool.state.value if pool is not None else self._record(name, version).get("state"),
+                "state": pool.state.value if pool is not None else self._record(name, version).state,
                 "workers": jsonable(pool.status()) if pool is not None else None}
 
-    def _manifest(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        version_dir = self.layout.version_dir(str(record["name"]), str(record["version"]))
-        package_dir = version_dir / str(record.get("package_dir") or ".")
-        manifest = read_json(package_dir / "manifest.json")
+    def _manifest(self, record: VersionRecord) -> dict[str, Any] | None:
+        manifest = read_json(record.package_folder(self.layout) / "manifest.json")
         return manifest if isinstance(manifest, dict) else None
