@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from runner.package.installer import Installer
     from runner.routing.router import Router
     from runner.store.registry import Registry
+    from runner.supervision.pool import VersionPool
     from runner.supervision.supervisor import Supervisor
 
 _log = logging.getLogger("runner.service")
@@ -319,7 +320,7 @@ class RunnerService:
             raise _not_found(name, version)
         return record
 
-    def _pool(self, name: str, version: str) -> Any:
+    def _pool(self, name: str, version: str) -> VersionPool | None:
         return self.supervisor.get(name, version)
 
     def _with_runtime(self, record: VersionRecord) -> dict[str, Any]:
