@@ -18,6 +18,8 @@ from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.jsonable import jsonable
 from runner.metrics import Metrics
+from runner.routing.activation import Binding
+from runner.service_results import BindingsChange, Deactivated, Uninstalled, VersionStatus
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID, VersionRecord
 from runner.supervision.dialects import CallRequest
@@ -179,13 +181,13 @@ class RunnerService:
             except SmokeFailure as exc:
                 return exc.report
 
-    def uninstall(self, name: str, version: str, force: bool = False) -> dict[str, Any]:
+    def uninstall(self, name: str, version: str, force: bool = False) -> Uninstalled:
         self._record(name, version)
         self.router.uninstall(name, version, force=force)
         # The stopped pool would otherwise shadow the record of a later reinstall ("stopped").
         self.supervisor.forget(name, version)
         self.metrics.forget_version(name, version)
-        return {"name": name, "version": version, "removed": True, "force": force}
+        return Uninstalled(name=name, version=version, removed=True, force=force)
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -205,8 +207,7 @@ class RunnerService:
         status = jsonable(pool.status()) if pool is not None else None
         info = jsonable(pool.info) if pool is not None and pool.info else record.get("info")
         last_error = (status or {}).get("last_error") or record.get("last_error")
-        active_pids = sorted(pid for pid, b in self.active().items()
-                             if b["name"] == name and b["version"] == version)
+        active_pids = sorted(pid for pid, b in self.active().items() if b.key == (name, version))
         return {**record, "manifest": self._manifest(stored), "info": info, "workers": status,
                 "last_error": last_error, "active_pids": active_pids,
                 "log_file": str(self.log_file(name, version)),
@@ -219,41 +220,40 @@ class RunnerService:
         own = max(bound, key=lambda b: b.activated_at).memory_limit_mb if bound else None
         return dict(self.supervisor.memory_limit(own if own is not None else self.settings.worker_memory_limit_mb))
 
-    def active(self) -> dict[str, dict[str, Any]]:
-        """pid -> {name, version, activated_at}."""
-        return {pid: jsonable(binding) for pid, binding in sorted(self.router.active().items())}
+    def active(self) -> dict[str, Binding]:
+        """The current bindings, by pid (sorted)."""
+        return dict(sorted(self.router.active().items()))
 
     # --- activation ------------------------------------------------------------------------------
 
     def activate(self, name: str, version: str, pids: list[str], memory_limit_mb: int | None = None
-                 ) -> dict[str, Any]:
+                 ) -> BindingsChange:
         """Bind pids to a version; ``memory_limit_mb`` gives its workers their own memory limit."""
         self.installer.trust.check_activation(self._record(name, version))
-        return {"result": jsonable(self.router.activate(name, version, pids, memory_limit_mb)),
-                "active": self.active()}
+        return BindingsChange(self.router.activate(name, version, pids, memory_limit_mb), self.active())
 
-    def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
+    def switch(self, name: str, version: str, pids: list[str]) -> BindingsChange:
         self.installer.trust.check_activation(self._record(name, version))
-        return {"result": jsonable(self.router.switch(name, version, pids)), "active": self.active()}
+        return BindingsChange(self.router.switch(name, version, pids), self.active())
 
-    def rollback(self, pids: list[str]) -> dict[str, Any]:
-        return {"result": jsonable(self.router.rollback(pids)), "active": self.active()}
+    def rollback(self, pids: list[str]) -> BindingsChange:
+        return BindingsChange(self.router.rollback(pids), self.active())
 
-    def deactivate(self, pids: list[str]) -> dict[str, Any]:
+    def deactivate(self, pids: list[str]) -> Deactivated:
         self.router.deactivate(pids)
-        return {"deactivated": list(pids), "active": self.active()}
+        return Deactivated(list(pids), self.active())
 
-    def start_version(self, name: str, version: str) -> dict[str, Any]:
+    def start_version(self, name: str, version: str) -> VersionStatus:
         self._record(name, version)
         self.router.start(name, version)
         return self._status_of(name, version)
 
-    def stop_version(self, name: str, version: str) -> dict[str, Any]:
+    def stop_version(self, name: str, version: str) -> VersionStatus:
         self._record(name, version)
         self.router.stop(name, version)
         return self._status_of(name, version)
 
-    def restart_version(self, name: str, version: str) -> dict[str, Any]:
+    def restart_version(self, name: str, version: str) -> VersionStatus:
         self._record(name, version)
         self.router.restart(name, version)
         return self._status_of(name, version)
@@ -299,7 +299,7 @@ class RunnerService:
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when every active version has a serving worker; otherwise the reasons why not."""
         reasons: list[str] = []
-        versions = sorted({(b["name"], b["version"]) for b in self.active().values()})
+        versions = sorted({b.key for b in self.active().values()})
         for name, version in versions:
             pool = self._pool(name, version)
             if pool is None:
@@ -334,11 +334,11 @@ class RunnerService:
             body.update(state=state.value if isinstance(state, State) else str(state), sandbox=boxed.summary())
         return body
 
-    def _status_of(self, name: str, version: str) -> dict[str, Any]:
+    def _status_of(self, name: str, version: str) -> VersionStatus:
         pool = self._pool(name, version)
-        return {"name": name, "version": version,
-                "state": pool.state.value if pool is not None else self._record(name, version).state,
-                "workers": jsonable(pool.status()) if pool is not None else None}
+        return VersionStatus(name=name, version=version,
+                             state=pool.state.value if pool is not None else self._record(name, version).state,
+                             workers=jsonable(pool.status()) if pool is not None else None)
 
     def _manifest(self, record: VersionRecord) -> dict[str, Any] | None:
         manifest = read_json(record.package_folder(self.layout) / "manifest.json")

@@ -3,20 +3,26 @@ documents every answer with the fields the code really carries.
 
 A model made from a dataclass (``model_of``) has that dataclass's fields with their types and
 defaults: ``VersionOut`` is ``VersionRecord``'s, ``BindingOut`` is ``Binding``'s, ``CheckOut`` is the
-SDK report's ``Check``, ``ExecuteAnswer`` is ``ExecutionResult``'s. The models accept more fields than
-they declare (``extra="allow"``: an installer's own registry fields, a report's details) and the
-routes render only the keys the service returned (``response_model_exclude_unset``), so declaring a
-model changes no answer.
+SDK report's ``Check``, ``ExecuteAnswer`` is ``ExecutionResult``'s, and the service's results
+(service_results.py) give ``BindingsChange``, ``Deactivated``, ``Uninstalled`` and ``VersionStatus``.
+The models accept more fields than they declare (``extra="allow"``: an installer's own registry
+fields, a report's details) and the routes render only the keys the service returned
+(``response_model_exclude_unset``), so declaring a model changes no answer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, get_type_hints
+import functools
+import operator
+import types
+from collections.abc import Mapping
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from procvision_algorithm_sdk.cli.report import Check
+from runner import service_results
 from runner.routing.activation import Binding
 from runner.routing.calls import ExecutionResult
 from runner.store.version_record import VersionRecord
@@ -26,11 +32,24 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+def _swap(hint: Any, nested: Mapping[type, Any]) -> Any:
+    """``hint`` with each dataclass of ``nested`` replaced by its model (inside lists, dicts, unions)."""
+    if isinstance(hint, type) and hint in nested:
+        return nested[hint]
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return functools.reduce(operator.or_, [_swap(a, nested) for a in args])
+    if origin in (list, dict) and args:
+        return origin[tuple(_swap(a, nested) for a in args)]
+    return hint
+
+
 def model_of(source: type, name: str, doc: str, *, exclude: tuple[str, ...] = (),
-             base: type[BaseModel] = _Open, **more: Any) -> type[BaseModel]:
+             nested: Mapping[type, Any] | None = None, base: type[BaseModel] = _Open,
+             **more: Any) -> type[BaseModel]:
     """A response model with the fields (types, defaults) of the dataclass ``source``, plus ``more``
-    (``name=(type, default)``)."""
-    hints = get_type_hints(source)
+    (``name=(type, default)``). ``nested`` maps dataclasses its fields hold to their models."""
+    hints = {key: _swap(hint, nested or {}) for key, hint in get_type_hints(source).items()}
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(source):
         if f.name in exclude:
@@ -70,20 +89,8 @@ class VersionDetail(VersionOut):  # type: ignore[misc,valid-type]
     memory_limit: dict[str, Any] | None = None
 
 
-class VersionStatus(_Open):
-    """A version's state and its workers' status after start/stop/restart."""
-
-    name: str
-    version: str
-    state: str | None = None
-    workers: dict[str, Any] | None = None
-
-
-class Uninstalled(_Open):
-    name: str
-    version: str
-    removed: bool
-    force: bool
+VersionStatus = model_of(service_results.VersionStatus, "VersionStatus", str(service_results.VersionStatus.__doc__))
+Uninstalled = model_of(service_results.Uninstalled, "Uninstalled", str(service_results.Uninstalled.__doc__))
 
 
 # --- bindings -----------------------------------------------------------------------------------
@@ -96,16 +103,10 @@ BindingOut = model_of(Binding, "BindingOut",
 ActiveBindings: Any = dict[str, BindingOut]  # type: ignore[valid-type]
 
 
-class BindingsChange(_Open):
-    """What an activate, switch or rollback bound, and every binding after it."""
-
-    result: list[BindingOut]  # type: ignore[valid-type]
-    active: dict[str, BindingOut]  # type: ignore[valid-type]
-
-
-class Deactivated(_Open):
-    deactivated: list[str]
-    active: dict[str, BindingOut]  # type: ignore[valid-type]
+BindingsChange = model_of(service_results.BindingsChange, "BindingsChange",
+                          str(service_results.BindingsChange.__doc__), nested={Binding: BindingOut})
+Deactivated = model_of(service_results.Deactivated, "Deactivated", str(service_results.Deactivated.__doc__),
+                       nested={Binding: BindingOut})
 
 
 # --- reports and calls --------------------------------------------------------------------------

@@ -66,7 +66,6 @@ class Router:
         longest_call_s = max(settings.execute_timeout_ms, settings.pre_execute_timeout_ms) / 1000
         self.table = RouteTable(session_grace_s, drain_timeout_s if drain_timeout_s is not None else (
             longest_call_s * (settings.max_retries + 1) + settings.shutdown_grace_s))
-        self.recorder = recorder
         self.calls = CallEntry(settings, registry, supervisor, self.table, recorder)
         self.starter = VersionStarter(settings, layout, supervisor, self.table)
         self.retirer = VersionRetirer(settings, registry, supervisor, installer, self.table, self.store)

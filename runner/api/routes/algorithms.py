@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from runner.errors import PackageErrorCode, RunnerError
+from runner.jsonable import jsonable
 
 from ..context import AppContext, get_ctx
 from ..limits import loads_limited, too_deep
@@ -159,30 +160,30 @@ async def _validate(request: Request, ctx: AppContext) -> dict[str, Any]:
 @router.post("/activate", response_model=BindingsChange, response_model_exclude_unset=True,
              summary="Bind pids to a version (starts its workers)",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
-def activate(body: Activate, ctx: AppContext = Depends(get_ctx)) -> BindingsChange:
-    return BindingsChange.model_validate(ctx.service.activate(body.name, body.version, body.pids,
-                                                              body.memory_limit_mb))
+def activate(body: Activate, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return BindingsChange.model_validate(jsonable(ctx.service.activate(body.name, body.version, body.pids,
+                                                                    body.memory_limit_mb)))
 
 
 @router.post("/switch", response_model=BindingsChange, response_model_exclude_unset=True,
              summary="Move pids to another version once it is proven ready",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
-def switch(body: Activation, ctx: AppContext = Depends(get_ctx)) -> BindingsChange:
-    return BindingsChange.model_validate(ctx.service.switch(body.name, body.version, body.pids))
+def switch(body: Activation, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return BindingsChange.model_validate(jsonable(ctx.service.switch(body.name, body.version, body.pids)))
 
 
 @router.post("/rollback", response_model=BindingsChange, response_model_exclude_unset=True,
              summary="Re-activate the previous version of each pid",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
-def rollback(body: PidList, ctx: AppContext = Depends(get_ctx)) -> BindingsChange:
-    return BindingsChange.model_validate(ctx.service.rollback(body.pids))
+def rollback(body: PidList, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return BindingsChange.model_validate(jsonable(ctx.service.rollback(body.pids)))
 
 
 @router.post("/deactivate", response_model=Deactivated, response_model_exclude_unset=True,
              summary="Unbind pids (their version keeps its workers until stopped)",
              responses={404: PROBLEM_RESPONSES[404], 422: PROBLEM_RESPONSES[422]})
-def deactivate(body: PidList, ctx: AppContext = Depends(get_ctx)) -> Deactivated:
-    return Deactivated.model_validate(ctx.service.deactivate(body.pids))
+def deactivate(body: PidList, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return Deactivated.model_validate(jsonable(ctx.service.deactivate(body.pids)))
 
 
 @router.get("", response_model=VersionList, response_model_exclude_unset=True,
@@ -195,7 +196,7 @@ def list_versions(ctx: AppContext = Depends(get_ctx), state: str | None = Query(
 @router.get("/active", response_model=ActiveBindings, response_model_exclude_unset=True,
             summary="pid -> active name/version")
 def active(ctx: AppContext = Depends(get_ctx)) -> dict[str, BaseModel]:
-    return {pid: BindingOut.model_validate(b) for pid, b in ctx.service.active().items()}
+    return {pid: BindingOut.model_validate(jsonable(b)) for pid, b in ctx.service.active().items()}
 
 
 @router.get("/{name}/{version}", response_model=VersionDetail, response_model_exclude_unset=True,
@@ -209,26 +210,26 @@ def show(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> Version
                summary="Uninstall a version (force=true stops an active/busy one)",
                responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
 def uninstall(name: str, version: str, ctx: AppContext = Depends(get_ctx),
-              force: bool = Query(default=False)) -> Uninstalled:
-    return Uninstalled.model_validate(ctx.service.uninstall(name, version, force=force))
+              force: bool = Query(default=False)) -> BaseModel:
+    return Uninstalled.model_validate(jsonable(ctx.service.uninstall(name, version, force=force)))
 
 
 @router.post("/{name}/{version}/start", response_model=VersionStatus, response_model_exclude_unset=True,
              summary="Start the version's workers",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
-def start(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> VersionStatus:
-    return VersionStatus.model_validate(ctx.service.start_version(name, version))
+def start(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return VersionStatus.model_validate(jsonable(ctx.service.start_version(name, version)))
 
 
 @router.post("/{name}/{version}/stop", response_model=VersionStatus, response_model_exclude_unset=True,
              summary="Stop the version's workers (drains in-flight calls)",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
-def stop(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> VersionStatus:
-    return VersionStatus.model_validate(ctx.service.stop_version(name, version))
+def stop(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return VersionStatus.model_validate(jsonable(ctx.service.stop_version(name, version)))
 
 
 @router.post("/{name}/{version}/restart", response_model=VersionStatus, response_model_exclude_unset=True,
              summary="Restart the version's workers",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
-def restart(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> VersionStatus:
-    return VersionStatus.model_validate(ctx.service.restart_version(name, version))
+def restart(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return VersionStatus.model_validate(jsonable(ctx.service.restart_version(name, version)))
