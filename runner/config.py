@@ -191,7 +191,7 @@ class Settings(BaseSettings):
         given = {k: v for k, v in overrides.items() if v is not None}
         probe = cls.model_validate(given) if not config_file else None
         if config_file is None and probe is not None:
-            candidate = Path(probe.root) / "runner_config.json"
+            candidate = RootLayout(Path(probe.root)).config_file
             config_file = candidate if candidate.is_file() else None
         file_values: dict[str, Any] = {}
         if config_file is not None:

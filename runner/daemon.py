@@ -29,7 +29,6 @@ from runner.api.auth import check_exposure, resolve_token
 from runner.api.context import AppContext
 from runner.api.drain import Drain
 from runner.api.routes.slots import close_frame_slots
-from runner.api.uploads import uploads_dir
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.fastpath.uds import bind_unix, close_unix
@@ -196,7 +195,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
-            shutil.rmtree(uploads_dir(layout.root), ignore_errors=True)  # leftovers of a crash
+            shutil.rmtree(layout.uploads, ignore_errors=True)  # leftovers of a crash
             service = RunnerService.create(settings)
             announce_sandbox(settings, _log)  # loudly, when workers would run unboxed
             try:

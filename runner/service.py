@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from procvision_algorithm_sdk.cli.report import Report
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.jsonable import jsonable
 from runner.metrics import Metrics
+from runner.routing.activation import Binding
+from runner.service_results import (
+    BindingsChange,
+    Deactivated,
+    PidChange,
+    Uninstalled,
+    VersionRef,
+    VersionStatus,
+    moves,
+)
 from runner.store.atomic import read_json
-from runner.store.registry import INVALID
+from runner.store.registry import INVALID, VersionRecord
 from runner.supervision.dialects import CallRequest
 from runner.supervision.sandbox import protections_for
 from runner.supervision.states import SERVING_STATES, State
@@ -29,6 +40,7 @@ if TYPE_CHECKING:
     from runner.routing.activation import Binding
     from runner.routing.router import Router
     from runner.store.registry import Registry
+    from runner.supervision.pool import VersionPool
     from runner.supervision.supervisor import Supervisor
 
 _log = logging.getLogger("runner.service")
@@ -38,32 +50,23 @@ WORKER_LOG = "worker.log"
 
 
 def smoke_to_report(name: str, version: str, smoke: dict[str, Any], rerun: bool) -> dict[str, Any]:
-    """A smoke-test report in the SDK validation report shape (summary + checks)."""
-    checks = [{"name": str(step.get("name")), "result": str(step.get("result")),
-               "message": str(step.get("message") or "")}
-              for step in smoke.get("steps") or [] if isinstance(step, dict)]
-    failed = sum(1 for c in checks if c["result"] == "FAIL")
-    status = str(smoke.get("status") or ("FAIL" if failed else "PASS"))
-    return {"name": name, "version": version, "rerun": rerun,
-            "summary": {"status": status, "passed": len(checks) - failed, "failed": failed},
-            "checks": checks, "smoke": smoke}
+    """A smoke-test report as the SDK's validation ``Report`` (summary + checks), plus which version
+    and the smoke report itself. The smoke test's own status wins (it fails before any step when the
+    worker does not start)."""
+    report = Report()
+    for step in smoke.get("steps") or []:
+        if isinstance(step, dict):
+            report.add(str(step.get("name")), str(step.get("result")), str(step.get("message") or ""))
+    body = report.to_dict()
+    if smoke.get("status"):
+        body["summary"]["status"] = str(smoke["status"])
+    return {"name": name, "version": version, "rerun": rerun, **body, "smoke": smoke}
 
 
 def _not_found(name: str, version: str) -> RunnerError:
     return RunnerError(PackageErrorCode.NOT_FOUND,
                        f"{name} {version} is not installed; `procvision-runner list` (GET /algorithms) shows what is",
                        name=name, version=version)
-
-
-def _changes(before: Mapping[str, Binding], after: Sequence[Binding]) -> list[dict[str, Any]]:
-    """What an activation changed, per pid: ``{pid, from: {name, version} | None, to: {name, version}}``."""
-    changes: list[dict[str, Any]] = []
-    for binding in after:
-        old = before.get(binding.pid)
-        changes.append({"pid": binding.pid,
-                        "from": {"name": old.name, "version": old.version} if old is not None else None,
-                        "to": {"name": binding.name, "version": binding.version}})
-    return changes
 
 
 class RunnerService:
@@ -117,13 +120,13 @@ class RunnerService:
         A version installed over a record of a failed attempt (state invalid) is a new install: its
         ``created_at`` is the time of this install, not of the failed one.
         """
-        invalid_before = {(str(r["name"]), str(r["version"])) for r in self.registry.list(state=INVALID)}
+        invalid_before = {r.key for r in self.registry.list(state=INVALID)}
         result = jsonable(self.installer.install(Path(zip_path), progress=progress))
         key = (str(result.get("name")), str(result.get("version")))
         if key in invalid_before and not result.get("idempotent"):
             record = self.registry.get(*key)
-            if record is not None and record.get("state") != INVALID:
-                self.registry.update(key[0], key[1], created_at=record.get("updated_at"))
+            if record is not None and not record.invalid:
+                self.registry.update(key[0], key[1], created_at=record.updated_at)
         return dict(result)
 
     def validate_zip(self, zip_path: Path) -> dict[str, Any]:
@@ -138,48 +141,46 @@ class RunnerService:
         record = self._record(name, version)
         if rerun and not self._deployed(record):
             return self._not_deployed_report(record)
-        smoke: Any = self._rerun_smoke(record) if rerun else record.get("smoke")
+        smoke: Any = self._rerun_smoke(record) if rerun else record.smoke
         if not rerun and not smoke:
             raise RunnerError(PackageErrorCode.NOT_FOUND,
                               f"{name} {version} has no stored smoke report (installed with smoke_test off); "
                               "send {\"rerun\": true} to run the smoke test now", name=name, version=version)
         return smoke_to_report(name, version, jsonable(smoke), rerun)
 
-    def _deployed(self, record: dict[str, Any]) -> bool:
-        name, version = str(record["name"]), str(record["version"])
-        if record.get("state") == INVALID:
+    def _deployed(self, record: VersionRecord) -> bool:
+        if record.invalid:
             return False
-        package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
-        return (package_dir / "manifest.json").is_file()
+        return (record.package_folder(self.layout) / "manifest.json").is_file()
 
-    def _not_deployed_report(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _not_deployed_report(self, record: VersionRecord) -> dict[str, Any]:
         """What ``--rerun`` answers for a version that has nothing deployed to test: the stored report."""
-        name, version = str(record["name"]), str(record["version"])
-        last_error = record.get("last_error") if isinstance(record.get("last_error"), dict) else {}
+        name, version = record.key
+        last_error = record.last_error if isinstance(record.last_error, dict) else {}
         why = (f"{name} {version} is recorded invalid and is not deployed, so its smoke test cannot run again"
-               if record.get("state") == INVALID else
+               if record.invalid else
                f"{name} {version} is not deployed (its folder is missing), so its smoke test cannot run again")
         note = f"{why}; fix the package and install it again. Showing the stored report."
-        smoke = record.get("smoke")
+        smoke = record.smoke
         if isinstance(smoke, dict) and smoke.get("steps"):
             report = smoke_to_report(name, version, jsonable(smoke), rerun=False)
         else:
-            check = {"name": str((last_error or {}).get("name") or "deployed"), "result": "FAIL",
-                     "message": str((last_error or {}).get("message") or why)}
-            report = {"name": name, "version": version, "rerun": False,
-                      "summary": {"status": "FAIL", "passed": 0, "failed": 1}, "checks": [check], "smoke": smoke}
-        report.update(state=record.get("state"), note=note, last_error=last_error or None)
+            failed = Report()
+            failed.fail(str((last_error or {}).get("name") or "deployed"),
+                        str((last_error or {}).get("message") or why))
+            report = {"name": name, "version": version, "rerun": False, **failed.to_dict(), "smoke": smoke}
+        report.update(state=record.state, note=note, last_error=last_error or None)
         if last_error and last_error.get("code"):
             report["error"] = last_error
         return report
 
-    def _rerun_smoke(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _rerun_smoke(self, record: VersionRecord) -> dict[str, Any]:
         from procvision_algorithm_sdk.manifest import ManifestError, load_manifest
         from runner.package.smoke import SmokeFailure, run_smoke_test
 
-        name, version = str(record["name"]), str(record["version"])
-        package_dir = self.layout.version_dir(name, version) / str(record.get("package_dir") or ".")
-        python = self.layout.venv_python(name, version)
+        name, version = record.key
+        package_dir = record.package_folder(self.layout)
+        python = record.venv_python(self.layout)
         try:
             manifest = load_manifest(package_dir / "manifest.json", pids_required=False)
         except (OSError, ManifestError) as exc:
@@ -192,7 +193,7 @@ class RunnerService:
             except SmokeFailure as exc:
                 return exc.report
 
-    def uninstall(self, name: str, version: str, force: bool = False) -> dict[str, Any]:
+    def uninstall(self, name: str, version: str, force: bool = False) -> Uninstalled:
         self._record(name, version)
         unbound = self.router.uninstall(name, version, force=force)
         # The stopped pool would otherwise shadow the record of a later reinstall ("stopped").
@@ -201,7 +202,7 @@ class RunnerService:
         if unbound:
             _log.warning("uninstalled %s %s with force: pid(s) %s now have no active version",
                          name, version, ", ".join(unbound))
-        return {"name": name, "version": version, "removed": True, "force": force, "unbound_pids": unbound}
+        return Uninstalled(name=name, version=version, removed=True, force=force, unbound_pids=list(unbound))
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -215,14 +216,14 @@ class RunnerService:
 
     def show(self, name: str, version: str) -> dict[str, Any]:
         """Everything known about one version: record, manifest, get_info, workers, last error."""
-        record = trust_view.annotate(self._with_runtime(self._record(name, version)), self.installer.trust.store)
+        stored = self._record(name, version)
+        record = trust_view.annotate(self._with_runtime(stored), self.installer.trust.store)
         pool = self._pool(name, version)
         status = jsonable(pool.status()) if pool is not None else None
         info = jsonable(pool.info) if pool is not None and pool.info else record.get("info")
         last_error = (status or {}).get("last_error") or record.get("last_error")
-        active_pids = sorted(pid for pid, b in self.active().items()
-                             if b["name"] == name and b["version"] == version)
-        return {**record, "manifest": self._manifest(record), "info": info, "workers": status,
+        active_pids = sorted(pid for pid, b in self.active().items() if b.key == (name, version))
+        return {**record, "manifest": self._manifest(stored), "info": info, "workers": status,
                 "last_error": last_error, "active_pids": active_pids,
                 "log_file": str(self.log_file(name, version)),
                 "memory_limit": (status or {}).get("memory_limit") or self._memory_limit(name, version)}
@@ -234,21 +235,21 @@ class RunnerService:
         own = max(bound, key=lambda b: b.activated_at).memory_limit_mb if bound else None
         return dict(self.supervisor.memory_limit(own if own is not None else self.settings.worker_memory_limit_mb))
 
-    def active(self) -> dict[str, dict[str, Any]]:
-        """pid -> {name, version, activated_at}."""
-        return {pid: jsonable(binding) for pid, binding in sorted(self.router.active().items())}
+    def active(self) -> dict[str, Binding]:
+        """The current bindings, by pid (sorted)."""
+        return dict(sorted(self.router.active().items()))
 
     # --- activation ------------------------------------------------------------------------------
 
     def activate(self, name: str, version: str, pids: list[str], memory_limit_mb: int | None = None
-                 ) -> dict[str, Any]:
+                 ) -> BindingsChange:
         """Bind pids to a version; ``memory_limit_mb`` gives its workers their own memory limit."""
         self.installer.trust.check_activation(self._record(name, version))
         before = self.router.active()
         bindings = self.router.activate(name, version, pids, memory_limit_mb)
-        return {"result": jsonable(bindings), "changes": _changes(before, bindings), "active": self.active()}
+        return BindingsChange(bindings, moves(before, bindings), self.active())
 
-    def switch(self, name: str, version: str, pids: list[str]) -> dict[str, Any]:
+    def switch(self, name: str, version: str, pids: list[str]) -> BindingsChange:
         """Move pids to a version once it is ready; ``pruned`` lists the old versions the switch
         removed because more than ``retain_versions`` of the package were once active."""
         self.installer.trust.check_activation(self._record(name, version))
@@ -258,35 +259,35 @@ class RunnerService:
         for key in pruned:
             self.supervisor.forget(*key)
             self.metrics.forget_version(*key)
-        return {"result": jsonable(bindings), "changes": _changes(before, bindings), "active": self.active(),
-                "pruned": [{"name": n, "version": v} for n, v in pruned],
-                "retain_versions": self.settings.retain_versions}
+        return BindingsChange(bindings, moves(before, bindings), self.active(),
+                              pruned=[VersionRef(n, v) for n, v in pruned],
+                              retain_versions=self.settings.retain_versions)
 
-    def rollback(self, pids: list[str]) -> dict[str, Any]:
+    def rollback(self, pids: list[str]) -> BindingsChange:
         """Move each pid back to the version that served it before (twice: back where it started)."""
         before = self.router.active()
         bindings = self.router.rollback(pids)
-        return {"result": jsonable(bindings), "changes": _changes(before, bindings), "active": self.active()}
+        return BindingsChange(bindings, moves(before, bindings), self.active())
 
-    def deactivate(self, pids: list[str]) -> dict[str, Any]:
+    def deactivate(self, pids: list[str]) -> Deactivated:
         """Unbind pids; ``changes`` says which version each one left."""
         before = self.router.active()
         self.router.deactivate(pids)
-        changes = [{"pid": pid, "from": {"name": before[pid].name, "version": before[pid].version}, "to": None}
+        changes = [PidChange(pid, VersionRef(before[pid].name, before[pid].version), None)
                    for pid in pids if pid in before]
-        return {"deactivated": list(pids), "changes": changes, "active": self.active()}
+        return Deactivated(list(pids), changes, self.active())
 
-    def start_version(self, name: str, version: str) -> dict[str, Any]:
+    def start_version(self, name: str, version: str) -> VersionStatus:
         self._record(name, version)
         self.router.start(name, version)
         return self._status_of(name, version)
 
-    def stop_version(self, name: str, version: str) -> dict[str, Any]:
+    def stop_version(self, name: str, version: str) -> VersionStatus:
         self._record(name, version)
         self.router.stop(name, version)
         return self._status_of(name, version)
 
-    def restart_version(self, name: str, version: str) -> dict[str, Any]:
+    def restart_version(self, name: str, version: str) -> VersionStatus:
         self._record(name, version)
         self.router.restart(name, version)
         return self._status_of(name, version)
@@ -332,7 +333,7 @@ class RunnerService:
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when every active version has a serving worker; otherwise the reasons why not."""
         reasons: list[str] = []
-        versions = sorted({(b["name"], b["version"]) for b in self.active().values()})
+        versions = sorted({b.key for b in self.active().values()})
         for name, version in versions:
             pool = self._pool(name, version)
             if pool is None:
@@ -347,33 +348,32 @@ class RunnerService:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _record(self, name: str, version: str) -> dict[str, Any]:
+    def _record(self, name: str, version: str) -> VersionRecord:
         record = self.registry.get(name, version)
         if record is None:
             raise _not_found(name, version)
-        return dict(record)
+        return record
 
-    def _pool(self, name: str, version: str) -> Any:
+    def _pool(self, name: str, version: str) -> VersionPool | None:
         return self.supervisor.get(name, version)
 
-    def _with_runtime(self, record: dict[str, Any]) -> dict[str, Any]:
-        pool = self._pool(str(record["name"]), str(record["version"]))
+    def _with_runtime(self, record: VersionRecord) -> dict[str, Any]:
+        """The record as JSON, with its live worker state and sandbox where a pool exists."""
+        body = record.to_dict()
+        pool = self._pool(*record.key)
         if pool is not None:
             state = pool.state
             spec = pool.spec
             boxed = protections_for(self.settings, spec.name, spec.version, spec.package_dir, spec.python)
-            record = {**record, "state": state.value if isinstance(state, State) else str(state),
-                      "sandbox": boxed.summary()}
-        return record
+            body.update(state=state.value if isinstance(state, State) else str(state), sandbox=boxed.summary())
+        return body
 
-    def _status_of(self, name: str, version: str) -> dict[str, Any]:
+    def _status_of(self, name: str, version: str) -> VersionStatus:
         pool = self._pool(name, version)
-        return {"name": name, "version": version,
-                "state": pool.state.value if pool is not None else self._record(name, version).get("state"),
-                "workers": jsonable(pool.status()) if pool is not None else None}
+        return VersionStatus(name=name, version=version,
+                             state=pool.state.value if pool is not None else self._record(name, version).state,
+                             workers=jsonable(pool.status()) if pool is not None else None)
 
-    def _manifest(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        version_dir = self.layout.version_dir(str(record["name"]), str(record["version"]))
-        package_dir = version_dir / str(record.get("package_dir") or ".")
-        manifest = read_json(package_dir / "manifest.json")
+    def _manifest(self, record: VersionRecord) -> dict[str, Any] | None:
+        manifest = read_json(record.package_folder(self.layout) / "manifest.json")
         return manifest if isinstance(manifest, dict) else None

@@ -20,10 +20,9 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 from runner.errors import PackageErrorCode, RunnerError
+from runner.store.layout import RootLayout
 from runner.store.space import raise_if_disk_full
 
-#: Folder under the root that holds uploads until their install has finished.
-UPLOADS_DIRNAME = ".uploads"
 FILE_FIELD = "file"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -39,10 +38,6 @@ class ReceivedZip:
 
     def discard(self) -> None:
         shutil.rmtree(self.path.parent, ignore_errors=True)
-
-
-def uploads_dir(root: Path) -> Path:
-    return root / UPLOADS_DIRNAME
 
 
 def _too_large(limit: int) -> RunnerError:
@@ -127,13 +122,14 @@ class _MultipartZip:
         self._in_file = False
 
 
-async def receive_zip(request: Request, root: Path, limit: int) -> ReceivedZip:
-    """Stream the request's zip to ``<root>/.uploads/<id>/<name>``; 413 past ``limit`` bytes."""
+async def receive_zip(request: Request, layout: RootLayout, limit: int) -> ReceivedZip:
+    """Stream the request's zip to ``<root>/.uploads/<id>/upload.zip`` (the layout's ``uploads``, kept
+    until its install has finished); 413 past ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise _too_large(limit)
     content_type, params = parse_options_header(request.headers.get("content-type"))
-    folder = uploads_dir(root) / uuid.uuid4().hex
+    folder = layout.uploads / uuid.uuid4().hex
     try:
         folder.mkdir(parents=True, exist_ok=True)
         sink = _Sink(folder / "upload.zip", limit)

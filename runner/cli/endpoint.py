@@ -86,7 +86,7 @@ def resolve_endpoint(environ: Mapping[str, str], *, root: Path | None = None, co
     env_root = _env(environ, "ROOT")
     probe_root = root if root is not None else Path(env_root) if env_root else DEFAULT_ROOT
     if config is None:
-        candidate = probe_root / "runner_config.json"
+        candidate = RootLayout(probe_root).config_file
         config = candidate if candidate.is_file() else None
     file_values = _read_config(config) if config is not None else {}
     source = f"config file {config}"

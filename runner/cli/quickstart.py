@@ -86,9 +86,8 @@ class Quickstart:
             service.activate(name, version, free)
         self.example_version = (name, version)
         bound = service.active()
-        self.serving = [pid for pid in self.pids
-                        if (bound.get(pid) or {}).get("name") == name and bound[pid].get("version") == version]
-        self.taken = {pid: f"{bound[pid].get('name')} {bound[pid].get('version')}"
+        self.serving = [pid for pid in self.pids if pid in bound and bound[pid].key == (name, version)]
+        self.taken = {pid: f"{bound[pid].name} {bound[pid].version}"
                       for pid in self.pids if pid in bound and pid not in self.serving}
         for pid, other in self.taken.items():
             # Left as the user set it: the quick start never moves a pid someone else bound.

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from runner.store.layout import RootLayout  # standard library only, like this module
+
 
 class LocalClientError(Exception):
     """The daemon refused a request: ``status``, ``code`` (e.g. "2051") and its problem ``body``."""
@@ -66,7 +68,7 @@ class LocalClient:
     @classmethod
     def from_root(cls, root: str | Path, url: str = "http://127.0.0.1:8765", **kwargs: Any) -> LocalClient:
         """A client using the token file of the daemon's root (``<root>/.token``), if there is one."""
-        token_file = Path(root) / ".token"
+        token_file = RootLayout(Path(root)).token_file
         token = token_file.read_text().strip() if token_file.exists() else None
         return cls(url, token, **kwargs)
 

@@ -20,7 +20,7 @@ import os
 import shutil
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -373,7 +373,7 @@ class Installer:
             "last_error": error.to_dict(), "smoke": report,
         })
 
-    def _result(self, record: dict[str, Any], idempotent: bool) -> InstallResult:
+    def _result(self, record: Mapping[str, Any], idempotent: bool) -> InstallResult:
         version_dir = self.layout.version_dir(record["name"], record["version"])
         return InstallResult(name=record["name"], version=record["version"], state=str(record.get("state")),
                              version_dir=version_dir, package_dir=version_dir / str(record.get("package_dir") or "."),
@@ -433,8 +433,8 @@ class Installer:
         for record in self.registry.list():
             if record.get("state") == INVALID:
                 continue
-            version_dir = self.layout.version_dir(record["name"], record["version"])
-            if not (version_dir / "venv" / "bin" / "python").exists():
+            version_dir = record.version_dir(self.layout)
+            if not record.venv_python(self.layout).exists():
                 error = RunnerError(PackageErrorCode.NOT_FOUND,
                                     f"{version_dir} or its venv is missing; reinstall the package",
                                     name=record["name"], version=record["version"])

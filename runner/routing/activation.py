@@ -175,19 +175,8 @@ class ActivationStore:
         now = utc_now()
         bindings = [Binding(check_pid(p), name, version, now, memory_limit_mb) for p in pids]
         with root_lock(self.layout, self._lock_timeout_s):
-            self._apply(bindings, truncate_to=None)
+            self._apply(bindings)
         return bindings
-
-    def rebind_to_history(self, pid: str, index: int) -> Binding:
-        """Roll ``pid`` back to its history entry ``index``: entries after it are dropped."""
-        with root_lock(self.layout, self._lock_timeout_s):
-            history = self.history(pid)
-            if not 0 <= index < len(history):
-                raise RunnerError(PackageErrorCode.NOT_FOUND, f"pid {pid!r} has no history entry {index}")
-            target = history[index]
-            binding = Binding(pid, target.name, target.version, utc_now(), target.memory_limit_mb)
-            self._apply([binding], truncate_to={pid: index})
-        return binding
 
     def unbind(self, pids: Iterable[str]) -> list[str]:
         """Remove the bindings of ``pids`` (history is kept); returns the pids that were bound."""
@@ -206,7 +195,7 @@ class ActivationStore:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _apply(self, bindings: list[Binding], truncate_to: dict[str, int] | None) -> None:
+    def _apply(self, bindings: list[Binding]) -> None:
         """Write active + history files for ``bindings``; caller holds the root lock.
 
         Every new file is written in full (staged) before any is renamed into place, so a full disk
@@ -226,8 +215,6 @@ class ActivationStore:
                                   "use pids that differ in letters, digits, '.', '_' or '-'",
                                   pid=binding.pid, other_pid=owner)
             history = self.history(binding.pid)
-            if truncate_to is not None and binding.pid in truncate_to:
-                history = history[: truncate_to[binding.pid]]
             if history and history[-1].key == binding.key:
                 history.pop()  # re-activating the current version refreshes, not duplicates, it
             history.append(binding)

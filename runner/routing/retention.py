@@ -3,7 +3,7 @@ over the activation history and the registry records, carried out by ``Router``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from runner.errors import PackageErrorCode, RunnerError
@@ -31,7 +31,7 @@ def rollback_target(pid: str, current: Binding, history: Sequence[Binding],
                       f"(it is on {current.name} {current.version})", pid=pid)
 
 
-def prune_candidates(records: Iterable[dict[str, Any]], ever_bound: set[VersionKey], keep: int,
+def prune_candidates(records: Iterable[Mapping[str, Any]], ever_bound: set[VersionKey], keep: int,
                      last_used: Callable[[str, str], Any]) -> list[VersionKey]:
     """Versions beyond the ``keep`` most recently used among those ever bound to a pid.
 

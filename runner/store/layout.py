@@ -18,11 +18,11 @@
     trust/                     trusted public keys and CA certificates (PEM) that packages must be signed with
     .signing/                  the root's own signing key (made by quickstart; mode 0600)
     .workers/                  one file per supervisor: its running worker process groups and cgroups
+    .sandbox/                  the worker sandbox's compiled seccomp filter
+    .uploads/                  zips being uploaded over the API (removed at start)
+    runner_config.json         the settings file read when no other is named
 
 The root and its folders are created 0750 (an existing looser root is tightened), state files 0640.
-
-    @property
-    .sandbox/                  the worker sandbox's compiled seccomp filter
 """
 
 from __future__ import annotations
@@ -134,6 +134,16 @@ class RootLayout:
     def virtualenv_app_data(self) -> Path:
         """virtualenv's cache (embedded seed wheels), used when venvs are built without uv."""
         return self.root / ".virtualenv"
+
+    @property
+    def uploads(self) -> Path:
+        """Zips being received over the API, one folder per upload."""
+        return self.root / ".uploads"
+
+    @property
+    def config_file(self) -> Path:
+        """The settings file a root carries (used when no config file is named)."""
+        return self.root / "runner_config.json"
 
     @property
     def drop_state_file(self) -> Path:

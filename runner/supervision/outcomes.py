@@ -35,15 +35,24 @@ def outcome_from_frame(frame: Mapping[str, Any], dialect: Dialect, pid: int | No
         error_name=(str(frame.get("error_name") or error_name(code_str))) if code_str else None,
         worker_pid=pid, latency_ms=latency_ms, retries=0, dialect=dialect,
         details={k: v for k, v in frame.items() if k not in _FRAME_KEYS},
+        # The worker's own words stay in ``details`` (the answer shows them); the runner acts on these.
+        retryable=frame.get("retryable") is True, fatal=frame.get("fatal") is True,
     )
 
 
 def error_outcome(code: ErrorCode | str, message: str, dialect: Dialect | None, pid: int | None,
-                  latency_ms: float, **details: Any) -> CallOutcome:
-    """An ERROR outcome made by the runner (timeouts, crashes, bad requests)."""
+                  latency_ms: float, *, timed_out: bool = False, not_sent: bool = False,
+                  **details: Any) -> CallOutcome:
+    """An ERROR outcome made by the runner (timeouts, crashes, bad requests).
+
+    ``timed_out`` / ``not_sent`` set the typed flags; a set flag is also reported in ``details``
+    (the answer of ``/execute`` has always shown it there).
+    """
     code_str = code.value if isinstance(code, ErrorCode) else str(code)
+    shown = {**({"timed_out": True} if timed_out else {}), **({"not_sent": True} if not_sent else {})}
     return CallOutcome(status="ERROR", message=message, data={}, error_code=code_str,
                        error_name=error_name(code_str), worker_pid=pid, latency_ms=latency_ms, retries=0,
-                       dialect=dialect or Dialect.PROCVISION, details=details)
+                       dialect=dialect or Dialect.PROCVISION, details={**details, **shown},
+                       timed_out=timed_out, not_sent=not_sent)
 
 

@@ -283,13 +283,13 @@ class VersionPool:
                 finally:
                     with self._cond:
                         self._dispatcher.release(worker, request.session_id, request.end_session)
-                if outcome.details.get("timed_out") is True:
+                if outcome.timed_out:
                     outcome.message = (f"{request.phase} call got no reply within its timeout of "
                                        f"{timeout * 1000:.0f} ms (queue wait included); the worker was "
                                        "recycled, later calls run on a fresh one")
                     outcome.details["timeout_ms"] = round(timeout * 1000)
             budget_left = deadline - time.monotonic() > 0
-            if outcome.details.get("not_sent") and requeues < 3 and budget_left:
+            if outcome.not_sent and requeues < 3 and budget_left:
                 # The worker went down between dispatch and send (it crashed while idle): the call
                 # never reached it, so it simply waits for a worker again.
                 requeues += 1
@@ -339,7 +339,7 @@ def _retryable(outcome: CallOutcome) -> bool:
         return False
     # Only the algorithm's own "try again" (RecoverableError) is retried. A timeout used up the
     # call's deadline; a crash or fatal error would most likely repeat on the same input.
-    return outcome.details.get("retryable") is True
+    return outcome.retryable
 
 
 def _safe(text: str) -> str:

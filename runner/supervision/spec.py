@@ -31,8 +31,12 @@ class WorkerSpec:
 class CallOutcome:
     """The result of one call as the worker (or the runner, for timeouts/crashes) reported it.
 
-    ``data`` is the frame's data as is (the routing layer normalises it); ``details`` holds frame
-    extras such as fatal, retryable, error_class, exit_code, stderr_tail.
+    ``data`` is the frame's data as is (the routing layer normalises it); ``details`` is what the
+    answer reports beyond that (frame extras such as error_class, exit_code, stderr_tail). The flags
+    are what the runner acts on, typed so no code reads control decisions out of ``details``:
+    ``timed_out`` (no reply within the deadline, the worker was recycled), ``not_sent`` (the call
+    never reached a worker, so it may wait for another), ``retryable`` (the algorithm asked for a
+    retry) and ``fatal`` (the algorithm said its worker cannot go on).
     """
 
     status: str  # "OK" | "ERROR"
@@ -45,6 +49,10 @@ class CallOutcome:
     retries: int
     dialect: Dialect
     details: dict[str, Any] = field(default_factory=dict)
+    timed_out: bool = False
+    not_sent: bool = False
+    retryable: bool = False
+    fatal: bool = False
 
     @property
     def ok(self) -> bool:

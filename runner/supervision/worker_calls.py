@@ -122,7 +122,7 @@ class WorkerCalls(WorkerBase):
             self.recycle(memory_reply, ErrorCode.MEMORY_LIMIT_EXCEEDED)
             return error_outcome(ErrorCode.MEMORY_LIMIT_EXCEEDED, f"{memory_reply}; worker restarts", dialect,
                                  client.pid, elapsed(), recycled=True, algorithm_message=outcome.message)
-        if outcome.details.get("fatal") is True:
+        if outcome.fatal:
             self.recycle(f"algorithm raised a fatal error: {outcome.message}", ErrorCode.WORKER_CRASHED,
                          counts=False)
             outcome.details["recycled"] = True

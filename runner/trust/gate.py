@@ -11,6 +11,7 @@ from procvision_algorithm_sdk.signing.bundle import SIGNATURE_FILE
 
 from ..config import Settings
 from ..package.layout import PackageLayout
+from ..store.version_record import VersionRecord
 from .modes import TrustMode, resolve_mode
 from .store import TrustStore
 
@@ -34,9 +35,9 @@ class TrustGate:
         Raises RunnerError 2030-2034 when the mode rejects the package."""
         return self.mode().admit(staging, layout.member(SIGNATURE_FILE)).to_dict()
 
-    def check_activation(self, record: dict[str, Any]) -> None:
+    def check_activation(self, record: VersionRecord) -> None:
         """Raise RunnerError 2035 when the mode refuses to serve this version."""
-        self.mode().check_activation(str(record["name"]), str(record["version"]), record.get("signature"))
+        self.mode().check_activation(record.name, record.version, record.signature)
 
     def warm_up(self) -> threading.Thread | None:
         """Import the verifier in the background (model-signing takes over a second to import), so the

@@ -3,8 +3,10 @@ that signer is still trusted (removing a key uninstalls nothing, but its version
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..store.version_record import VersionRecord
 from .store import TrustStore
 from .verify import VERIFIED, signer_trusted
 
@@ -27,7 +29,7 @@ def annotate(record: dict[str, Any], store: TrustStore) -> dict[str, Any]:
     return {**record, "signer": signer_label(signature), "signer_trusted": signer_trusted(signature, store)}
 
 
-def metric_lines(records: list[dict[str, Any]], store: TrustStore) -> list[str]:
+def metric_lines(records: Sequence[VersionRecord], store: TrustStore) -> list[str]:
     """Prometheus lines: trusted entries by kind, and per version whether its signer is trusted."""
     from ..metrics import _labels
 
@@ -39,10 +41,9 @@ def metric_lines(records: list[dict[str, Any]], store: TrustStore) -> list[str]:
     out += ["# HELP procvision_version_signer_trusted 1 when the version's signer is in the trust store now.",
             "# TYPE procvision_version_signer_trusted gauge"]
     for record in records:
-        if record.get("state") == "invalid":
+        if record.invalid:
             continue
-        labels = (("name", str(record["name"])), ("version", str(record["version"])),
-                  ("signer", signer_label(record.get("signature"))))
+        labels = (("name", record.name), ("version", record.version), ("signer", signer_label(record.signature)))
         out.append(f"procvision_version_signer_trusted{_labels(labels)} "
-                   f"{int(signer_trusted(record.get('signature'), store))}")
+                   f"{int(signer_trusted(record.signature, store))}")
     return out

@@ -66,18 +66,6 @@ def test_history_is_bounded(store: ActivationStore) -> None:
     assert history[-1].version == f"{HISTORY_LIMIT + 4}.0"
 
 
-def test_rebind_to_history_truncates(store: ActivationStore) -> None:
-    for version in ("1", "2", "3"):
-        store.bind(["P1"], "algo", version)
-    binding = store.rebind_to_history("P1", 0)
-    assert (binding.name, binding.version) == ("algo", "1")
-    assert store.get("P1") == binding
-    assert [b.version for b in store.history("P1")] == ["1"]
-    with pytest.raises(RunnerError) as info:
-        store.rebind_to_history("P1", 5)
-    assert info.value.code == "2009"
-
-
 def test_unbind_keeps_history(store: ActivationStore) -> None:
     store.bind(["P1", "P2"], "algo", "1")
     assert store.unbind(["P1", "P3"]) == ["P1"]

@@ -12,10 +12,23 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from runner.errors import PackageErrorCode, RunnerError
+from runner.jsonable import jsonable
 
 from ..context import AppContext, get_ctx
 from ..limits import loads_limited, too_deep
 from ..operations import fingerprint_of
+from ..responses import (
+    ActiveBindings,
+    BindingOut,
+    BindingsChange,
+    Deactivated,
+    Uninstalled,
+    ValidationReport,
+    VersionDetail,
+    VersionList,
+    VersionOut,
+    VersionStatus,
+)
 from ..schemas import PROBLEM_RESPONSES, Activate, Activation, OperationOut, PidList, ValidateInstalled, ZipPath
 from ..uploads import ReceivedZip, receive_zip
 
@@ -81,7 +94,7 @@ def _local_zip(ctx: AppContext, raw: str) -> Path:
 
 
 async def _receive(request: Request, ctx: AppContext) -> ReceivedZip:
-    return await receive_zip(request, ctx.settings.layout.root, ctx.settings.max_zip_bytes)
+    return await receive_zip(request, ctx.settings.layout, ctx.settings.max_zip_bytes)
 
 
 @router.post("/install", status_code=202, response_model=OperationOut,
@@ -117,12 +130,17 @@ async def install(request: Request, ctx: AppContext = Depends(get_ctx),
                         headers={"Location": f"/operations/{op.id}"})
 
 
-@router.post("/validate", summary="Validate a zip (upload or path) or an installed version",
+@router.post("/validate", response_model=ValidationReport, response_model_exclude_unset=True,
+             summary="Validate a zip (upload or path) or an installed version",
              openapi_extra=_zip_body({"oneOf": [ZipPath.model_json_schema(),
                                                 ValidateInstalled.model_json_schema()]}),
              responses={404: PROBLEM_RESPONSES[404], 413: {"description": "upload over max_zip_bytes (2014)"},
                         422: PROBLEM_RESPONSES[422]})
-async def validate(request: Request, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+async def validate(request: Request, ctx: AppContext = Depends(get_ctx)) -> ValidationReport:
+    return ValidationReport.model_validate(await _validate(request, ctx))
+
+
+async def _validate(request: Request, ctx: AppContext) -> dict[str, Any]:
     service = ctx.service
     if _is_json(request):
         data = await _read_json(request, ctx.settings.max_json_depth)
@@ -139,67 +157,79 @@ async def validate(request: Request, ctx: AppContext = Depends(get_ctx)) -> dict
         received.discard()
 
 
-@router.post("/activate", summary="Bind pids to a version (starts its workers)",
+@router.post("/activate", response_model=BindingsChange, response_model_exclude_unset=True,
+             summary="Bind pids to a version (starts its workers)",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
-def activate(body: Activate, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.activate(body.name, body.version, body.pids, body.memory_limit_mb)
+def activate(body: Activate, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return BindingsChange.model_validate(jsonable(ctx.service.activate(body.name, body.version, body.pids,
+                                                                    body.memory_limit_mb)))
 
 
-@router.post("/switch", summary="Move pids to another version once it is proven ready",
+@router.post("/switch", response_model=BindingsChange, response_model_exclude_unset=True,
+             summary="Move pids to another version once it is proven ready",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
-def switch(body: Activation, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.switch(body.name, body.version, body.pids)
+def switch(body: Activation, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return BindingsChange.model_validate(jsonable(ctx.service.switch(body.name, body.version, body.pids)))
 
 
-@router.post("/rollback", summary="Re-activate the previous version of each pid",
+@router.post("/rollback", response_model=BindingsChange, response_model_exclude_unset=True,
+             summary="Re-activate the previous version of each pid",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409], 422: PROBLEM_RESPONSES[422]})
-def rollback(body: PidList, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.rollback(body.pids)
+def rollback(body: PidList, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return BindingsChange.model_validate(jsonable(ctx.service.rollback(body.pids)))
 
 
-@router.post("/deactivate", summary="Unbind pids (their version keeps its workers until stopped)",
+@router.post("/deactivate", response_model=Deactivated, response_model_exclude_unset=True,
+             summary="Unbind pids (their version keeps its workers until stopped)",
              responses={404: PROBLEM_RESPONSES[404], 422: PROBLEM_RESPONSES[422]})
-def deactivate(body: PidList, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.deactivate(body.pids)
+def deactivate(body: PidList, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return Deactivated.model_validate(jsonable(ctx.service.deactivate(body.pids)))
 
 
-@router.get("", summary="Installed versions (filters: state, name)")
+@router.get("", response_model=VersionList, response_model_exclude_unset=True,
+            summary="Installed versions (filters: state, name)")
 def list_versions(ctx: AppContext = Depends(get_ctx), state: str | None = Query(default=None, max_length=50),
-                  name: str | None = Query(default=None, max_length=200)) -> list[dict[str, Any]]:
-    return ctx.service.list_versions(name=name, state=state)
+                  name: str | None = Query(default=None, max_length=200)) -> list[BaseModel]:
+    return [VersionOut.model_validate(r) for r in ctx.service.list_versions(name=name, state=state)]
 
 
-@router.get("/active", summary="pid -> active name/version")
-def active(ctx: AppContext = Depends(get_ctx)) -> dict[str, dict[str, Any]]:
-    return ctx.service.active()
+@router.get("/active", response_model=ActiveBindings, response_model_exclude_unset=True,
+            summary="pid -> active name/version")
+def active(ctx: AppContext = Depends(get_ctx)) -> dict[str, BaseModel]:
+    return {pid: BindingOut.model_validate(jsonable(b)) for pid, b in ctx.service.active().items()}
 
 
-@router.get("/{name}/{version}", summary="One version: manifest, get_info, state, workers, last error",
+@router.get("/{name}/{version}", response_model=VersionDetail, response_model_exclude_unset=True,
+            summary="One version: manifest, get_info, state, workers, last error",
             responses={404: PROBLEM_RESPONSES[404]})
-def show(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.show(name, version)
+def show(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> VersionDetail:
+    return VersionDetail.model_validate(ctx.service.show(name, version))
 
 
-@router.delete("/{name}/{version}", summary="Uninstall a version (force=true stops an active/busy one)",
+@router.delete("/{name}/{version}", response_model=Uninstalled, response_model_exclude_unset=True,
+               summary="Uninstall a version (force=true stops an active/busy one)",
                responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
 def uninstall(name: str, version: str, ctx: AppContext = Depends(get_ctx),
-              force: bool = Query(default=False)) -> dict[str, Any]:
-    return ctx.service.uninstall(name, version, force=force)
+              force: bool = Query(default=False)) -> BaseModel:
+    return Uninstalled.model_validate(jsonable(ctx.service.uninstall(name, version, force=force)))
 
 
-@router.post("/{name}/{version}/start", summary="Start the version's workers",
+@router.post("/{name}/{version}/start", response_model=VersionStatus, response_model_exclude_unset=True,
+             summary="Start the version's workers",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
-def start(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.start_version(name, version)
+def start(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return VersionStatus.model_validate(jsonable(ctx.service.start_version(name, version)))
 
 
-@router.post("/{name}/{version}/stop", summary="Stop the version's workers (drains in-flight calls)",
+@router.post("/{name}/{version}/stop", response_model=VersionStatus, response_model_exclude_unset=True,
+             summary="Stop the version's workers (drains in-flight calls)",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
-def stop(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.stop_version(name, version)
+def stop(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return VersionStatus.model_validate(jsonable(ctx.service.stop_version(name, version)))
 
 
-@router.post("/{name}/{version}/restart", summary="Restart the version's workers",
+@router.post("/{name}/{version}/restart", response_model=VersionStatus, response_model_exclude_unset=True,
+             summary="Restart the version's workers",
              responses={404: PROBLEM_RESPONSES[404], 409: PROBLEM_RESPONSES[409]})
-def restart(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return ctx.service.restart_version(name, version)
+def restart(name: str, version: str, ctx: AppContext = Depends(get_ctx)) -> BaseModel:
+    return VersionStatus.model_validate(jsonable(ctx.service.restart_version(name, version)))

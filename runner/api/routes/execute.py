@@ -22,6 +22,7 @@ from runner.supervision.dialects import CallRequest, ImageInput
 from ..context import AppContext, get_ctx
 from ..limits import loads_limited, too_deep
 from ..problems import INFRASTRUCTURE_CODES, problem_dict, problem_response, status_for
+from ..responses import ExecuteAnswer
 from ..schemas import PROBLEM_RESPONSES
 from ..streaming.buffers import BufferPool
 from ..streaming.form import NPY_TYPES, PIXELS_TYPE, SHAPE_HEADER, ReceivedBody, receive_multipart, receive_raw
@@ -149,7 +150,7 @@ def _images(body: ReceivedBody, fields: ExecuteFields) -> tuple[ImageInput | Non
     return out[0], out[1]
 
 
-@router.post("/execute", summary="Run pre or execute on the version active for pid",
+@router.post("/execute", response_model=ExecuteAnswer, summary="Run pre or execute on the version active for pid",
              openapi_extra=_OPENAPI_BODY,
              responses={404: PROBLEM_RESPONSES[404], 413: PROBLEM_RESPONSES.get(413, {"description": "too large"}),
                         422: PROBLEM_RESPONSES[422],

@@ -9,13 +9,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ...metrics import CONTENT_TYPE
 from ..context import get_ctx
+from ..responses import Liveness, text_response
 from ..schemas import PROBLEM_RESPONSES, Readiness
 
 public = APIRouter(tags=["health"])
 router = APIRouter(tags=["health"])
 
 
-@public.get("/livez", summary="The process is up (no auth)")
+@public.get("/livez", response_model=Liveness, summary="The process is up (no auth)")
 def livez() -> dict[str, Any]:
     return {"status": "ok"}
 
@@ -32,6 +33,7 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text format)",
-            responses={401: PROBLEM_RESPONSES[401]})
+            responses={**text_response(CONTENT_TYPE, "Prometheus text exposition format"),
+                       401: PROBLEM_RESPONSES[401]})
 def metrics(request: Request) -> PlainTextResponse:
     return PlainTextResponse(get_ctx(request).service.metrics.render(), media_type=CONTENT_TYPE)

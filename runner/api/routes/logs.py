@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from ..context import AppContext, get_ctx
+from ..responses import LogTail, text_response
 from ..schemas import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/algorithms", tags=["logs"], responses={401: PROBLEM_RESPONSES[401]})
@@ -23,7 +24,8 @@ KEEPALIVE_S = 15.0
 MAX_TAIL = 10000
 
 
-@router.get("/{name}/{version}/logs", summary="The last lines of the version's worker log",
+@router.get("/{name}/{version}/logs", response_model=LogTail, response_model_exclude_unset=True,
+            summary="The last lines of the version's worker log",
             responses={404: PROBLEM_RESPONSES[404]})
 def tail(name: str, version: str, ctx: AppContext = Depends(get_ctx),
          lines: int = Query(default=100, ge=0, le=MAX_TAIL, alias="tail"),
@@ -38,7 +40,8 @@ def tail(name: str, version: str, ctx: AppContext = Depends(get_ctx),
 
 @router.get("/{name}/{version}/logs/stream", summary="Follow the worker log (text/event-stream)",
             response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}, 404: PROBLEM_RESPONSES[404]})
+            responses={**text_response("text/event-stream", "log lines as server-sent events"),
+                       404: PROBLEM_RESPONSES[404]})
 def stream(name: str, version: str, request: Request, ctx: AppContext = Depends(get_ctx),
            lines: int = Query(default=10, ge=0, le=MAX_TAIL, alias="tail"),
            contains: str | None = Query(default=None, alias="filter", max_length=200,
