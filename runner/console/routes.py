@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from runner.api.context import AppContext, get_ctx
 from runner.errors import PackageErrorCode, RunnerError
 
+from .answers import HealthSeries, RecentCall, VersionSize
 from .call_log import CallLog
 from .cookie_auth import CookieAuth, check_same_origin
 from .sessions import COOKIE_NAME
@@ -108,13 +109,15 @@ def sign_out(request: Request) -> JSONResponse:
     return response
 
 
-@protected.get("/calls", summary="The most recent execute calls (newest first), kept in memory")
+@protected.get("/calls", response_model=list[RecentCall],
+               summary="The most recent execute calls (newest first), kept in memory")
 def recent_calls(request: Request, limit: int = Query(default=50, ge=1, le=1000)) -> list[dict[str, Any]]:
     return [record.to_dict() for record in _calls(request).recent.list(limit)]
 
 
 @protected.get("/calls/{call_id}/thumbnail.png", summary="A recent call's image, small (PNG)",
-               response_class=Response, responses={200: {"content": {"image/png": {}}}})
+               response_class=Response,
+               responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}})
 async def thumbnail(call_id: int, request: Request) -> Response:
     record = _calls(request).recent.get(call_id)
     if record is None or record.thumbnail is None:
@@ -125,14 +128,16 @@ async def thumbnail(call_id: int, request: Request) -> Response:
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@protected.get("/health", summary="Calls, errors and latency p50/p99 per second over the last minutes")
+@protected.get("/health", response_model=HealthSeries,
+               summary="Calls, errors and latency p50/p99 per second over the last minutes")
 def health(request: Request, last_s: int = Query(default=300, ge=10, le=3600)) -> dict[str, Any]:
     points = _calls(request).health.points(last_s)
     return {"points": [{"t": p.t, "calls": p.calls, "errors": p.errors, "p50_ms": p.p50_ms, "p99_ms": p.p99_ms}
                        for p in points]}
 
 
-@protected.get("/sizes", summary="Disk use of each installed version (package and venv), in bytes")
+@protected.get("/sizes", response_model=list[VersionSize],
+               summary="Disk use of each installed version (package and venv), in bytes")
 async def sizes(request: Request) -> list[dict[str, Any]]:
     ctx = _ctx(request)
     measure: VersionSizes = request.app.state.console_sizes

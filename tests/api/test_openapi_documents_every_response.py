@@ -38,6 +38,9 @@ def _why_undocumented(spec: dict[str, Any], schema: dict[str, Any], media_type: 
     resolved = _resolve(spec, schema)
     if media_type.startswith("text/"):
         return None if resolved.get("type") == "string" else f"text body without a string schema: {resolved}"
+    if media_type.startswith("image/"):
+        binary = resolved.get("type") == "string" and resolved.get("format") == "binary"
+        return None if binary else f"image body without a binary string schema: {resolved}"
     if resolved.get("type") == "array":
         return _why_undocumented(spec, resolved.get("items") or {}, media_type)
     if resolved.get("properties"):
