@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,17 +190,17 @@ class ServeProcess:
 
     def url(self, timeout_s: float = 120.0) -> str:
         """The URL the daemon printed once it was listening."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def next_url() -> str | None:
             try:
-                match = URL_LINE.search(self.lines.get(timeout=0.5))
+                match = URL_LINE.search(self.lines.get_nowait())
             except queue.Empty:
                 if self.proc.poll() is not None:
-                    break
-                continue
-            if match:
-                return match.group(1)
-        raise AssertionError(f"serve did not report its URL; stderr: {self.stderr[-20:]}")
+                    raise AssertionError(f"serve exited ({self.proc.returncode}) before it reported its URL; "
+                                         f"stderr: {self.stderr[-20:]}") from None
+                return None
+            return match.group(1) if match else None
+
+        return wait_until(next_url, timeout_s, lambda: f"serve to report its URL; stderr: {self.stderr[-20:]}")
 
     def wait(self, timeout_s: float = 90.0) -> int:
         """Wait for the daemon to exit on its own; kill it and fail if it does not."""
