@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -19,9 +19,19 @@ DEFAULT_TIMEOUT_S = 120.0
 INTERVAL_S = 0.02
 
 
-def wait_until(predicate: Callable[[], T], timeout_s: float = DEFAULT_TIMEOUT_S,
+@overload
+def wait_until(predicate: Callable[[], T | None], timeout_s: float = ..., what: str | Callable[[], str] = ...,
+               interval_s: float = ..., *, fail: Literal[True] = ...) -> T: ...
+
+
+@overload
+def wait_until(predicate: Callable[[], T | None], timeout_s: float = ..., what: str | Callable[[], str] = ...,
+               interval_s: float = ..., *, fail: Literal[False]) -> T | None: ...
+
+
+def wait_until(predicate: Callable[[], T | None], timeout_s: float = DEFAULT_TIMEOUT_S,
                what: str | Callable[[], str] = "condition", interval_s: float = INTERVAL_S, *,
-               fail: bool = True) -> T:
+               fail: bool = True) -> T | None:
     """Call ``predicate`` until it returns something truthy and return that value.
 
     Fails the test (AssertionError naming ``what``) if it is still falsy after ``timeout_s`` seconds;
