@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.support import NAME, ServeProcess, install, wait_for
+from tests.api.support import NAME, ServeProcess, install
 from tests.runner.supervision_support import pid_alive
 from tests.support.algorithms import algorithm_info, child_spawner, recorded_children
 from tests.support.packages import build_package, manifest_for
+from tests.support.waiting import wait_until
 
 #: The algorithm reports host pids into a file of the test folder, which a boxed worker can neither
 #: see nor write: these daemons run workers unboxed (the box is guarded in test_worker_sandbox.py).
@@ -62,7 +63,7 @@ def test_next_start_ends_what_a_killed_daemon_left(tmp_path: Path) -> None:
         second = ServeProcess(root, "--port", "0", env=UNBOXED_ENV)
         with _client(second.url(), root) as client:
             assert client.get("/readyz").json()["ready"] is True
-        wait_for(lambda: not _alive_children(served, cgroups), 30, "the killed daemon's worker children to be ended")
+        wait_until(lambda: not _alive_children(served, cgroups), 30, "the killed daemon's worker children to be ended")
         assert not [pid for pid, _, _ in served if pid_alive(pid)]
         resumed = recorded_children(record)[len(smoke_rows) + len(served):]
         assert resumed and len(_alive_children(resumed)) == 2 * len(resumed)
@@ -70,7 +71,7 @@ def test_next_start_ends_what_a_killed_daemon_left(tmp_path: Path) -> None:
         # SIGTERM: the daemon stops its workers, and with them everything they started.
         assert second.stop() == 0, second.stderr[-30:]
         second = None
-        wait_for(lambda: not _alive_children(resumed, cgroups), 30,
+        wait_until(lambda: not _alive_children(resumed, cgroups), 30,
                  "the workers' children to be gone after SIGTERM")
         assert not list((root / ".workers").iterdir())
     finally:

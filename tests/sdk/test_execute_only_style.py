@@ -16,8 +16,9 @@ from procvision_algorithm_sdk.protocol import EXECUTE_ONLY_CAPABILITY
 from procvision_algorithm_sdk.shared_memory import ImageSegment
 from procvision_algorithm_sdk.styles import EXECUTE_ONLY, PHASE, StyleError
 from tests.support.algorithms import algorithm_source
+from tests.support.waiting import wait_until
 
-from .conftest import wait_until, write_algo
+from .conftest import write_algo
 
 Start = Callable[..., AdapterClient]
 
