@@ -101,9 +101,16 @@ def main(bundle: Path, prefix: Path, root: Path, work: Path, install_args: list[
     for stream, sink in ((serve.stdout, out_lines), (serve.stderr, err_lines)):
         threading.Thread(target=lambda s=stream, k=sink: [k.append(x.rstrip("\n")) for x in s], daemon=True).start()
     try:
-        ready = wait_until(lambda: any("READY=1" in m for m in messages) or serve.poll() is not None, 120,
-                           fail=False)
-        url = next((m.group(1) for line in out_lines if (m := URL_LINE.search(line))), None)
+
+        def served_url() -> str | None:
+            return next((m.group(1) for line in out_lines if (m := URL_LINE.search(line))), None)
+
+        # READY=1 and the URL line travel separately (the notify socket, stdout through a reader
+        # thread): wait for both, or for the daemon to end.
+        wait_until(lambda: (any("READY=1" in m for m in messages) and served_url()) or serve.poll() is not None,
+                   120, fail=False)
+        ready = any("READY=1" in m for m in messages)
+        url = served_url()
         report["serve"] = {"ready": ready and serve.poll() is None, "url": url}
         if not url:
             return report
