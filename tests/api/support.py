@@ -1,8 +1,9 @@
 """A real daemon for API and CLI tests: uvicorn on 127.0.0.1 (free port) in a thread, a real root.
 
-The test algorithm behaves as its ``user_params`` say, so tests can provoke every outcome through
-the real worker: ``sleep_s`` (slow call -> timeouts), ``crash`` (the process exits -> 502),
-``say`` (a line on stderr -> the worker log), ``fail`` (status ERROR with error_code 1003).
+The packages are the standard test algorithm (tests/support/packages.py ``ALGORITHM_SOURCE``),
+which behaves as its ``user_params`` say, so tests can provoke every outcome through the real
+worker: ``sleep_s`` (slow call -> timeouts), ``crash`` (the process exits -> 502), ``say`` (a line
+on stderr -> the worker log), ``fail`` (status ERROR with error_code 1003).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,57 +26,11 @@ from PIL import Image
 
 from runner.config import Settings
 from runner.daemon import Daemon
-from tests.support.packages import build_package, manifest_for
+from tests.support.packages import algorithm_files, build_package, manifest_for
 from tests.support.waiting import wait_until
 
 #: The one polling helper under its older name (tests on other branches still import it from here).
 wait_for = wait_until
-
-ALGO_SOURCE = '''
-import os
-import sys
-import time
-
-import numpy as np
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
-
-NAME = {name!r}
-VERSION = {version!r}
-PIDS = {pids!r}
-
-
-class Algorithm(BaseAlgorithm):
-    def get_info(self):
-        return {{"name": NAME, "version": VERSION, "description": "api test algorithm",
-                "supported_pids": PIDS, "steps": [{{"index": 1, "name": "inspect", "params": []}}]}}
-
-    def _act(self, user_params):
-        if user_params.get("say"):
-            sys.stderr.write(str(user_params["say"]) + "\\n")
-            sys.stderr.flush()
-        if user_params.get("sleep_s"):
-            time.sleep(float(user_params["sleep_s"]))
-        if user_params.get("crash"):
-            os._exit(3)
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        self._act(user_params)
-        session.set("pre_seen", True)
-        return {{"status": "OK", "message": "ready", "data": {{}}}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        self._act(user_params)
-        if user_params.get("fail"):
-            return {{"status": "ERROR", "message": "asked to fail", "error_code": "1003"}}
-        image = read_image_from_shared_memory(shared_mem_id, image_meta)
-        arr = np.asarray(image)
-        mean = float(arr.mean())
-        debug = {{"mean": mean, "shape": list(arr.shape), "pre_seen": bool(session.get("pre_seen", False))}}
-        if mean > 250:
-            return {{"status": "OK", "data": {{"result_status": "NG", "ng_reason": "too bright",
-                    "defect_rects": [{{"x": 0, "y": 0, "width": 10, "height": 10}}], "debug": debug}}}}
-        return {{"status": "OK", "data": {{"result_status": "OK", "defect_rects": [], "debug": debug}}}}
-'''
 
 NAME = "api_algo"
 PIDS = ("P001", "P002")
@@ -85,8 +39,7 @@ PIDS = ("P001", "P002")
 def make_zip(dest: Path, version: str = "1.0.0", name: str = NAME, pids: tuple[str, ...] = PIDS) -> Path:
     """A real package zip of the test algorithm (SDK wheel + cached numpy wheel)."""
     manifest = manifest_for(name=name, version=version, pids=pids)
-    source = ALGO_SOURCE.format(name=name, version=version, pids=list(pids))
-    return build_package(dest, manifest=manifest, files={"algo/__init__.py": "", "algo/main.py": source})
+    return build_package(dest, manifest=manifest, files=algorithm_files(manifest))
 
 
 def png_bytes(value: int = 100, size: tuple[int, int] = (48, 64)) -> bytes:
@@ -191,17 +144,17 @@ class ServeProcess:
 
     def url(self, timeout_s: float = 120.0) -> str:
         """The URL the daemon printed once it was listening."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def next_url() -> str | None:
             try:
-                match = URL_LINE.search(self.lines.get(timeout=0.5))
+                match = URL_LINE.search(self.lines.get_nowait())
             except queue.Empty:
                 if self.proc.poll() is not None:
-                    break
-                continue
-            if match:
-                return match.group(1)
-        raise AssertionError(f"serve did not report its URL; stderr: {self.stderr[-20:]}")
+                    raise AssertionError(f"serve exited ({self.proc.returncode}) before it reported its URL; "
+                                         f"stderr: {self.stderr[-20:]}") from None
+                return None
+            return match.group(1) if match else None
+
+        return wait_until(next_url, timeout_s, lambda: f"serve to report its URL; stderr: {self.stderr[-20:]}")
 
     def wait(self, timeout_s: float = 90.0) -> int:
         """Wait for the daemon to exit on its own; kill it and fail if it does not."""

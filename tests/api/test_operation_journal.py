@@ -18,8 +18,9 @@ import pytest
 
 from runner.api.operations import OperationManager
 from runner.store.journal import OperationsJournal
-from tests.api.support import ServeProcess, wait_for
+from tests.api.support import ServeProcess
 from tests.support.packages import algorithm_files, build_package, manifest_for
+from tests.support.waiting import wait_until
 
 
 def _children(pid: int) -> list[int]:
@@ -75,7 +76,7 @@ def test_install_killed_mid_way_reads_failed_after_restart(tmp_path: Path, serve
                                files={"file": (zip_path.name, handle, "application/zip")})
         assert response.status_code == 202, response.text
         op_id = response.json()["id"]
-        wait_for(lambda: client.get(f"/operations/{op_id}").json()["stage"] == "smoke test", 240,
+        wait_until(lambda: client.get(f"/operations/{op_id}").json()["stage"] == "smoke test", 240,
                  "the install to reach its smoke test")
     orphans = _children(first.proc.pid)
     first.proc.send_signal(signal.SIGKILL)
@@ -117,7 +118,7 @@ def test_failed_install_without_a_manifest_is_listed_across_restarts(tmp_path: P
         response = client.post("/algorithms/install", content=b"this is not a zip",
                                headers={"content-type": "application/zip", "x-filename": "broken.zip"})
         op_id = response.json()["id"]
-        wait_for(lambda: client.get(f"/operations/{op_id}").json()["state"] == "failed", 120, "the install to fail")
+        wait_until(lambda: client.get(f"/operations/{op_id}").json()["state"] == "failed", 120, "the install to fail")
     assert first.stop() == 0
     second = ServeProcess(root, "--port", "0")
     serve.append(second)
@@ -136,9 +137,9 @@ def test_journal_is_bounded_and_marks_unfinished_operations(tmp_path: Path) -> N
     for _ in range(8):
         manager.submit("install", lambda progress: {"ok": True})
     blocked, _ = manager.submit("install", lambda progress: {"ok": release.wait(60)})
-    wait_for(lambda: manager.get(blocked.id).state == "running", 30, "the last operation to run")
+    wait_until(lambda: manager.get(blocked.id).state == "running", 30, "the last operation to run")
     # The journal is written just after the state changes in memory: wait for the file to say so too.
-    wait_for(lambda: json.loads(path.read_text())["operations"][-1]["state"] == "running", 30,
+    wait_until(lambda: json.loads(path.read_text())["operations"][-1]["state"] == "running", 30,
              "the journal to record the running operation")
     stored = json.loads(path.read_text())["operations"]
     assert len(stored) == 5 and stored[-1]["id"] == blocked.id and stored[-1]["state"] == "running"

@@ -14,28 +14,11 @@ import httpx
 from runner.cli.main import main
 from runner.supervision.containment import choose_containment
 from tests.api.support import NAME, install, png_bytes, start_server
+from tests.support.algorithms import algorithm_info, memory_hog
 from tests.support.packages import build_package, manifest_for
 
-SOURCE = '''
-from procvision_algorithm_sdk import BaseAlgorithm
-
-_BLOCKS = []
-
-
-class Algorithm(BaseAlgorithm):
-    def get_info(self):
-        return {"name": NAME, "version": "1.0.0", "supported_pids": ["P001"],
-                "steps": [{"index": 1, "name": "inspect", "params": []}]}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {"status": "OK", "message": "", "data": {}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        if user_params.get("hog"):
-            while True:
-                _BLOCKS.append(bytearray(b"\\x01") * (64 << 20))
-        return {"status": "OK", "message": "", "data": {"result_status": "OK", "defect_rects": []}}
-'''.replace("NAME", repr(NAME), 1)
+#: Allocates without end once asked (``hog``): only the version's memory limit stops it.
+SOURCE = memory_hog(algorithm_info(NAME, pids=("P001",)), until_stopped=True)
 
 
 def cli(url: str, root: Path, *argv: str) -> Any:

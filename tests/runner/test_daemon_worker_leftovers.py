@@ -9,47 +9,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.support import NAME, ServeProcess, install, wait_for
+from tests.api.support import NAME, ServeProcess, install
 from tests.runner.supervision_support import pid_alive
+from tests.support.algorithms import algorithm_info, child_spawner, recorded_children
 from tests.support.packages import build_package, manifest_for
-
-SOURCE = '''
-import os
-import subprocess
-import sys
-
-from procvision_algorithm_sdk import BaseAlgorithm
-
-_SLEEP = [sys.executable, "-c", "import time; time.sleep(3600)", "pv-test-child"]
-_CHILD = subprocess.Popen(_SLEEP, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-_ESCAPED = subprocess.Popen(_SLEEP, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
-with open({record!r}, "a", encoding="utf-8") as fh:
-    fh.write(f"{{os.getpid()}} {{_CHILD.pid}} {{_ESCAPED.pid}}\\n")
-
-
-class Algorithm(BaseAlgorithm):
-    def get_info(self):
-        return {{"name": {name!r}, "version": "1.0.0", "supported_pids": ["P001"],
-                "steps": [{{"index": 1, "name": "inspect", "params": []}}]}}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {{"status": "OK", "message": "", "data": {{}}}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {{"status": "OK", "message": "", "data": {{"result_status": "OK", "defect_rects": []}}}}
-'''
-
+from tests.support.waiting import wait_until
 
 #: The algorithm reports host pids into a file of the test folder, which a boxed worker can neither
 #: see nor write: these daemons run workers unboxed (the box is guarded in test_worker_sandbox.py).
 UNBOXED_ENV = {**os.environ, "PROCVISION_RUNNER_SANDBOX": "off"}
-
-
-def _rows(record: Path) -> list[tuple[int, int, int]]:
-    if not record.exists():
-        return []
-    rows = [line.split() for line in record.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(int(a), int(b), int(c)) for a, b, c in rows]
 
 
 def _alive_children(rows: list[tuple[int, int, int]], escaped_too: bool = True) -> list[int]:
@@ -67,15 +35,15 @@ def test_next_start_ends_what_a_killed_daemon_left(tmp_path: Path) -> None:
     root = tmp_path / "root"
     record = tmp_path / "children.txt"
     manifest = manifest_for(name=NAME, version="1.0.0", pids=("P001",))
+    source = child_spawner(record, algorithm_info(NAME, pids=("P001",)))
     zip_path = build_package(tmp_path / "pkgs", manifest=manifest,
-                             files={"algo/__init__.py": "", "algo/main.py": SOURCE.format(record=str(record),
-                                                                                          name=NAME)})
+                             files={"algo/__init__.py": "", "algo/main.py": source})
     first = ServeProcess(root, "--port", "0", env=UNBOXED_ENV)
     second: ServeProcess | None = None
     try:
         with _client(first.url(), root) as client:
             assert install(client, zip_path)["state"] == "succeeded"
-            smoke_rows = _rows(record)
+            smoke_rows = recorded_children(record)
             # The install's smoke test ended its worker's children already.
             assert smoke_rows and not _alive_children(smoke_rows, escaped_too=False)
             response = client.post("/algorithms/activate", json={"name": NAME, "version": "1.0.0", "pids": ["P001"]})
@@ -83,7 +51,7 @@ def test_next_start_ends_what_a_killed_daemon_left(tmp_path: Path) -> None:
             status = client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]
             assert status["memory_limit"]["mechanism"] and status["memory_limit"]["reason"]
             cgroups = status["memory_limit"]["mechanism"] in ("cgroup-v1", "cgroup-v2")
-        served = _rows(record)[len(smoke_rows):]
+        served = recorded_children(record)[len(smoke_rows):]
         assert served and len(_alive_children(served)) == 2 * len(served)
         assert [p for p in (root / ".workers").iterdir()], "the daemon records its worker groups"
 
@@ -95,21 +63,21 @@ def test_next_start_ends_what_a_killed_daemon_left(tmp_path: Path) -> None:
         second = ServeProcess(root, "--port", "0", env=UNBOXED_ENV)
         with _client(second.url(), root) as client:
             assert client.get("/readyz").json()["ready"] is True
-        wait_for(lambda: not _alive_children(served, cgroups), 30, "the killed daemon's worker children to be ended")
+        wait_until(lambda: not _alive_children(served, cgroups), 30, "the killed daemon's worker children to be ended")
         assert not [pid for pid, _, _ in served if pid_alive(pid)]
-        resumed = _rows(record)[len(smoke_rows) + len(served):]
+        resumed = recorded_children(record)[len(smoke_rows) + len(served):]
         assert resumed and len(_alive_children(resumed)) == 2 * len(resumed)
 
         # SIGTERM: the daemon stops its workers, and with them everything they started.
         assert second.stop() == 0, second.stderr[-30:]
         second = None
-        wait_for(lambda: not _alive_children(resumed, cgroups), 30,
+        wait_until(lambda: not _alive_children(resumed, cgroups), 30,
                  "the workers' children to be gone after SIGTERM")
         assert not list((root / ".workers").iterdir())
     finally:
         first.kill()
         if second is not None:
             second.kill()
-        for pid in _alive_children(_rows(record)):
+        for pid in _alive_children(recorded_children(record)):
             if b"pv-test-child" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, 9)

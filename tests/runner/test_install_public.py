@@ -12,38 +12,26 @@ from runner.errors import RunnerError
 from runner.package.installer import Installer
 from runner.store.registry import Registry
 from tests.support import wheels as wheel_cache
+from tests.support.algorithms import algorithm_info, algorithm_source
 from tests.support.packages import build_package, manifest_for
 
 pytestmark = pytest.mark.slow
 
-PHASE_SOURCE = '''
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
-
-
-class Algorithm(BaseAlgorithm):
-    def get_info(self):
-        return {"name": "pub_algo", "version": "0.1.0", "supported_pids": ["P001"],
-                "steps": [{"index": 1, "name": "inspect", "params": []}]}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {"status": "OK", "message": "ready", "data": {}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+#: Phase era (0.0.x): the image is read from shared memory and its height checked against the meta.
+PHASE_SOURCE = algorithm_source(
+    info=algorithm_info("pub_algo", "0.1.0", ("P001",)), sdk_names=["read_image_from_shared_memory"],
+    execute="""
         image = read_image_from_shared_memory(shared_mem_id, image_meta)
         verdict = "OK" if image.shape[0] == image_meta["height"] else "NG"
         return {"status": "OK", "data": {"result_status": verdict, "ng_reason": "size", "defect_rects": []}}
-'''
+    """)
 
-EXECUTE_ONLY_SOURCE = '''
-from procvision_algorithm_sdk import BaseAlgorithm
-
-
-class Algorithm(BaseAlgorithm):
-    def execute(self, step_index, step_desc, cur_image, guide_image, guide_info):
-        same = cur_image.shape == guide_image.shape
-        return {"status": "OK", "data": {"result_status": "OK" if same else "NG", "ng_reason": "shape",
-                                         "defect_rects": []}}
-'''
+#: Execute-only era (0.3.x): the runner hands decoded current and guide images.
+EXECUTE_ONLY_SOURCE = algorithm_source(style="execute_only", execute="""
+    same = cur_image.shape == guide_image.shape
+    return {"status": "OK", "data": {"result_status": "OK" if same else "NG", "ng_reason": "shape",
+                                     "defect_rects": []}}
+""")
 
 
 def _public_package(tmp_path: Path, version: str, source: str, layout: str) -> Path:

@@ -135,15 +135,14 @@ def test_backlog_is_bounded_when_the_thread_falls_behind(shm: Path) -> None:
 @pytest.mark.parametrize("ending", ["exit", "sigkill"])
 def test_a_runner_that_ends_without_closing_leaves_no_segment(shm: Path, ending: str) -> None:
     script = textwrap.dedent(f"""
-        import os, signal, time
+        import os, signal
         import numpy as np
         from runner.supervision.segments import SegmentPool
+        from tests.support.waiting import wait_until
         pool = SegmentPool({str(shm)!r}, spares=2)
         pool.take(32, 32, 3)
         pool.retire([])
-        deadline = time.monotonic() + 30
-        while pool.spare_count < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: pool.spare_count >= 2, 30.0, "two spare segments")
         used = pool.take(32, 32, 3)
         pool.retire([used])  # nobody else holds it: parked under a new name as a spare again
         in_call = pool.take(32, 32, 3)  # a call is running when the process ends

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from runner.service_notify import ServiceNotifier, WatchdogPinger, socket_address
-from tests.api.support import start_server, wait_for
+from tests.api.support import start_server
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def test_watchdog_meant_for_another_process_is_not_pinged(listener: tuple[str, s
     server = start_server(tmp_path / "root", notify_socket=path, watchdog_usec=200_000, watchdog_pid=os.getpid() + 1)
     try:
         assert _messages(sock, "READY=1")
-        wait_for(lambda: server.daemon.url, 10)
+        wait_until(lambda: server.daemon.url, 10)
         sock.settimeout(1.5)  # several intervals: a ping would have come
         with pytest.raises(TimeoutError):
             sock.recv(4096)

@@ -233,9 +233,9 @@ def test_off_skips_the_check(tmp_path: Path, uv_cache: Path) -> None:
 def test_drop_folder_rejection_says_the_same_in_error_json(tmp_path: Path, uv_cache: Path, canary: Canary) -> None:
     import os
     import threading
-    import time
 
     from runner.package.watcher import DropFolderWatcher
+    from tests.support.waiting import wait_until
 
     trusted, stranger = make_key(tmp_path / "keys", "trusted"), make_key(tmp_path / "keys", "stranger")
     installer = _installer(tmp_path, uv_cache)
@@ -249,9 +249,8 @@ def test_drop_folder_rejection_says_the_same_in_error_json(tmp_path: Path, uv_ca
     try:
         assert done.wait(120), "the watcher did not process the zip"
         error_file = installer.layout.rejected / "pkg.zip.error.json"
-        deadline = time.monotonic() + 30
-        while not error_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # The outcome callback runs as the rejection is decided; its error file follows right after.
+        wait_until(error_file.exists, 30.0, "the rejection's error file")
     finally:
         watcher.stop()
     error = json.loads(error_file.read_text())

@@ -19,52 +19,78 @@ import pytest
 
 from procvision_algorithm_sdk import protocol
 from procvision_algorithm_sdk.client import AdapterClient, adapter_argv
+from tests.support.algorithms import algorithm_source
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported: tests on other branches import it from here
 
-#: A configurable test algorithm: user_params choose what execute/pre_execute do, and every hook
-#: appends a line to $PV_TEST_EVENTS so tests can count calls made inside the worker.
-ALGO_SOURCE = '''
-import json
-import math
-import os
-import time
+#: The SDK tests' scripted double: user_params choose what execute/pre_execute do ("set"/"get" session
+#: values, "read_image", "print", "sleep", "wait_file", "raise" recoverable/fatal/value/exit, "return" a
+#: given result, "return_none", "nan", "object", "big"), and every hook appends a line to
+#: $PV_TEST_EVENTS so tests can count calls made inside the worker.
+ALGO_SOURCE = algorithm_source(
+    class_name="Algo", imports="import json\nimport math\nimport os\nimport time",
+    sdk_names=["FatalError", "RecoverableError", "read_image_from_shared_memory"],
+    info={"name": "test-algo", "version": "1.2.3", "supported_pids": ["P1"], "steps": []},
+    prelude="""
+        def _event(text):
+            path = os.environ.get("PV_TEST_EVENTS")
+            if path:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(text + "\\n")
+    """,
+    methods="""
+        def setup(self):
+            _event("setup")
 
-from procvision_algorithm_sdk import (BaseAlgorithm, FatalError, RecoverableError,
-                                      read_image_from_shared_memory)
+        def teardown(self):
+            _event("teardown")
 
+        def reset(self, session):
+            _event("reset " + session.id)
 
-def _event(text):
-    path = os.environ.get("PV_TEST_EVENTS")
-    if path:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(text + "\\n")
+        def on_step_start(self, step_index, session, context):
+            _event("start %s %s" % (step_index, context.get("phase")))
 
+        def on_step_finish(self, step_index, session, result):
+            _event("finish %s" % step_index)
 
-class Algo(BaseAlgorithm):
-    def setup(self):
-        _event("setup")
-
-    def teardown(self):
-        _event("teardown")
-
-    def reset(self, session):
-        _event("reset " + session.id)
-
-    def on_step_start(self, step_index, session, context):
-        _event("start %s %s" % (step_index, context.get("phase")))
-
-    def on_step_finish(self, step_index, session, result):
-        _event("finish %s" % step_index)
-
-    def get_info(self):
-        return {"name": "test-algo", "version": "1.2.3", "supported_pids": ["P1"], "steps": []}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        def _common(self, p, result):
+            if p.get("print"):
+                print("noise from print()", p["print"])
+                os.write(1, b"noise from fd 1\\n")
+            if p.get("sleep"):
+                time.sleep(p["sleep"])
+            if p.get("wait_file"):
+                # Runs in the adapter process, which cannot import the test helpers: its own bounded poll.
+                deadline = time.time() + 30
+                while not os.path.exists(p["wait_file"]) and time.time() < deadline:
+                    time.sleep(0.01)
+            raise_kind = p.get("raise")
+            if raise_kind == "recoverable":
+                raise RecoverableError("camera glitch", "1002")
+            if raise_kind == "fatal":
+                raise FatalError("model corrupted")
+            if raise_kind == "value":
+                raise ValueError("bad threshold")
+            if raise_kind == "exit":
+                raise SystemExit(7)
+            if "return" in p:
+                return p["return"]
+            if p.get("return_none"):
+                return None
+            if p.get("nan"):
+                result["data"]["score"] = math.nan
+            if p.get("object"):
+                result["data"]["obj"] = object()
+            if p.get("big"):
+                result["data"]["blob"] = "x" * int(p["big"])
+            return result
+    """,
+    pre_execute="""
         for key, value in user_params.get("set", {}).items():
             session.set(key, value)
         return self._common(user_params, {"status": "OK", "message": "pre ok", "data": {"pid": pid}})
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+    """,
+    execute="""
         data = {"result_status": "OK", "state": {k: session.get(k) for k in user_params.get("get", [])}}
         if user_params.get("read_image"):
             img = read_image_from_shared_memory(shared_mem_id, image_meta)
@@ -72,38 +98,7 @@ class Algo(BaseAlgorithm):
             data["checksum"] = int(img.astype("uint64").sum())
             data["first_pixel"] = [int(v) for v in img[0, 0]]
         return self._common(user_params, {"status": "OK", "data": data})
-
-    def _common(self, p, result):
-        if p.get("print"):
-            print("noise from print()", p["print"])
-            os.write(1, b"noise from fd 1\\n")
-        if p.get("sleep"):
-            time.sleep(p["sleep"])
-        if p.get("wait_file"):
-            deadline = time.time() + 30
-            while not os.path.exists(p["wait_file"]) and time.time() < deadline:
-                time.sleep(0.01)
-        raise_kind = p.get("raise")
-        if raise_kind == "recoverable":
-            raise RecoverableError("camera glitch", "1002")
-        if raise_kind == "fatal":
-            raise FatalError("model corrupted")
-        if raise_kind == "value":
-            raise ValueError("bad threshold")
-        if raise_kind == "exit":
-            raise SystemExit(7)
-        if "return" in p:
-            return p["return"]
-        if p.get("return_none"):
-            return None
-        if p.get("nan"):
-            result["data"]["score"] = math.nan
-        if p.get("object"):
-            result["data"]["obj"] = object()
-        if p.get("big"):
-            result["data"]["blob"] = "x" * int(p["big"])
-        return result
-'''
+    """)
 
 
 def write_algo(folder: Path, source: str = ALGO_SOURCE, module: str = "algo", manifest_entry: str | None = None

@@ -15,6 +15,7 @@ import pytest
 from procvision_algorithm_sdk import protocol
 from procvision_algorithm_sdk.client import AdapterClient, HandshakeFailed
 from procvision_algorithm_sdk.shared_memory import SHM_PREFIX, ImageSegment
+from tests.support.algorithms import algorithm_source
 from tests.support.waiting import wait_until
 
 from .conftest import read_events, write_algo
@@ -75,21 +76,16 @@ BROKEN = {
     "missing_class": ("X = 1\n", "algo:Nope", "1004", "Nope"),
     "not_an_algorithm": ("class Algo:\n    pass\n", "algo:Algo", "1004", "BaseAlgorithm"),
     "bad_entry_syntax": ("", "algo.Algo", "1004", "module.path:ClassName"),
-    "constructor_raises": ("from procvision_algorithm_sdk import BaseAlgorithm\n"
-                           "class Algo(BaseAlgorithm):\n"
-                           "    def __init__(self):\n        raise OSError('no camera config')\n"
-                           "    def get_info(self): return {}\n"
-                           "    def pre_execute(self, *a): return {}\n"
-                           "    def execute(self, *a): return {}\n",
-                           "algo:Algo", "1000", "OSError: no camera config"),
+    "constructor_raises": (algorithm_source(class_name="Algo", methods="""
+                               def __init__(self):
+                                   raise OSError('no camera config')
+                           """), "algo:Algo", "1000", "OSError: no camera config"),
     "abstract_methods": ("from procvision_algorithm_sdk import BaseAlgorithm\n"
                          "class Algo(BaseAlgorithm):\n    pass\n", "algo:Algo", "1000", "abstract"),
-    "setup_raises": ("from procvision_algorithm_sdk import BaseAlgorithm\n"
-                     "class Algo(BaseAlgorithm):\n"
-                     "    def setup(self):\n        raise MemoryError('weights too big')\n"
-                     "    def get_info(self): return {}\n"
-                     "    def pre_execute(self, *a): return {}\n"
-                     "    def execute(self, *a): return {}\n", "algo:Algo", "1000", "setup() failed"),
+    "setup_raises": (algorithm_source(class_name="Algo", methods="""
+                         def setup(self):
+                             raise MemoryError('weights too big')
+                     """), "algo:Algo", "1000", "setup() failed"),
 }
 
 
@@ -195,10 +191,8 @@ def test_hooks_wrap_pre_and_execute(start_client: Start, algo_dir: Path, events_
     assert read_events(events_file)[1:] == ["start 1 pre", "finish 1", "start 2 execute", "finish 2"]
 
 
-HOOK_FAILS = '''
-from procvision_algorithm_sdk import BaseAlgorithm, RecoverableError
-
-class Algo(BaseAlgorithm):
+#: Step hooks that raise: a plain exception on step 1's start, a RecoverableError on step 2's finish.
+HOOK_FAILS = algorithm_source(class_name="Algo", sdk_names=["RecoverableError"], methods="""
     def on_step_start(self, step_index, session, context):
         if step_index == 1:
             raise KeyError("start hook broke")
@@ -206,16 +200,7 @@ class Algo(BaseAlgorithm):
     def on_step_finish(self, step_index, session, result):
         if step_index == 2:
             raise RecoverableError("finish hook broke", "1003")
-
-    def get_info(self):
-        return {"name": "h", "version": "1"}
-
-    def pre_execute(self, *args):
-        return {"status": "OK"}
-
-    def execute(self, *args):
-        return {"status": "OK", "data": {"result_status": "OK"}}
-'''
+""")
 
 
 def test_hook_exceptions_are_reported_as_errors(start_client: Start, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.algorithms import algorithm_source
 from tests.support.waiting import wait_until
 
 from .conftest import RawAdapter, read_events, write_algo
@@ -157,31 +158,21 @@ def test_ping_while_busy_in_raw_frames(raw_adapter: Raw, algo_dir: Path, tmp_pat
     assert adapter.next_frame()["request_id"] == "slow"
 
 
-CHILD_AND_THREAD = '''
-import subprocess
-import sys
-import threading
-
-from procvision_algorithm_sdk import BaseAlgorithm
-
-
-class Algo(BaseAlgorithm):
-    def setup(self):
-        self._stop = threading.Event()
-        # A non-daemon thread the author forgot to stop in teardown().
-        threading.Thread(target=self._stop.wait, name="forgotten-worker").start()
-
-    def get_info(self):
-        return {"name": "c", "version": "1"}
-
-    def pre_execute(self, *args):
-        return {"status": "OK"}
-
-    def execute(self, *args):
+#: Starts a child process that writes to stdout, leaves a line without newline on stdout, and
+#: forgets to stop a non-daemon thread it started in setup().
+CHILD_AND_THREAD = algorithm_source(
+    class_name="Algo", imports="import subprocess\nimport sys\nimport threading",
+    methods="""
+        def setup(self):
+            self._stop = threading.Event()
+            # A non-daemon thread the author forgot to stop in teardown().
+            threading.Thread(target=self._stop.wait, name="forgotten-worker").start()
+    """,
+    execute="""
         subprocess.run([sys.executable, "-c", "print('child says hi')"], check=True, timeout=60)
         sys.stdout.write("partial line without newline")
         return {"status": "OK", "data": {"result_status": "OK"}}
-'''
+    """)
 
 
 def test_child_process_output_goes_to_stderr_and_forgotten_threads_do_not_block_exit(

@@ -15,18 +15,18 @@ from procvision_algorithm_sdk.client import AdapterClient
 from procvision_algorithm_sdk.protocol import EXECUTE_ONLY_CAPABILITY
 from procvision_algorithm_sdk.shared_memory import ImageSegment
 from procvision_algorithm_sdk.styles import EXECUTE_ONLY, PHASE, StyleError
+from tests.support.algorithms import algorithm_source
+from tests.support.waiting import wait_until
 
-from .conftest import wait_until, write_algo
+from .conftest import write_algo
 
 Start = Callable[..., AdapterClient]
 
-EXECUTE_ONLY_SOURCE = '''
-import numpy as np
-from procvision_algorithm_sdk import BaseAlgorithm, ProgramError
-
-
-class Algo(BaseAlgorithm):
-    def execute(self, step_index, step_desc, cur_image, guide_image, guide_info):
+#: The execute-only reference double: compares the two images; ``step_desc`` provokes "raise" (a
+#: ProgramError), "code" (status ERROR 1002) and "print" (noise on stdout).
+EXECUTE_ONLY_SOURCE = algorithm_source(
+    style="execute_only", class_name="Algo", imports="import numpy as np", sdk_names=["ProgramError"],
+    execute="""
         if step_desc == "raise":
             raise ProgramError("model crashed", error_code="1009")
         if step_desc == "code":
@@ -42,7 +42,7 @@ class Algo(BaseAlgorithm):
                       "cur_first": [int(v) for v in cur_image[0, 0]],
                       "guide_first": [int(v) for v in guide_image[0, 0]],
                       "guide_info": guide_info, "step_desc": step_desc}}}
-'''
+    """)
 
 
 def _manifest(folder: Path) -> None:

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.support.algorithms import algorithm_source
+
 #: Attempts that every box must deny.
 FORBIDDEN = ("read_token", "read_token_env", "write_registry", "write_active", "read_other_version", "read_trust_keys",
              "map_other_segment", "list_other_segments", "signal_daemon", "read_daemon_proc", "connect_api",
@@ -21,18 +23,8 @@ SECCOMP_ONLY = ("new_user_namespace", "ptrace_child")
 #: Attempts that must work inside the box (it is a box, not a broken process).
 ALLOWED = ("write_scratch",)
 
-SOURCE = r'''
-import ctypes
-import json
-import mmap
-import os
-import socket
-import subprocess
-import tempfile
-import time
-
-from procvision_algorithm_sdk import BaseAlgorithm
-
+#: What the algorithm does at import: the attempts, then one round of them.
+ATTEMPTS_SOURCE = r'''
 T = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets.json")))
 
 
@@ -169,20 +161,26 @@ def attempt_all():
 
 
 AT_IMPORT = attempt_all()
+'''
 
-
-class Algo(BaseAlgorithm):
-    def get_info(self):
-        return {"name": "hostile", "version": "1.0.0", "description": "tries to escape",
-                "supported_pids": ["P1"], "steps": [{"index": 1, "name": "escape", "params": []}]}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {"status": "OK", "message": "ready", "data": {}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+SOURCE = algorithm_source(
+    imports="""
+        import ctypes
+        import json
+        import mmap
+        import os
+        import socket
+        import subprocess
+        import tempfile
+        import time
+    """,
+    prelude=ATTEMPTS_SOURCE, class_name="Algo",
+    info={"name": "hostile", "version": "1.0.0", "description": "tries to escape", "supported_pids": ["P1"],
+          "steps": [{"index": 1, "name": "escape", "params": []}]},
+    execute="""
         return {"status": "OK", "data": {"result_status": "OK", "defect_rects": [],
                                          "attempts": {"import": AT_IMPORT, "execute": attempt_all()}}}
-'''
+    """)
 
 
 def targets_json(**targets: Any) -> str:

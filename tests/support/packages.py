@@ -27,11 +27,18 @@ from procvision_algorithm_sdk.wheel_builder import build_sdk_wheel
 
 from . import wheels as wheel_cache
 
-#: A small real algorithm on our SDK: reads the image, judges its mean brightness.
+#: The standard package algorithm on our SDK (a ``str.format`` template: name, version, pids): it
+#: judges the image's mean brightness (over 250 is NG) and reports ``debug`` (mean, shape, whether
+#: pre_execute ran in the session). ``user_params`` provoke every outcome through a real worker:
+#: ``say`` (a line on stderr, for the worker log), ``sleep_s`` (a slow call, for timeouts),
+#: ``crash`` (the process exits), ``fail`` (execute answers status ERROR with error_code 1003).
 ALGORITHM_SOURCE = '''
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
+import os
+import sys
+import time
 
 import numpy as np
+from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
 
 NAME = {name!r}
 VERSION = {version!r}
@@ -43,16 +50,32 @@ class Algorithm(BaseAlgorithm):
         return {{"name": NAME, "version": VERSION, "description": "test algorithm", "supported_pids": PIDS,
                 "steps": [{{"index": 1, "name": "inspect", "params": []}}]}}
 
+    def _act(self, user_params):
+        if user_params.get("say"):
+            sys.stderr.write(str(user_params["say"]) + "\\n")
+            sys.stderr.flush()
+        if user_params.get("sleep_s"):
+            time.sleep(float(user_params["sleep_s"]))
+        if user_params.get("crash"):
+            os._exit(3)
+
     def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        self._act(user_params)
+        session.set("pre_seen", True)
         return {{"status": "OK", "message": "ready", "data": {{}}}}
 
     def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        self._act(user_params)
+        if user_params.get("fail"):
+            return {{"status": "ERROR", "message": "asked to fail", "error_code": "1003"}}
         image = read_image_from_shared_memory(shared_mem_id, image_meta)
-        mean = float(np.asarray(image).mean())
+        arr = np.asarray(image)
+        mean = float(arr.mean())
+        debug = {{"mean": mean, "shape": list(arr.shape), "pre_seen": bool(session.get("pre_seen", False))}}
         if mean > 250:
             return {{"status": "OK", "data": {{"result_status": "NG", "ng_reason": "too bright",
-                    "defect_rects": [{{"x": 0, "y": 0, "width": 10, "height": 10}}]}}}}
-        return {{"status": "OK", "data": {{"result_status": "OK", "defect_rects": []}}}}
+                    "defect_rects": [{{"x": 0, "y": 0, "width": 10, "height": 10}}], "debug": debug}}}}
+        return {{"status": "OK", "data": {{"result_status": "OK", "defect_rects": [], "debug": debug}}}}
 '''
 
 

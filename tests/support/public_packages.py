@@ -12,8 +12,8 @@ The public packager (0.0.7 and 0.3.x alike) writes ``<name>-v<version>-offline.z
 ``tests.support.packages.build_package(layout="public")`` covers the common case for other tests;
 this module adds what the compatibility tests need on top: the project-folder name, Windows-made
 entries, the public SDK wheels from ``.cache/public-sdk/<version>/``, and the two reference
-algorithms written against the public APIs (``PHASE_SOURCE`` for 0.0.6/0.0.7,
-``EXECUTE_ONLY_SOURCE`` for 0.3.x). Both report "pixel facts" (shape, per-channel mean, values at
+algorithms written against the public APIs (``phase_source`` for 0.0.6/0.0.7,
+``execute_only_source`` for 0.3.x). Both report "pixel facts" (shape, per-channel mean, values at
 fixed points, a checksum) so tests can prove the algorithm saw exactly the pixels that were sent.
 """
 
@@ -33,6 +33,7 @@ import numpy as np
 from procvision_algorithm_sdk.wheel_builder import build_sdk_wheel
 
 from . import wheels as wheel_cache
+from .algorithms import algorithm_source
 from .packages import manifest_for
 
 PHASE_SDK = "0.0.7"
@@ -55,98 +56,80 @@ def pixel_facts(image):
     }
 '''
 
-#: A phase-era (public SDK 0.0.6/0.0.7) algorithm, in that SDK's own style. ``user_params["mode"]``
-#: provokes behaviours: "sleep" (``sleep_s``), "print" (print() of ``text`` into stdout), "fail" (status ERROR
-#: with error_code 1003), "raise" (an exception).
-PHASE_SOURCE = '''
+_IMPORTS = """
 import hashlib
 import os
 import time
 
 import numpy as np
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
+"""
 
-NAME = {name!r}
-VERSION = {version!r}
-PIDS = {pids!r}
-{facts}
-
-class Algorithm(BaseAlgorithm):
-    def get_info(self):
-        return {{"name": NAME, "version": VERSION, "description": "pixel facts (phase era)",
-                "supported_pids": PIDS,
-                "steps": [{{"index": 1, "name": "inspect", "params": [
-                    {{"key": "mode", "type": "string", "required": False}}]}}]}}
-
-    def _act(self, user_params):
-        mode = user_params.get("mode", "")
-        if mode == "sleep":
-            time.sleep(float(user_params.get("sleep_s", 1)))
-        if mode == "print":
-            print(user_params.get("text", "algorithm debug output: checking the part now"))
-        if mode == "raise":
-            raise RuntimeError("algorithm blew up on purpose")
-        return mode
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        self._act(user_params)
-        image = read_image_from_shared_memory(shared_mem_id, image_meta)
-        return {{"status": "OK", "message": "pre ok",
-                "data": {{"calibration_rects": [], "debug": {{"pixels": pixel_facts(image)}}}}}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        mode = self._act(user_params)
-        if mode == "fail":
-            return {{"status": "ERROR", "message": "asked to fail", "error_code": "1003"}}
-        image = read_image_from_shared_memory(shared_mem_id, image_meta)
-        return {{"status": "OK", "message": "inspected", "data": {{
-            "result_status": "OK", "defect_rects": [],
-            "debug": {{"pixels": pixel_facts(image), "image_meta": image_meta, "pid": pid,
-                      "step_index": step_index, "worker_pid": os.getpid(),
-                      "shm_dir": os.environ.get("PROC_SHM_DIR", ""),
-                      "shm_files": sorted(os.listdir(os.environ["PROC_SHM_DIR"]))
-                      if os.path.isdir(os.environ.get("PROC_SHM_DIR", "")) else []}}}}}}
-'''
-
-#: An execute-only (public SDK 0.3.x) algorithm in that SDK's style. ``step_desc`` provokes
-#: behaviours: "sleep:<s>", "print", "fail", "raise"; anything else is just echoed.
-EXECUTE_ONLY_SOURCE = '''
-import hashlib
-import os
-import time
-
-import numpy as np
-from procvision_algorithm_sdk import BaseAlgorithm
-{facts}
-
-class Algorithm(BaseAlgorithm):
-    def execute(self, step_index, step_desc, cur_image, guide_image, guide_info):
-        if step_desc.startswith("sleep:"):
-            time.sleep(float(step_desc.split(":", 1)[1]))
-        if step_desc == "print":
-            print("algorithm debug output: checking the part now")
-        if step_desc == "raise":
-            raise RuntimeError("algorithm blew up on purpose")
-        if step_desc == "fail":
-            return {{"status": "ERROR", "message": "asked to fail", "error_code": "1003"}}
-        return {{"status": "OK", "message": "inspected", "data": {{
-            "result_status": "OK", "defect_rects": [],
-            "debug": {{"cur": pixel_facts(cur_image), "guide": pixel_facts(guide_image),
-                      "step_index": step_index, "step_desc": step_desc, "guide_info": guide_info,
-                      "worker_pid": os.getpid(), "shm_dir": os.environ.get("PROC_SHM_DIR", ""),
-                      "shm_files": sorted(os.listdir(os.environ["PROC_SHM_DIR"]))
-                      if os.path.isdir(os.environ.get("PROC_SHM_DIR", "")) else []}}}}}}
-'''
+#: What both report about the worker's shared-memory folder (proof of which folder it was given).
+_SHM_FACTS = """"worker_pid": os.getpid(), "shm_dir": os.environ.get("PROC_SHM_DIR", ""),
+                          "shm_files": sorted(os.listdir(os.environ["PROC_SHM_DIR"]))
+                          if os.path.isdir(os.environ.get("PROC_SHM_DIR", "")) else []"""
 
 
 def phase_source(name: str, version: str, pids: Iterable[str]) -> str:
-    """The phase-era reference algorithm for this name/version/pids."""
-    return PHASE_SOURCE.format(name=name, version=version, pids=list(pids), facts=PIXEL_FACTS_SOURCE)
+    """The phase-era (public SDK 0.0.6/0.0.7) reference algorithm, in that SDK's own style, for this
+    name/version/pids. ``user_params["mode"]`` provokes behaviours: "sleep" (``sleep_s``), "print"
+    (print() of ``text`` into stdout), "fail" (status ERROR with error_code 1003), "raise" (an exception)."""
+    mode_param = {"key": "mode", "type": "string", "required": False}
+    info = {"name": name, "version": version, "description": "pixel facts (phase era)", "supported_pids": list(pids),
+            "steps": [{"index": 1, "name": "inspect", "params": [mode_param]}]}
+    return algorithm_source(
+        info=info, imports=_IMPORTS, prelude=PIXEL_FACTS_SOURCE, sdk_names=["read_image_from_shared_memory"],
+        methods="""
+            def _act(self, user_params):
+                mode = user_params.get("mode", "")
+                if mode == "sleep":
+                    time.sleep(float(user_params.get("sleep_s", 1)))
+                if mode == "print":
+                    print(user_params.get("text", "algorithm debug output: checking the part now"))
+                if mode == "raise":
+                    raise RuntimeError("algorithm blew up on purpose")
+                return mode
+        """,
+        pre_execute="""
+            self._act(user_params)
+            image = read_image_from_shared_memory(shared_mem_id, image_meta)
+            return {"status": "OK", "message": "pre ok",
+                    "data": {"calibration_rects": [], "debug": {"pixels": pixel_facts(image)}}}
+        """,
+        execute=f"""
+            mode = self._act(user_params)
+            if mode == "fail":
+                return {{"status": "ERROR", "message": "asked to fail", "error_code": "1003"}}
+            image = read_image_from_shared_memory(shared_mem_id, image_meta)
+            return {{"status": "OK", "message": "inspected", "data": {{
+                "result_status": "OK", "defect_rects": [],
+                "debug": {{"pixels": pixel_facts(image), "image_meta": image_meta, "pid": pid,
+                          "step_index": step_index,
+                          {_SHM_FACTS}}}}}}}
+        """)
 
 
 def execute_only_source() -> str:
-    """The execute-only reference algorithm (0.3.x has no get_info: nothing to fill in)."""
-    return EXECUTE_ONLY_SOURCE.format(facts=PIXEL_FACTS_SOURCE)
+    """The execute-only (public SDK 0.3.x) reference algorithm, in that SDK's style (it has no
+    get_info: nothing to fill in). ``step_desc`` provokes behaviours: "sleep:<s>", "print", "fail",
+    "raise"; anything else is just echoed."""
+    return algorithm_source(
+        style="execute_only", imports=_IMPORTS, prelude=PIXEL_FACTS_SOURCE,
+        execute=f"""
+            if step_desc.startswith("sleep:"):
+                time.sleep(float(step_desc.split(":", 1)[1]))
+            if step_desc == "print":
+                print("algorithm debug output: checking the part now")
+            if step_desc == "raise":
+                raise RuntimeError("algorithm blew up on purpose")
+            if step_desc == "fail":
+                return {{"status": "ERROR", "message": "asked to fail", "error_code": "1003"}}
+            return {{"status": "OK", "message": "inspected", "data": {{
+                "result_status": "OK", "defect_rects": [],
+                "debug": {{"cur": pixel_facts(cur_image), "guide": pixel_facts(guide_image),
+                          "step_index": step_index, "step_desc": step_desc, "guide_info": guide_info,
+                          {_SHM_FACTS}}}}}}}
+        """)
 
 
 def public_sdk_wheels(sdk_version: str) -> list[Path]:

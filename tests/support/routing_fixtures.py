@@ -27,6 +27,7 @@ from runner.routing.router import Router
 from runner.store.layout import RootLayout
 from runner.store.registry import INSTALLED, Registry
 from runner.supervision.supervisor import Supervisor
+from tests.support.algorithms import algorithm_source
 from tests.support.deploy import Deployed, Deployer
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported: tests on other branches import it from here
 
@@ -34,32 +35,29 @@ NAME = "algo"
 PIDS = ["P1", "P2"]
 
 #: One algorithm whose behaviour ``user_params["mode"]`` chooses; it reports its own version and
-#: process so tests can tell who served a call. Modes: ok, mean, garbage, error, slow.
-ALGO = '''
-import json
-import os
-import time
-from pathlib import Path
+#: process so tests can tell who served a call. Modes: ok, mean, garbage, ng_without_reason, error;
+#: ``sleep_ms`` slows execute down.
+ALGO = algorithm_source(
+    class_name="Algo", sdk_names=["read_image_from_shared_memory"],
+    imports="""
+        import json
+        import os
+        import time
+        from pathlib import Path
 
-import numpy as np
-
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
-
-MANIFEST = json.loads((Path(__file__).resolve().parent / "manifest.json").read_text())
-VERSION = MANIFEST["version"]
-
-
-class Algo(BaseAlgorithm):
-    def get_info(self):
-        return {"name": MANIFEST["name"], "version": VERSION, "supported_pids": MANIFEST["supported_pids"],
-                "steps": []}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+        import numpy as np
+    """,
+    prelude="""
+        MANIFEST = json.loads((Path(__file__).resolve().parent / "manifest.json").read_text())
+        VERSION = MANIFEST["version"]
+    """,
+    info='{"name": MANIFEST["name"], "version": VERSION, "supported_pids": MANIFEST["supported_pids"], "steps": []}',
+    pre_execute="""
         session.set("pre_version", VERSION)
         session.set("pre_os_pid", os.getpid())
         return {"status": "OK", "message": "", "data": {"version": VERSION, "os_pid": os.getpid()}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+    """,
+    execute="""
         mode = user_params.get("mode", "ok")
         if user_params.get("sleep_ms"):
             time.sleep(float(user_params["sleep_ms"]) / 1000)
@@ -77,7 +75,7 @@ class Algo(BaseAlgorithm):
             debug["mean"] = [float(v) for v in np.asarray(img, dtype=np.float64).reshape(-1, 3).mean(axis=0)]
             debug["first"] = [int(v) for v in img[0, 0]]
         return {"status": "OK", "message": "", "data": {"result_status": "OK", "debug": debug}}
-'''
+    """)
 
 #: A version whose code fails at import: its worker can never become ready.
 BROKEN = '''

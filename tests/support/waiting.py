@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -19,12 +19,26 @@ DEFAULT_TIMEOUT_S = 120.0
 INTERVAL_S = 0.02
 
 
-def wait_until(predicate: Callable[[], T], timeout_s: float = DEFAULT_TIMEOUT_S, what: str = "condition",
-               interval_s: float = INTERVAL_S) -> T:
+@overload
+def wait_until(predicate: Callable[[], T | None], timeout_s: float = ..., what: str | Callable[[], str] = ...,
+               interval_s: float = ..., *, fail: Literal[True] = ...) -> T: ...
+
+
+@overload
+def wait_until(predicate: Callable[[], T | None], timeout_s: float = ..., what: str | Callable[[], str] = ...,
+               interval_s: float = ..., *, fail: Literal[False]) -> T | None: ...
+
+
+def wait_until(predicate: Callable[[], T | None], timeout_s: float = DEFAULT_TIMEOUT_S,
+               what: str | Callable[[], str] = "condition", interval_s: float = INTERVAL_S, *,
+               fail: bool = True) -> T | None:
     """Call ``predicate`` until it returns something truthy and return that value.
 
     Fails the test (AssertionError naming ``what``) if it is still falsy after ``timeout_s`` seconds;
-    it is checked once more at the deadline, so a slow scheduler cannot make it fail early.
+    it is checked once more at the deadline, so a slow scheduler cannot make it fail early. ``what``
+    may be a function, called only on a timeout, when the message needs state read at that moment
+    (a process's last stderr lines). With ``fail=False`` a timeout returns the last falsy value
+    instead: for scripts that report what they saw rather than fail (tests/support/offline_station.py).
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -33,7 +47,8 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = DEFAULT_TIMEOUT_S,
             return value
         if time.monotonic() >= deadline:
             value = predicate()
-            if value:
+            if value or not fail:
                 return value
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {described}")
         time.sleep(interval_s)
