@@ -8,6 +8,7 @@ file (``--config FILE``, else ``<root>/runner_config.json`` if it exists) > defa
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,6 +125,11 @@ class Settings(BaseSettings):
     sandbox_worker_user: str = Field(
         default="procvision-worker", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$",
         description="User (name or numeric uid) boxed workers run as when the daemon runs as root")
+
+    # Install pipeline: the process environment the install tools (uv/pip) and the smoke-test worker
+    # start from, captured here once (no other module reads os.environ). Filtered where used: the tools
+    # drop index/Python overrides; the smoke worker gets the same allow-list as served workers.
+    install_base_env: dict[str, str] = Field(default_factory=lambda: dict(os.environ), exclude=True, repr=False)
 
     @field_validator("sandbox_worker_user")
     @classmethod

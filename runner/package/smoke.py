@@ -1,7 +1,7 @@
 """Install smoke test: talk to a freshly built package through the real worker protocol.
 
-Starts the adapter from the new venv (cwd = the package folder, environment from
-``worker_environment``) and runs the same handshake as a served worker (``launch.handshake``: hello,
+Starts the adapter from the new venv (cwd = the package folder, environment: ``worker_environment``
+applied to ``settings.install_base_env``) and runs the same handshake as a served worker (``launch.handshake``: hello,
 dialect, proof that the algorithm loaded). Then the dialect's smoke plan (``smoke_phases``):
 
 * phase style (ours, public 0.0.7): ``info`` (name, version, supported_pids must match the manifest),
@@ -156,7 +156,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
         raise run.fail("hello", f"cannot place the worker under its memory limit: {exc}") from exc
     spec = WorkerSpec(manifest.name, manifest.version, package_dir, package_dir, python, manifest.entry_point)
     try:
-        command = worker_command(settings, spec, shm_dir, os.environ, placement)
+        command = worker_command(settings, spec, shm_dir, settings.install_base_env, placement)
     except BaseException:
         placement.terminate()
         raise
