@@ -21,6 +21,7 @@ import contextlib
 import os
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from .checks import CheckedPackage, InstallPlan, PackageChecks, Progress, sha256
 from .publish import MARKER, discard, installed_record, invalid_record, publish, read_marker, remove_empty, remove_tree
 from .recovery import recover
 from .smoke import SmokeFailure, run_smoke_test
-from .venvtools import PendingVenv, choose_tool
+from .venvtools import PendingVenv, choose_tool, find_uv
 
 __all__ = ["MARKER", "REQUIREMENTS_FILE", "STAGES", "CheckedPackage", "InstallPlan", "InstallResult", "Installer",
            "Progress", "sha256_file"]
@@ -68,8 +69,10 @@ class InstallResult:
 class Installer:
     """Installs, validates, removes and recovers package versions of one runtime root."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry,
+                 locate_uv: Callable[[], Path | None] = find_uv) -> None:
         self.settings = settings
+        self._locate_uv = locate_uv  # a seam: tests install as a station without uv would
         self.registry = registry
         self.layout = settings.layout
         self.checks = PackageChecks(settings)
@@ -146,7 +149,7 @@ class Installer:
         env = venv.tool_environment(self.settings)
         pending: PendingVenv | None = None
         try:
-            tool = choose_tool(self.settings, env)
+            tool = choose_tool(self.settings, env, self._locate_uv)
             # Creating the venv runs nothing of the package: it overlaps extraction and the signature check.
             pending = tool.start_venv(plan.interpreter.path, venv_build)
             emit("extracting")
