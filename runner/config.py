@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     # start from, captured here once (no other module reads os.environ). Filtered where used: the tools
     # drop index/Python overrides; the smoke worker gets the same allow-list as served workers.
     install_base_env: dict[str, str] = Field(default_factory=lambda: dict(os.environ), exclude=True, repr=False)
+    # uv installs no bytecode: after publishing, compile the venv's site-packages in the background
+    # (one core), so workers do not compile numpy & co. at every start; later versions link it.
+    compile_bytecode: bool = True
+    bytecode_timeout_s: float = Field(default=600.0, gt=0)
 
     @field_validator("sandbox_worker_user")
     @classmethod

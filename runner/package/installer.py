@@ -18,6 +18,7 @@ root lock for each read-modify-write.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 import zipfile
@@ -35,6 +36,7 @@ from ..store.registry import INVALID, Registry
 from ..store.space import DiskFullError, as_runner_error
 from ..trust.gate import TrustGate
 from . import archive, venv
+from .bytecode import BytecodeCompiler, link_bytecode, site_packages
 from .checks import CheckedPackage, InstallPlan, PackageChecks, Progress, sha256_file
 from .publish import MARKER, discard, installed_record, invalid_record, publish, read_marker, remove_empty, remove_tree
 from .recovery import recover
@@ -44,6 +46,10 @@ from .venvtools import PendingVenv, choose_tool, find_uv
 __all__ = ["MARKER", "REQUIREMENTS_FILE", "STAGES", "CheckedPackage", "InstallPlan", "InstallResult", "Installer",
            "Progress", "sha256_file"]
 
+log = logging.getLogger(__name__)
+
+#: Deployed venvs a new install looks into for bytecode of the same files.
+_BYTECODE_SOURCES = 3
 STAGES = ("checking", "extracting", "creating venv", "installing", "smoke test", "publishing")
 REQUIREMENTS_FILE = ".procvision-requirements.txt"
 
@@ -79,6 +85,7 @@ class Installer:
         self.limits = self.checks.limits
         self.finder = self.checks.finder
         self.trust = TrustGate(settings)
+        self.bytecode = BytecodeCompiler(settings, venv.tool_environment(settings))
         # An install of the same version may wait for another one to finish completely.
         self._version_wait_s = settings.venv_timeout_s + settings.pip_timeout_s + settings.smoke_timeout_s + 60.0
 
@@ -167,19 +174,36 @@ class Installer:
             wheels_dir = staging / package.layout.wheels_dir
             chosen = [wheels_dir / w.filename for w in plan.resolution.chosen.values()]
             tool.install(staging / "venv", chosen, wheels_dir, requirements)
+            compile_later = self.settings.compile_bytecode and not tool.compiles_bytecode
+            if compile_later:
+                self._link_bytecode(staging / "venv", manifest.name)
             package_rel = package.layout.package_dir or "."
             report = self._smoke_test(staging, package_rel, manifest, shm_dir, emit)
             emit("publishing")
             record = {**installed_record(self.layout, manifest, sha, zip_path.name, package_rel, plan, tool.name,
                                          report), "signature": signature}
-            publish(self.layout, staging, record, env)
-            return self._result(self.registry.put(record), idempotent=False)
+            version_dir = publish(self.layout, staging, record, env)
+            result = self._result(self.registry.put(record), idempotent=False)
+            site = site_packages(version_dir / "venv")
+            if compile_later and site is not None:
+                self.bytecode.start(plan.interpreter.path, site)
+            return result
         finally:
             if pending is not None:
                 pending.cancel()
             remove_tree(staging)
             remove_tree(venv_build)
             remove_tree(shm_dir)
+
+    def _link_bytecode(self, venv_dir: Path, name: str) -> None:
+        """Link the bytecode deployed versions already have for the same files (same name first)."""
+        site = site_packages(venv_dir)
+        if site is None:
+            return
+        deployed = sorted(self.layout.deployed.glob("*/*/venv"),
+                          key=lambda venv_dir: (venv_dir.parent.parent.name != name, -_mtime_ns(venv_dir)))
+        sites = [s for s in (site_packages(d) for d in deployed[:_BYTECODE_SOURCES]) if s is not None]
+        log.debug("linked %d .pyc files into %s", link_bytecode(site, sites), site)
 
     def _smoke_test(self, staging: Path, package_rel: str, manifest: Manifest, shm_dir: Path,
                     emit: Progress) -> dict[str, Any] | None:
@@ -221,6 +245,7 @@ class Installer:
             if record is None and not version_dir.exists():
                 raise RunnerError(PackageErrorCode.NOT_FOUND, f"{name} {version} is not installed",
                                   name=name, version=version)
+            self.bytecode.stop(version_dir)
             if version_dir.exists():
                 discard(self.layout, version_dir)
             self.registry.remove(name, version)
@@ -230,3 +255,10 @@ class Installer:
         """Repair the root after a crash (``recovery.recover``). Call once at start, before any install
         or worker runs."""
         recover(self.layout, self.registry)
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0  # removed meanwhile: looked at last (and skipped)

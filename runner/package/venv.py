@@ -81,6 +81,10 @@ class PendingStep:
                               step=self.what, exit_code=proc.returncode, stderr_tail=tail)
         return stdout
 
+    def kill(self) -> None:
+        """SIGKILL the step's process group without reaping it (the thread in ``finish`` does that)."""
+        _kill_group(self._proc)
+
     def cancel(self) -> None:
         """Kill the step's whole process group (no grandchild keeps running) and reap it."""
         if self._proc.returncode is None:

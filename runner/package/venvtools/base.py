@@ -34,6 +34,8 @@ class VenvTool(ABC):
 
     #: Recorded in the registry as ``installer``.
     name: str
+    #: Does ``install`` leave ``.pyc`` files (pip: yes; uv: no, the runner compiles them afterwards)?
+    compiles_bytecode: bool
 
     def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
         self.settings = settings

@@ -14,6 +14,7 @@ class PipTool(VenvTool):
     """virtualenv + pip, offline (``--no-download``, ``--no-index``)."""
 
     name = "pip"
+    compiles_bytecode = True
 
     def create_argv(self, interpreter: str, venv_dir: Path) -> list[str]:
         # virtualenv (a runner dependency) rather than the target's own ``-m venv``: it works for

@@ -35,6 +35,7 @@ class UvTool(VenvTool):
     """uv, offline, with the runner's cache and content-addressed wheel links (see ``wheelhouse_links``)."""
 
     name = "uv"
+    compiles_bytecode = False
 
     def __init__(self, settings: Settings, env: Mapping[str, str], uv_bin: Path) -> None:
         super().__init__(settings, env)
