@@ -251,6 +251,10 @@ class Installer:
             self.registry.remove(name, version)
             remove_empty(version_dir.parent)
 
+    def close(self) -> None:
+        """End background work (bytecode compiles) at daemon shutdown; venvs work without it."""
+        self.bytecode.stop(self.layout.root)
+
     def recover(self) -> None:
         """Repair the root after a crash (``recovery.recover``). Call once at start, before any install
         or worker runs."""
