@@ -38,8 +38,8 @@ def site_packages(venv_dir: Path) -> Path | None:
 
 def link_bytecode(site: Path, deployed_sites: Iterable[Path]) -> int:
     """Hard-link into ``site`` the ``.pyc`` files of ``deployed_sites`` whose source is the same file
-    (inode) in ``site``; returns how many were linked. A folder that already has bytecode (from an
-    earlier site) is skipped; anything unexpected skips that file (Python then compiles it)."""
+    (inode) in ``site``; returns how many were linked. The sites are tried in order until one shares
+    files (walking each costs ~0.1 s); anything unexpected skips that file (Python then compiles it)."""
     linked = 0
     for other in deployed_sites:
         try:
@@ -48,6 +48,8 @@ def link_bytecode(site: Path, deployed_sites: Iterable[Path]) -> int:
                 linked += _link_folder(cache_dir, other / rel_dir, site / rel_dir)
         except OSError as exc:
             log.debug("no bytecode from %s: %s", other, exc)  # removed meanwhile: the others still count
+        if linked:
+            break
     return linked
 
 
