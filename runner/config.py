@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,6 +139,11 @@ class Settings(BaseSettings):
     console_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
     console_sessions_max: int = Field(default=64, ge=1, le=10000)
 
+    # uv installs no bytecode: after publishing, compile the venv's site-packages in the background
+    # (one core), so workers do not compile numpy & co. at every start; later versions link it.
+    compile_bytecode: bool = True
+    bytecode_timeout_s: float = Field(default=600.0, gt=0)
+
     @field_validator("sandbox_worker_user")
     @classmethod
     def _unprivileged_worker_user(cls, value: str) -> str:
@@ -161,6 +167,13 @@ class Settings(BaseSettings):
     def inherited_environment(self) -> dict[str, str]:
         """The process environment as it was when these settings were built (a copy)."""
         return dict(self._inherited_env)
+
+    def with_environment(self, environ: Mapping[str, str]) -> Settings:
+        """These settings with ``environ`` as the inherited environment (what a test or an embedding
+        program gives workers and install tools instead of this process's own)."""
+        copy = self.model_copy()
+        copy._inherited_env = dict(environ)
+        return copy
 
     @property
     def layout(self) -> RootLayout:

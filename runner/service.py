@@ -109,8 +109,9 @@ class RunnerService:
         self.router.resume()
 
     def close(self) -> None:
-        """Stop every worker (drains in-flight calls up to the shutdown grace)."""
+        """Stop every worker (drains in-flight calls up to the shutdown grace) and background compiles."""
         self.supervisor.shutdown()
+        self.installer.close()
 
     # --- packages --------------------------------------------------------------------------------
 

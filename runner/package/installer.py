@@ -1,10 +1,14 @@
 """The install pipeline: package zip -> checked -> offline venv -> smoke-tested -> published.
 
-Nothing is written outside ``<root>/.staging/<id>/`` until every check and the smoke test passed.
+Nothing is written outside ``<root>/.staging/`` until every check and the smoke test passed.
 Publishing is one ``rename`` of the staging folder to ``deployed/<name>/<version>/`` (same filesystem)
 followed by the registry record; the staging folder carries a marker (``.procvision-install.json``, the
 record itself) before the rename, so ``recover()`` can tell a published-but-unregistered version (kill -9
 between rename and registry write: it is registered) from garbage (no marker: removed).
+
+Checks 1-3 are in ``checks``, the record and the rename in ``publish``, crash repair in ``recovery``,
+the venv tools in ``venvtools``. The venv is created (in ``.staging/<id>.venv``, outside the tree the
+signature covers) while the package is extracted and its signature checked, then moved into place.
 
 Concurrency: the per-version lock is held from the existence check to the registry write, so two
 installs of one version, or an install racing an uninstall, are serialised; the registry takes the
@@ -14,10 +18,8 @@ root lock for each read-modify-write.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import shutil
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping
@@ -25,31 +27,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
-from procvision_algorithm_sdk.manifest import Manifest, ManifestError, parse_manifest_bytes
+from procvision_algorithm_sdk.manifest import Manifest
 
 from ..config import Settings
 from ..errors import PackageErrorCode, RunnerError
-from ..store.atomic import fsync_dir, read_json, write_json_atomic
 from ..store.locks import version_lock
-from ..store.registry import INSTALLED, INVALID, Registry, utc_now
+from ..store.registry import INVALID, Registry
 from ..store.space import DiskFullError, as_runner_error
 from ..trust.gate import TrustGate
-from . import archive, layout, venv, wheels
-from .env_file import parse_env_file
-from .interpreters import Interpreter, InterpreterFinder
+from . import archive, venv
+from .bytecode import BytecodeCompiler, link_bytecode, site_packages
+from .checks import CheckedPackage, InstallPlan, PackageChecks, Progress, sha256_file
+from .publish import MARKER, discard, installed_record, invalid_record, publish, read_marker, remove_empty, remove_tree
+from .recovery import recover
 from .smoke import SmokeFailure, run_smoke_test
+from .venvtools import PendingVenv, choose_tool, find_uv
+
+__all__ = ["MARKER", "REQUIREMENTS_FILE", "STAGES", "CheckedPackage", "InstallPlan", "InstallResult", "Installer",
+           "Progress", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
+#: Deployed venvs a new install looks into for bytecode of the same files.
+_BYTECODE_SOURCES = 3
 STAGES = ("checking", "extracting", "creating venv", "installing", "smoke test", "publishing")
-MARKER = ".procvision-install.json"
 REQUIREMENTS_FILE = ".procvision-requirements.txt"
-MAX_SMALL_FILE = 1024 * 1024
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -70,158 +72,26 @@ class InstallResult:
     signature: dict[str, Any] | None = None  # runner/trust: {status, mode, signer, error}
 
 
-@dataclass
-class _Package:
-    """What checks 1-2 learnt from the zip."""
-
-    infos: list[zipfile.ZipInfo]
-    layout: layout.PackageLayout
-    manifest: Manifest
-    env_config: dict[str, Any]
-
-
-@dataclass
-class _Plan:
-    """What check 3 decided: interpreter and wheels."""
-
-    interpreter: Interpreter
-    resolution: wheels.Resolution
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, streamed (2001 if it cannot be read)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(archive.CHUNK), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise archive.invalid(f"cannot read {path.name}: {exc.strerror or exc}", path=str(path)) from exc
-    return digest.hexdigest()
-
-
-def _remove_tree(path: Path) -> None:
-    """Delete a folder we own; a failure is logged (recover() retries at the next start), not hidden."""
-    if not path.exists() and not path.is_symlink():
-        return
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    except OSError as exc:
-        log.warning("could not remove %s: %s (it is retried at the next start)", path, exc)
-
-
 class Installer:
     """Installs, validates, removes and recovers package versions of one runtime root."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry,
+                 locate_uv: Callable[[], Path | None] = find_uv) -> None:
         self.settings = settings
+        self._locate_uv = locate_uv  # a seam: tests install as a station without uv would
         self.registry = registry
         self.layout = settings.layout
-        self.limits = archive.ArchiveLimits.from_settings(settings)
-        self.finder = InterpreterFinder(settings.python)
+        self.checks = PackageChecks(settings)
+        self.limits = self.checks.limits
+        self.finder = self.checks.finder
         self.trust = TrustGate(settings)
+        self.bytecode = BytecodeCompiler(settings, venv.tool_environment(settings))
         # An install of the same version may wait for another one to finish completely.
         self._version_wait_s = settings.venv_timeout_s + settings.pip_timeout_s + settings.smoke_timeout_s + 60.0
 
-    # --- checks 1-3 -----------------------------------------------------------------------------
-
-    def _read_package(self, zf: zipfile.ZipFile, on_pass: Progress | None = None) -> _Package:
-        """Checks 1 (archive safety) and 2 (layout, manifest)."""
-        stage = "zip_safety"
-        try:
-            infos = archive.check_entries(zf, self.limits)
-            _passed(on_pass, stage)
-            stage = "layout"
-            found = layout.locate([i.filename for i in infos])
-            _passed(on_pass, stage)
-            stage = "manifest"
-            by_name = {i.filename: i for i in infos}
-            data = archive.read_member(zf, by_name[found.manifest], MAX_SMALL_FILE)
-            try:
-                # Public SDK 0.3.x manifests have no supported_pids: any pid may then be bound.
-                manifest = parse_manifest_bytes(data, pids_required=False)
-            except ManifestError as exc:
-                raise RunnerError(PackageErrorCode.MANIFEST_MISSING, f"{exc}", field=exc.field,
-                                  entry=found.manifest) from exc
-            env_config: dict[str, Any] = {}
-            if found.env_file:
-                raw = archive.read_member(zf, by_name[found.env_file], MAX_SMALL_FILE)
-                env_config = parse_env_file(raw, found.env_file)
-            _passed(on_pass, stage)
-        except RunnerError as exc:
-            exc.details.setdefault("check", stage)
-            raise
-        return _Package(infos, found, manifest, env_config)
-
-    def _plan(self, zf: zipfile.ZipFile, package: _Package) -> _Plan:
-        """Check 3: interpreter and wheels, from names and wheel metadata only (no venv)."""
-        found = package.layout
-        stage = "python"
-        try:
-            if not found.wheels_dir or not found.wheels:
-                stage = "wheels"
-                raise RunnerError(PackageErrorCode.WHEELS_MISSING,
-                                  "the package has no wheels/ folder with .whl files; bundle every dependency "
-                                  "(at least the procvision-algorithm-sdk wheel) in wheels/")
-            python_version = package.env_config.get("python_version")
-            interpreter = self.finder.choose(package.manifest.python_requires,
-                                             str(python_version) if python_version else None)
-            stage = "wheels"
-            by_base = {member.rsplit("/", 1)[-1]: member for member in found.wheels}
-            wheel_files = wheels.parse_wheel_names(by_base)
-            requirements = self._requirements(zf, package, wheel_files)
-            resolution = wheels.resolve(requirements, wheel_files, interpreter,
-                                        wheels.nested_metadata_reader(zf, by_base, self.limits))
-            wheels.check_hashes(requirements, resolution, wheels.nested_wheel_digest(zf, by_base))
-        except RunnerError as exc:
-            exc.details.setdefault("check", stage)
-            raise
-        return _Plan(interpreter, resolution)
-
-    def _requirements(self, zf: zipfile.ZipFile, package: _Package,
-                      wheel_files: list[wheels.WheelFile]) -> list[Requirement]:
-        found = package.layout
-        if found.requirements:
-            info = next(i for i in package.infos if i.filename == found.requirements)
-            text = archive.read_member(zf, info, MAX_SMALL_FILE).decode("utf-8-sig", "replace")
-            reqs = wheels.parse_requirements(text, found.requirements)
-        else:
-            # No requirements file: install what was bundled.
-            reqs = [Requirement(name) for name in sorted({w.name for w in wheel_files})]
-        if wheels.SDK_DISTRIBUTION not in {canonicalize_name(r.name) for r in reqs}:
-            reqs.append(Requirement(wheels.SDK_DISTRIBUTION))
-        return reqs
-
     def validate(self, zip_path: Path) -> dict[str, Any]:
-        """Checks 1-3 only (no venv, nothing written). Report in the SDK's shape:
-        ``{summary: {status: PASS|FAIL, passed, failed}, checks: [{name, result, message}], ...}``."""
-        checks: list[dict[str, Any]] = []
-
-        def passed(name: str) -> None:
-            checks.append({"name": name, "result": "PASS", "message": "ok"})
-
-        report: dict[str, Any] = {"zip": str(zip_path)}
-        try:
-            with archive.open_zip(Path(zip_path), self.limits) as zf:
-                package = self._read_package(zf, passed)
-                report.update(name=package.manifest.name, version=package.manifest.version)
-                plan = self._plan(zf, package)
-                checks.append({"name": "python", "result": "PASS", "message": plan.interpreter.describe()})
-                checks.append({"name": "wheels", "result": "PASS",
-                               "message": ", ".join(plan.resolution.pins())})
-                report.update(python=plan.interpreter.path, python_version=plan.interpreter.version_str)
-        except RunnerError as exc:
-            checks.append({"name": str(exc.details.get("check", "zip_safety")), "result": "FAIL",
-                           "message": exc.message, "code": exc.code, "error_name": exc.name})
-            report["error"] = exc.to_dict()
-        failed = sum(1 for c in checks if c["result"] == "FAIL")
-        report["summary"] = {"status": "FAIL" if failed else "PASS", "passed": len(checks) - failed,
-                             "failed": failed}
-        report["checks"] = checks
-        return report
+        """Checks 1-3 only (no venv, nothing written); the SDK's report shape (see ``checks``)."""
+        return self.checks.validate(zip_path)
 
     # --- install --------------------------------------------------------------------------------
 
@@ -234,7 +104,7 @@ class Installer:
         self.layout.ensure()
         emit("checking")
         with archive.open_zip(zip_path, self.limits) as zf:
-            package = self._read_package(zf)
+            package = self.checks.read_package(zf)
             # Hashed after the archive checks: a hostile zip is refused without reading all of it.
             sha = sha256_file(zip_path)
             manifest = package.manifest
@@ -265,7 +135,7 @@ class Installer:
                               name=name, version=version, installed_sha256=record.get("zip_sha256"), zip_sha256=sha)
         version_dir = self.layout.version_dir(name, version)
         if version_dir.exists():
-            marker = _read_marker(version_dir)
+            marker = read_marker(version_dir)
             if marker is not None and marker.get("zip_sha256") == sha:
                 # Published by an install that died before its registry write: finish it.
                 return self._result(self.registry.put(marker), idempotent=True)
@@ -274,86 +144,79 @@ class Installer:
                               name=name, version=version)
         return None
 
-    def _install_locked(self, zf: zipfile.ZipFile, zip_path: Path, sha: str, package: _Package,
+    def _install_locked(self, zf: zipfile.ZipFile, zip_path: Path, sha: str, package: CheckedPackage,
                         emit: Progress) -> InstallResult:
         manifest = package.manifest
-        plan = self._plan(zf, package)
+        plan = self.checks.plan(zf, package)
         token = uuid.uuid4().hex
         staging = self.layout.staging / token
+        venv_build = self.layout.staging / f"{token}.venv"
         shm_dir = self.layout.staging / f"{token}.shm"
         staging.mkdir(parents=True)
+        env = venv.tool_environment(self.settings)
+        pending: PendingVenv | None = None
         try:
+            tool = choose_tool(self.settings, env, self._locate_uv)
+            # Creating the venv runs nothing of the package: it overlaps extraction and the signature check.
+            pending = tool.start_venv(plan.interpreter.path, venv_build)
             emit("extracting")
             archive.extract(zf, package.infos, staging, self.limits)
-            # Signature check before anything of the package runs (venv, wheel .pth files, smoke test).
+            # Signature check before anything of the package runs (wheel .pth files, smoke test).
             signature = self.trust.admit(staging, package.layout)
-            tool = venv.choose_tool(self.settings)
-            env = venv.tool_environment(self.settings, os.environ)
             emit("creating venv")
-            venv.create_venv(self.settings, tool, plan.interpreter.path, staging / "venv", env)
+            building, pending = pending, None
+            building.finish()
+            os.rename(venv_build, staging / "venv")
             requirements = staging / REQUIREMENTS_FILE
             requirements.write_text("\n".join(plan.resolution.pins()) + "\n", encoding="utf-8")
             emit("installing")
             assert package.layout.wheels_dir is not None
             wheels_dir = staging / package.layout.wheels_dir
-            if tool == "uv":
-                chosen = [wheels_dir / w.filename for w in plan.resolution.chosen.values()]
-                find_links = venv.wheelhouse_links(self.layout.wheelhouse, chosen)
-            else:
-                find_links = [wheels_dir]
-            venv.install_requirements(self.settings, tool, staging / "venv", find_links, requirements, env)
+            chosen = [wheels_dir / w.filename for w in plan.resolution.chosen.values()]
+            tool.install(staging / "venv", chosen, wheels_dir, requirements)
+            compile_later = self.settings.compile_bytecode and not tool.compiles_bytecode
+            if compile_later:
+                self._link_bytecode(staging / "venv", manifest.name)
             package_rel = package.layout.package_dir or "."
-            report: dict[str, Any] | None = None
-            if self.settings.smoke_test:
-                emit("smoke test")
-                try:
-                    report = run_smoke_test(self.settings, venv.venv_python(staging / "venv"),
-                                            staging / package_rel, manifest, shm_dir)
-                except SmokeFailure as exc:
-                    raise RunnerError(PackageErrorCode.SMOKE_TEST_FAILED,
-                                      f"{manifest.name} {manifest.version} failed its smoke test: {exc.message}",
-                                      name=manifest.name, version=manifest.version, report=exc.report) from exc
+            report = self._smoke_test(staging, package_rel, manifest, shm_dir, emit)
             emit("publishing")
-            record = {**self._record(manifest, sha, zip_path.name, package_rel, plan, tool, report),
-                      "signature": signature}
-            return self._publish(staging, record, env)
+            record = {**installed_record(self.layout, manifest, sha, zip_path.name, package_rel, plan, tool.name,
+                                         report), "signature": signature}
+            version_dir = publish(self.layout, staging, record, env)
+            result = self._result(self.registry.put(record), idempotent=False)
+            site = site_packages(version_dir / "venv")
+            if compile_later and site is not None:
+                self.bytecode.start(plan.interpreter.path, site)
+            return result
         finally:
-            _remove_tree(staging)
-            _remove_tree(shm_dir)
+            if pending is not None:
+                pending.cancel()
+            remove_tree(staging)
+            remove_tree(venv_build)
+            remove_tree(shm_dir)
 
-    def _record(self, manifest: Manifest, sha: str, zip_name: str, package_rel: str, plan: _Plan, tool: str,
-                report: dict[str, Any] | None) -> dict[str, Any]:
-        sdk = plan.resolution.chosen.get(wheels.SDK_DISTRIBUTION)
-        now = utc_now()
-        return {
-            "name": manifest.name, "version": manifest.version, "supported_pids": list(manifest.supported_pids),
-            "state": INSTALLED, "created_at": now, "updated_at": now, "zip_sha256": sha, "zip_name": zip_name,
-            "python": plan.interpreter.path, "python_version": plan.interpreter.version_str,
-            "venv_python": str(self.layout.venv_python(manifest.name, manifest.version)),
-            "dialect": (report or {}).get("dialect"),
-            "sdk_version": (report or {}).get("sdk_version") or (str(sdk.version) if sdk else None),
-            "entry_point": manifest.entry_point, "package_dir": package_rel, "last_error": None, "smoke": report,
-            "installer": tool, "wheels": plan.resolution.pins(),
-        }
+    def _link_bytecode(self, venv_dir: Path, name: str) -> None:
+        """Link the bytecode deployed versions already have for the same files (same name first)."""
+        site = site_packages(venv_dir)
+        if site is None:
+            return
+        deployed = sorted(self.layout.deployed.glob("*/*/venv"),
+                          key=lambda venv_dir: (venv_dir.parent.parent.name != name, -_mtime_ns(venv_dir)))
+        sites = [s for s in (site_packages(d) for d in deployed[:_BYTECODE_SOURCES]) if s is not None]
+        log.debug("linked %d .pyc files into %s", link_bytecode(site, sites), site)
 
-    def _publish(self, staging: Path, record: dict[str, Any], env: dict[str, str]) -> InstallResult:
-        name, version = record["name"], record["version"]
-        write_json_atomic(staging / MARKER, record)
-        version_dir = self.layout.version_dir(name, version)
-        version_dir.parent.mkdir(parents=True, exist_ok=True)
+    def _smoke_test(self, staging: Path, package_rel: str, manifest: Manifest, shm_dir: Path,
+                    emit: Progress) -> dict[str, Any] | None:
+        if not self.settings.smoke_test:
+            return None
+        emit("smoke test")
         try:
-            os.rename(staging, version_dir)
-        except OSError as exc:
-            raise RunnerError(PackageErrorCode.VERSION_CONFLICT,
-                              f"cannot publish {name} {version}: {version_dir} appeared meanwhile ({exc})",
-                              name=name, version=version) from exc
-        fsync_dir(version_dir.parent)
-        try:
-            venv.check_relocated(version_dir / "venv", env)
-        except RunnerError:
-            self._discard(version_dir)
-            raise
-        return self._result(self.registry.put(record), idempotent=False)
+            return run_smoke_test(self.settings, venv.venv_python(staging / "venv"), staging / package_rel,
+                                  manifest, shm_dir)
+        except SmokeFailure as exc:
+            raise RunnerError(PackageErrorCode.SMOKE_TEST_FAILED,
+                              f"{manifest.name} {manifest.version} failed its smoke test: {exc.message}",
+                              name=manifest.name, version=manifest.version, report=exc.report) from exc
 
     def _record_invalid(self, manifest: Manifest, sha: str, zip_name: str, error: RunnerError) -> None:
         """Make a failed install visible in the registry, unless a good record of that version exists."""
@@ -362,16 +225,7 @@ class Installer:
             return
         report = error.details.get("report") if isinstance(error.details.get("report"), dict) else None
         with contextlib.suppress(DiskFullError):  # the operation still reports the failure
-            self._put_invalid(manifest, sha, zip_name, error, report)
-
-    def _put_invalid(self, manifest: Manifest, sha: str, zip_name: str, error: RunnerError,
-                     report: dict[str, Any] | None) -> None:
-        self.registry.put({
-            "name": manifest.name, "version": manifest.version, "supported_pids": list(manifest.supported_pids),
-            "state": INVALID, "zip_sha256": sha, "zip_name": zip_name, "entry_point": manifest.entry_point,
-            "dialect": (report or {}).get("dialect"), "sdk_version": (report or {}).get("sdk_version"),
-            "last_error": error.to_dict(), "smoke": report,
-        })
+            self.registry.put(invalid_record(manifest, sha, zip_name, error, report))
 
     def _result(self, record: Mapping[str, Any], idempotent: bool) -> InstallResult:
         version_dir = self.layout.version_dir(record["name"], record["version"])
@@ -383,14 +237,6 @@ class Installer:
 
     # --- removal and recovery ---------------------------------------------------------------------
 
-    def _discard(self, folder: Path) -> None:
-        """Move a folder into .trash (one rename: it disappears at once), then delete it."""
-        self.layout.trash.mkdir(parents=True, exist_ok=True)
-        target = self.layout.trash / f"{folder.name}-{uuid.uuid4().hex}"
-        os.rename(folder, target)
-        fsync_dir(folder.parent)
-        _remove_tree(target)
-
     def remove(self, name: str, version: str) -> None:
         """Delete a version's files and record (callers make sure no worker runs it). 2009 if unknown."""
         with version_lock(self.layout, name, version, self._version_wait_s):
@@ -399,77 +245,24 @@ class Installer:
             if record is None and not version_dir.exists():
                 raise RunnerError(PackageErrorCode.NOT_FOUND, f"{name} {version} is not installed",
                                   name=name, version=version)
+            self.bytecode.stop(version_dir)
             if version_dir.exists():
-                self._discard(version_dir)
+                discard(self.layout, version_dir)
             self.registry.remove(name, version)
-            _remove_empty(version_dir.parent)
+            remove_empty(version_dir.parent)
+
+    def close(self) -> None:
+        """End background work (bytecode compiles) at daemon shutdown; venvs work without it."""
+        self.bytecode.stop(self.layout.root)
 
     def recover(self) -> None:
-        """Repair the root after a crash. Call once at start, before any install or worker runs.
-
-        Removes stale staging folders and .trash; registers published folders whose registry write was
-        lost; deletes deployed folders without a marker; marks records whose folder is gone invalid;
-        drops wheelhouse links that no deployed version shares any more.
-        """
-        self.layout.ensure()
-        for folder in (self.layout.staging, self.layout.trash):
-            for entry in folder.iterdir():
-                _remove_tree(entry)
-        records = {(r["name"], r["version"]): r for r in self.registry.list()}
-        for name_dir in sorted(p for p in self.layout.deployed.iterdir() if p.is_dir()):
-            for version_dir in sorted(p for p in name_dir.iterdir()):
-                key = (name_dir.name, version_dir.name)
-                if key in records and records[key].get("state") != INVALID:
-                    continue
-                marker = _read_marker(version_dir) if version_dir.is_dir() else None
-                if marker is not None and (marker.get("name"), marker.get("version")) == key:
-                    log.warning("recover: registering %s %s (published, registry write was lost)", *key)
-                    self.registry.put(marker)
-                    continue
-                log.warning("recover: removing %s (incomplete or unknown)", version_dir)
-                self._discard(version_dir)
-            _remove_empty(name_dir)
-        self._prune_wheelhouse()
-        for record in self.registry.list():
-            if record.get("state") == INVALID:
-                continue
-            version_dir = record.version_dir(self.layout)
-            if not record.venv_python(self.layout).exists():
-                error = RunnerError(PackageErrorCode.NOT_FOUND,
-                                    f"{version_dir} or its venv is missing; reinstall the package",
-                                    name=record["name"], version=record["version"])
-                log.warning("recover: %s", error.message)
-                self.registry.update_state(record["name"], record["version"], INVALID, error)
-
-    def _prune_wheelhouse(self) -> None:
-        """Drop wheelhouse links no deployed version shares any more (link count 1)."""
-        wheelhouse = self.layout.wheelhouse
-        if not wheelhouse.is_dir():
-            return
-        for folder in wheelhouse.iterdir():
-            for wheel in folder.iterdir() if folder.is_dir() else ():
-                if wheel.is_file() and wheel.stat().st_nlink <= 1:
-                    wheel.unlink()
-            _remove_empty(folder)
+        """Repair the root after a crash (``recovery.recover``). Call once at start, before any install
+        or worker runs."""
+        recover(self.layout, self.registry)
 
 
-def _read_marker(version_dir: Path) -> dict[str, Any] | None:
+def _mtime_ns(path: Path) -> int:
     try:
-        marker = read_json(version_dir / MARKER)
-    except (OSError, ValueError):
-        return None
-    if isinstance(marker, dict) and {"name", "version", "zip_sha256", "state"} <= marker.keys():
-        return marker
-    return None
-
-
-def _remove_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
+        return path.stat().st_mtime_ns
     except OSError:
-        return  # not empty (other versions) or already gone: both fine
-
-
-def _passed(callback: Progress | None, name: str) -> None:
-    if callback is not None:
-        callback(name)
+        return 0  # removed meanwhile: looked at last (and skipped)

@@ -1,8 +1,8 @@
 """Install smoke test: talk to a freshly built package through the real worker protocol.
 
-Starts the adapter from the new venv (cwd = the package folder, environment from
-``worker_environment``) and runs the same handshake as a served worker (``launch.handshake``: hello,
-dialect, proof that the algorithm loaded). Then the dialect's smoke plan (``smoke_phases``):
+Starts the adapter from the new venv (cwd = the package folder, environment: ``worker_environment``
+applied to ``settings.inherited_environment``) and runs the same handshake as a served worker
+(``launch.handshake``: hello, dialect, proof that the algorithm loaded). Then the dialect's smoke plan (``smoke_phases``):
 
 * phase style (ours, public 0.0.7): ``info`` (name, version, supported_pids must match the manifest),
   ``pre`` and ``execute`` on a synthetic image for the first pid and step;
@@ -156,7 +156,7 @@ def run_smoke_test(settings: Settings, python: Path, package_dir: Path, manifest
         raise run.fail("hello", f"cannot place the worker under its memory limit: {exc}") from exc
     spec = WorkerSpec(manifest.name, manifest.version, package_dir, package_dir, python, manifest.entry_point)
     try:
-        command = worker_command(settings, spec, shm_dir, os.environ, placement)
+        command = worker_command(settings, spec, shm_dir, settings.inherited_environment, placement)
     except BaseException:
         placement.terminate()
         raise

@@ -1,10 +1,7 @@
-"""Build a package's venv offline from its bundled wheels: uv when available, pip as the fallback.
+"""Steps of building a package's venv offline: running a tool with a deadline, its environment, checks.
 
-uv: ``python -m uv venv --python X venv`` then ``uv pip install --offline --no-index --find-links wheels
--r reqs`` with ``UV_CACHE_DIR`` = settings.uv_cache, so versions sharing wheels link them from the cache
-in a fraction of a second. pip: ``virtualenv --python X venv`` then ``venv/bin/python -m pip install --no-index
---find-links wheels -r reqs``. Every step has a deadline; a failing or late step is RunnerError 2005
-with the tail of the tool's output.
+The tools themselves (uv, or virtualenv + pip as the fallback) are in ``venvtools/``. Every step has a
+deadline; a failing or late step is RunnerError 2005 with the tail of the tool's output.
 
 Venvs hold absolute paths (console-script shebangs, ``pyvenv.cfg`` ``home``). The runner only ever runs
 ``venv/bin/python -m ...``; Python finds its venv from the location of that executable (``pyvenv.cfg``
@@ -14,33 +11,22 @@ next to ``bin/``), so a venv built in staging keeps working after the staging fo
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
+import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import PackageErrorCode, RunnerError
 
+log = logging.getLogger(__name__)
+
 TAIL_LINES = 40
 _CHECK_TIMEOUT_S = 30.0
-
-
-def choose_tool(settings: Settings) -> str:
-    """"uv" or "pip" for this install (``installer`` setting; auto = uv if it is installed)."""
-    if settings.installer == "pip":
-        return "pip"
-    has_uv = importlib.util.find_spec("uv") is not None
-    if settings.installer == "uv" and not has_uv:
-        raise RunnerError(PackageErrorCode.INSTALL_FAILED,
-                          "installer is set to 'uv' but uv is not installed next to the runner; install it "
-                          "or set installer to 'auto' or 'pip'")
-    return "uv" if has_uv else "pip"
+_REAP_TIMEOUT_S = 30.0
 
 
 def venv_python(venv_dir: Path) -> Path:
@@ -51,37 +37,68 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+class PendingStep:
+    """An install step started in the background (its own process group); ``finish`` waits for it
+    within the deadline counted from the start, ``cancel`` kills it. Lets the installer overlap a step
+    with others (the venv is created while the package is extracted)."""
+
+    def __init__(self, argv: Sequence[str], timeout_s: float, what: str, env: Mapping[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.argv = list(argv)
+        self.what = what
+        self.timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        try:
+            self._proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          stdin=subprocess.DEVNULL, env=dict(env) if env is not None else None,
+                                          cwd=cwd, start_new_session=True)
+        except OSError as exc:
+            raise RunnerError(PackageErrorCode.INSTALL_FAILED, f"{what}: cannot start {self.argv[0]}: {exc}",
+                              step=what, command=self.argv) from exc
+
+    def finish(self) -> str:
+        """Wait for the step; returns its stdout, or raises 2005 (failed, or late: killed)."""
+        proc = self._proc
+        try:
+            out, err = proc.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            raise RunnerError(PackageErrorCode.INSTALL_FAILED,
+                              f"{self.what} did not finish within {self.timeout_s:g}s (raise venv_timeout_s/"
+                              "pip_timeout_s if the machine is slow)", step=self.what, timeout_s=self.timeout_s,
+                              stderr_tail=_tail(err.decode("utf-8", "replace"))) from None
+        except BaseException:
+            self.cancel()
+            raise
+        stdout = out.decode("utf-8", "replace")
+        stderr = err.decode("utf-8", "replace")
+        if proc.returncode != 0:
+            tail = _tail(stderr) or _tail(stdout)
+            raise RunnerError(PackageErrorCode.INSTALL_FAILED,
+                              f"{self.what} failed (exit code {proc.returncode}): "
+                              f"{tail.splitlines()[-1] if tail else ''}",
+                              step=self.what, exit_code=proc.returncode, stderr_tail=tail)
+        return stdout
+
+    def kill(self) -> None:
+        """SIGKILL the step's process group without reaping it (the thread in ``finish`` does that)."""
+        _kill_group(self._proc)
+
+    def cancel(self) -> None:
+        """Kill the step's whole process group (no grandchild keeps running) and reap it."""
+        if self._proc.returncode is None:
+            _kill_group(self._proc)
+        try:
+            self._proc.communicate(timeout=_REAP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("%s (pid %d) did not end after SIGKILL", self.what, self._proc.pid)
+
+
 def run_step(argv: Sequence[str], timeout_s: float, what: str, env: Mapping[str, str] | None = None,
              cwd: Path | None = None) -> str:
-    """Run one install step with a deadline; returns stdout. The whole process group is killed on
-    timeout so no grandchild keeps running."""
-    try:
-        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
-    except OSError as exc:
-        raise RunnerError(PackageErrorCode.INSTALL_FAILED, f"{what}: cannot start {argv[0]}: {exc}",
-                          step=what, command=list(argv)) from exc
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
-        raise RunnerError(PackageErrorCode.INSTALL_FAILED,
-                          f"{what} did not finish within {timeout_s:g}s (raise venv_timeout_s/pip_timeout_s "
-                          "if the machine is slow)", step=what, timeout_s=timeout_s,
-                          stderr_tail=_tail(err.decode("utf-8", "replace"))) from None
-    except BaseException:
-        _kill_group(proc)
-        proc.wait()
-        raise
-    stdout = out.decode("utf-8", "replace")
-    stderr = err.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        tail = _tail(stderr) or _tail(stdout)
-        raise RunnerError(PackageErrorCode.INSTALL_FAILED,
-                          f"{what} failed (exit code {proc.returncode}): {tail.splitlines()[-1] if tail else ''}",
-                          step=what, exit_code=proc.returncode, stderr_tail=tail)
-    return stdout
+    """Run one install step with a deadline; returns stdout."""
+    return PendingStep(argv, timeout_s, what, env, cwd).finish()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -91,9 +108,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def tool_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
-    """Environment of uv/pip: no network, no user config, the shared uv cache."""
-    env = {k: v for k, v in base.items()
+def tool_environment(settings: Settings) -> dict[str, str]:
+    """Environment of uv/pip: the daemon's (``settings.inherited_environment``) without anything that could
+    point them at an index or another Python, plus no network, no user config, the runner's uv cache."""
+    env = {k: v for k, v in settings.inherited_environment.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
                         "PIP_FIND_LINKS", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")}
     env.update({
@@ -108,73 +126,6 @@ def tool_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, s
         "PYTHONNOUSERSITE": "1",
     })
     return env
-
-
-def create_venv(settings: Settings, tool: str, interpreter: str, venv_dir: Path, env: Mapping[str, str]) -> None:
-    """Create an empty venv at ``venv_dir`` for ``interpreter``."""
-    if tool == "uv":
-        argv = [sys.executable, "-m", "uv", "venv", "--quiet", "--python", interpreter, "--no-project", str(venv_dir)]
-    else:
-        # virtualenv (a runner dependency) rather than the target's own ``-m venv``: it works for
-        # interpreters without ensurepip (Debian's python3 without python3-venv) and seeds pip from
-        # the wheels it embeds, offline. Its cache lives under the root, not in a home folder.
-        argv = [sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "--no-periodic-update",
-                "--app-data", str(settings.layout.virtualenv_app_data), "--python", interpreter, str(venv_dir)]
-    run_step(argv, settings.venv_timeout_s, f"creating the venv with {tool}", env)
-    if not venv_python(venv_dir).exists():
-        raise RunnerError(PackageErrorCode.INSTALL_FAILED, f"{tool} reported success but {venv_python(venv_dir)} "
-                          "does not exist", step="creating venv")
-
-
-def wheelhouse_links(wheelhouse: Path, wheels: Sequence[Path]) -> list[Path]:
-    """Hard-link each wheel into ``wheelhouse/<sha256>/<file name>`` (content-addressed, created once)
-    and return those folders, to be used as find-links.
-
-    uv keys its cache of local wheels by their path and mtime: a wheel found at the same stable path as
-    in an earlier install is linked from the cache instead of being unpacked again (numpy: ~0.7 s).
-    """
-    folders = []
-    for wheel in wheels:
-        digest = hashlib.sha256()
-        with open(wheel, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-                digest.update(chunk)
-        folder = wheelhouse / digest.hexdigest()[:40]
-        target = folder / wheel.name
-        if not target.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{wheel.name}.{os.getpid()}.tmp"
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(wheel, tmp)
-            except OSError:
-                shutil.copyfile(wheel, tmp)  # another filesystem: a copy is as good
-            os.replace(tmp, target)
-        elif not os.path.samefile(target, wheel):
-            # Same content already linked by another version: share its inode (one copy on disk, and the
-            # link count tells recover() when no version uses it any more).
-            tmp = wheel.with_name(f".{wheel.name}.{os.getpid()}.tmp")
-            try:
-                os.link(target, tmp)
-                os.replace(tmp, wheel)
-            except OSError:
-                tmp.unlink(missing_ok=True)  # another filesystem: keep the package's own copy
-        folders.append(folder)
-    return folders
-
-
-def install_requirements(settings: Settings, tool: str, venv_dir: Path, find_links: Sequence[Path],
-                         requirements_file: Path, env: Mapping[str, str]) -> None:
-    """Install ``requirements_file`` into the venv from the ``find_links`` folders only (never an index)."""
-    python = str(venv_python(venv_dir))
-    links = [arg for folder in find_links for arg in ("--find-links", str(folder))]
-    if tool == "uv":
-        argv = [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", python, "--offline",
-                "--no-index", *links, "-r", str(requirements_file)]
-    else:
-        argv = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
-                "--no-index", *links, "-r", str(requirements_file)]
-    run_step(argv, settings.pip_timeout_s, f"installing the wheels with {tool}", env)
 
 
 def check_relocated(venv_dir: Path, env: Mapping[str, str]) -> None:

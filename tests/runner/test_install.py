@@ -3,6 +3,7 @@ removal, recovery and concurrency."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -304,6 +305,28 @@ stage_file.write_text("done")
 """
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid``, from /proc."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        for task in Path(f"/proc/{frontier.pop()}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.extend(kids)
+            frontier.extend(kids)
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"  # gone
+
+
 @pytest.mark.parametrize("kill_at", ["creating venv", "installing", "smoke test"])
 def test_kill_9_during_install_then_recover(tmp_path: Path, uv_cache: Path, kill_at: str) -> None:
     path = build_package(tmp_path / "src")
@@ -311,8 +334,9 @@ def test_kill_9_during_install_then_recover(tmp_path: Path, uv_cache: Path, kill
     stage_file = tmp_path / "stage"
     script = tmp_path / "install.py"
     script.write_text(_KILL_SCRIPT)
-    # Its own process group: the kill takes the installer's children (uv) with it, as systemd does with
-    # the unit's processes when the daemon dies; a uv left running could write into staging after recover.
+    # The kill takes the installer and every process it started (uv runs in its own session, so: its
+    # descendants too), as systemd does with the unit's cgroup when the daemon dies; a uv left running
+    # could write into staging after recover.
     proc = subprocess.Popen([sys.executable, str(script), str(root), str(path), str(uv_cache), str(stage_file)],
                             cwd=str(Path(__file__).resolve().parents[2]), start_new_session=True)
     try:
@@ -323,8 +347,14 @@ def test_kill_9_during_install_then_recover(tmp_path: Path, uv_cache: Path, kill
                    or (stage_file.exists() and stage_file.read_text() in (*midway, "publishing", "done")),
                    what=f"the install to reach {kill_at!r}", interval_s=0.002)
         assert stage_file.read_text() in midway, "the install was not caught mid-way"
+        steps = _descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
+        for pid in steps:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in steps),
+                   what="the install's steps to be gone")
     finally:
         if proc.poll() is None:
             proc.kill()
