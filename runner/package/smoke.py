@@ -2,7 +2,8 @@
 
 Starts the adapter from the new venv (cwd = the package folder, environment: ``worker_environment``
 applied to ``settings.inherited_environment``) and runs the same handshake as a served worker
-(``launch.handshake``: hello, dialect, proof that the algorithm loaded). Then the dialect's smoke plan (``smoke_phases``):
+(``launch.handshake``: hello, dialect, proof that the algorithm loaded). Then the dialect's smoke plan
+(``smoke_phases``):
 
 * phase style (ours, public 0.0.7): ``info`` (name, version, supported_pids must match the manifest),
   ``pre`` and ``execute`` on a synthetic image for the first pid and step;
