@@ -263,12 +263,15 @@ class VersionPool:
         deadline = started + timeout
         retries = 0
         requeues = 0
+        queued_s = worked_s = 0.0
         while True:
             remaining = deadline - time.monotonic()
             worker = None
             if remaining > 0:
                 worker = self._acquire(request.session_id, remaining, front=retries > 0 or requeues > 0)
-            remaining = deadline - time.monotonic()
+            acquired = time.monotonic()
+            queued_s += acquired - (deadline - remaining)
+            remaining = deadline - acquired
             if worker is None or remaining <= 0:
                 if worker is not None:
                     with self._cond:
@@ -278,6 +281,7 @@ class VersionPool:
                 try:
                     outcome = worker.call(request, remaining)
                 finally:
+                    worked_s += time.monotonic() - acquired
                     with self._cond:
                         self._dispatcher.release(worker, request.session_id, request.end_session)
                 if outcome.details.get("timed_out") is True:
@@ -298,6 +302,7 @@ class VersionPool:
                 continue
             outcome.retries = retries
             outcome.latency_ms = (time.monotonic() - started) * 1000
+            outcome.queue_ms, outcome.worker_ms = queued_s * 1000, worked_s * 1000
             return outcome
 
     def _expired(self, request: CallRequest, timeout: float, started: float, retries: int) -> CallOutcome:

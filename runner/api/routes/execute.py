@@ -197,8 +197,8 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
 
 
 def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: CallTiming) -> JSONResponse:
-    latency = result.get("latency_ms")
-    phases = timing.finish(float(latency) if isinstance(latency, int | float) else None)
+    call_phases = result.pop("phases_ms", None)
+    phases = timing.finish(call_phases if isinstance(call_phases, dict) else None)
     record_timing(request, ctx, phases)
     headers = {"Server-Timing": server_timing(phases)}
     code = result.get("error_code")
