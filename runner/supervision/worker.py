@@ -47,6 +47,7 @@ from .dialects import (
     capabilities_of,
     strategy_for,
 )
+from .dialects.reservation import ImageReservation
 from .heartbeat import run_heartbeat
 from .launch import LaunchedWorker, Launcher, handshake, memory_message
 from .logs import RotatingLineLog
@@ -484,6 +485,19 @@ class Worker:
             self.busy_request_id = None
 
     # --- calls ---------------------------------------------------------------------------------
+
+    def reserve_image(self, height: int, width: int, channels: int) -> ImageReservation | None:
+        """Shared memory in this worker's segment folder for an image still arriving (see
+        ``ImageHandoff.reserve``); None when this worker cannot take one now."""
+        with self._lock:
+            handoff = self._handoff if self.state in (State.RUNNING, State.EXECUTING) else None
+        return handoff.reserve(height, width, channels, self.index) if handoff is not None else None
+
+    @property
+    def reserved_images(self) -> int:
+        """Reservations of this worker not taken over by a call yet (the pool spreads them)."""
+        handoff = self._handoff
+        return handoff.reserved_count if handoff is not None else 0
 
     def call(self, request: CallRequest, timeout_s: float) -> CallOutcome:
         """Run one call on this worker. The caller (the pool) guarantees one call at a time.

@@ -163,6 +163,16 @@ class ImageSegment:
                 "timestamp_ms": int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms),
                 "camera_id": camera_id, "color_space": color_space}
 
+    def pinned_pixels(self) -> np.ndarray:
+        """The raw pixels (H x W x C) as an array that keeps this mapping alive: while it or a view
+        of it exists, ``close`` leaves the memory mapped (``.array`` does not pin it), so a thread
+        still writing into it never touches unmapped memory. ValueError for an encoded or closed segment."""
+        if self.kind != KIND_RAW or self._mm is None:
+            raise ValueError(f"segment {self.id} holds no mapped raw pixels")
+        count = self.height * self.width * self.channels
+        flat = np.frombuffer(self._mm, dtype=np.uint8, count=count, offset=HEADER_SIZE)
+        return flat.reshape(self.height, self.width, self.channels)
+
     def moved(self, segment_id: str, path: str) -> ImageSegment:
         """The same segment under a new id: its file was renamed to ``path`` by the caller.
 

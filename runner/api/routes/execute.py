@@ -17,6 +17,7 @@ from procvision_algorithm_sdk.errors import ErrorCode
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.supervision.dialects import CallRequest, ImageInput
+from runner.supervision.dialects.reservation import ImageReservation
 
 from ..context import AppContext, get_ctx
 from ..limits import loads_limited, too_deep
@@ -24,12 +25,14 @@ from ..problems import INFRASTRUCTURE_CODES, problem_dict, problem_response, sta
 from ..schemas import PROBLEM_RESPONSES
 from ..streaming.buffers import BufferPool
 from ..streaming.form import NPY_TYPES, PIXELS_TYPE, SHAPE_HEADER, ReceivedBody, receive_multipart, receive_raw
-from ..streaming.phase_metrics import PhaseHistograms
+from ..streaming.image_sink import LANDINGS
+from ..streaming.phase_metrics import PhaseHistograms, UploadLandings
 from ..streaming.timing import CallTiming, server_timing
 from .slots import KEY_HEADER, frame_slots
 
 _POOL_KEY = "execute_buffer_pool"
 _PHASES_KEY = "execute_phase_histograms"
+_LANDINGS_KEY = "execute_upload_landings"
 
 
 def buffer_pool(app: Any) -> BufferPool:
@@ -39,6 +42,15 @@ def buffer_pool(app: Any) -> BufferPool:
         pool = BufferPool()
         setattr(app.state, _POOL_KEY, pool)
     return pool
+
+
+def upload_landings(app: Any, ctx: AppContext) -> UploadLandings:
+    """The app's counts of where uploaded pixels landed (made on first use)."""
+    landings = getattr(app.state, _LANDINGS_KEY, None)
+    if landings is None:
+        landings = UploadLandings(ctx.service.metrics, LANDINGS)
+        setattr(app.state, _LANDINGS_KEY, landings)
+    return landings
 
 
 def record_timing(request: Request, ctx: AppContext, phases: dict[str, float]) -> None:
@@ -121,12 +133,22 @@ def _fields(raw: Mapping[str, str]) -> ExecuteFields:
 async def _receive(request: Request, ctx: AppContext, pool: BufferPool) -> tuple[ReceivedBody, dict[str, str]]:
     content_type, params = parse_options_header(request.headers.get("content-type"))
     image_cap, fields_cap = ctx.settings.max_image_bytes, ctx.settings.max_json_body_bytes
+    service = ctx.service
+
+    def reserve(fields: Mapping[str, str], shape: tuple[int, ...]) -> ImageReservation | None:
+        # The pixels go straight into a segment of the worker that will most likely run the call.
+        pid = fields.get("pid")
+        return service.reserve_image(pid, fields.get("session_id") or None, shape) if pid else None
+
     if content_type == b"multipart/form-data":
-        body = await receive_multipart(request.stream(), params.get(b"boundary"), image_cap, fields_cap, pool)
+        body = await receive_multipart(request.stream(), params.get(b"boundary"), image_cap, fields_cap, pool,
+                                       reserve)
         return body, body.fields
     if content_type in NPY_TYPES or content_type == PIXELS_TYPE:
-        body = await receive_raw(request.stream(), content_type, request.headers.get(SHAPE_HEADER), image_cap, pool)
-        return body, dict(request.query_params)
+        query = dict(request.query_params)
+        body = await receive_raw(request.stream(), content_type, request.headers.get(SHAPE_HEADER), image_cap, pool,
+                                 lambda shape: reserve(query, shape))
+        return body, query
     if content_type == b"application/x-www-form-urlencoded":
         # Fields only (no image can travel this way): small, and capped by the body limits already.
         text = (await request.body()).decode("utf-8", "replace")
@@ -163,8 +185,9 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
     if slot_id is not None:
         return await _execute_on_slot(request, ctx, slot_id, timing)
     pool = buffer_pool(request.app)
+    landings = upload_landings(request.app, ctx)
     body, raw_fields = await _receive(request, ctx, pool)
-    reusable = False
+    handed_over = False
     try:
         timing.lap("receive")
         fields = _fields(raw_fields)
@@ -185,15 +208,23 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
         timing.lap("decode")
         timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
         ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
-        result = await run_in_threadpool(ctx.service.execute, fields.pid, call, timeout_s)
-        # The call returned: the worker slot copied the pixels into its segment and nothing holds
-        # the arrays any more, so they may serve the next upload.
-        reusable = True
+        handed_over = True
+        result = await run_in_threadpool(_execute_then_release, ctx, fields.pid, call, timeout_s, body, landings)
         timing.lap("call")
     finally:
-        if reusable:
+        if not handed_over:
             body.release()
     return _answer(request, ctx, result, timing)
+
+
+def _execute_then_release(ctx: AppContext, pid: str, call: CallRequest, timeout_s: float | None,
+                          body: ReceivedBody, landings: UploadLandings) -> dict[str, Any]:
+    """The call, then the body's memory given back, on the same thread: even if the request is
+    cancelled while the call runs, the memory is reused only once the worker is done with it."""
+    try:
+        return ctx.service.execute(pid, call, timeout_s)
+    finally:
+        landings.count(body.release())
 
 
 def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: CallTiming) -> JSONResponse:
