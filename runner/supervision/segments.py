@@ -103,6 +103,19 @@ class SegmentPool:
 
     # --- call path -------------------------------------------------------------------------------
 
+    def expect(self, height: int, width: int, channels: int) -> None:
+        """Prepare spares of this shape now, before any call asks (a worker that starts knows the
+        size of the images its predecessor got): its first calls then find faulted pages ready."""
+        shape = (int(height), int(width), int(channels))
+        with self._cond:
+            if self._stop.is_set() or self._shape == shape:
+                return
+            self._retired.extend(Held(spare.segment, spare.fd) for spare in self._spares)
+            self._spares.clear()
+            self._shape = shape
+            self._start_thread()
+            self._cond.notify_all()
+
     def take(self, height: int, width: int, channels: int) -> ImageSegment | None:
         """A ready spare of exactly ``height x width x channels`` (header written), or None if none is
         ready. Either way, spares of this shape are prepared once the call ends (``retire``)."""

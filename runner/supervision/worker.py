@@ -108,6 +108,7 @@ class Worker:
         self._attempt_is_first = False
         self._carry_first = False
         self._handoff: ImageHandoff | None = None
+        self._image_shape: tuple[int, int, int] | None = None  # of the last upload reserved here
         self._shm_dir: Path | None = None
         self._run_stop = threading.Event()  # set by stop(): cancels pending restarts
         self._gen_stop = threading.Event()  # set when a generation ends: stops its heartbeat
@@ -267,6 +268,8 @@ class Worker:
                 self.info = info
             self._handoff = ImageHandoff(dialect, shm_dir, segment_dir(self.settings, shm_dir),
                                          spares=self.settings.shm_spares_per_worker)
+            if self._image_shape is not None:  # a restart: fault in segments of the images it had
+                self._handoff.expect(*self._image_shape)
             self.started_at = time.time()
             self._up_since = time.monotonic()
             self.machine.transition(State.RUNNING, f"ready ({dialect.value}, sdk {hello.get('sdk_version')})",
@@ -491,6 +494,7 @@ class Worker:
         ``ImageHandoff.reserve``); None when this worker cannot take one now."""
         with self._lock:
             handoff = self._handoff if self.state in (State.RUNNING, State.EXECUTING) else None
+            self._image_shape = (height, width, channels)
         return handoff.reserve(height, width, channels, self.index) if handoff is not None else None
 
     @property

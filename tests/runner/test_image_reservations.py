@@ -118,3 +118,18 @@ def test_workers_reading_files_reserve_nothing(shm: Path) -> None:
         assert handoff.reserve(16, 16, 3, worker_index=0) is None
     finally:
         handoff.close()
+
+
+def test_a_handoff_told_the_image_size_has_segments_ready_before_its_first_call(shm: Path) -> None:
+    handoff = ImageHandoff(Dialect.PROCVISION, shm / "files", spares=2)
+    try:
+        handoff.expect(20, 24, 3)
+        pool = handoff.pool
+        assert pool is not None
+        wait_until(lambda: pool.spare_count == 2, what="pre-faulted spares")
+        reservation = handoff.reserve(20, 24, 3, worker_index=0)  # the very first take finds one
+        assert reservation is not None
+        assert reservation.release() is True
+    finally:
+        handoff.close()
+    assert _named(shm) == set()

@@ -103,6 +103,14 @@ class ImageHandoff:
         pool.retire([segment])  # closed meanwhile (the worker stopped): nobody will use it
         return None
 
+    def expect(self, height: int, width: int, channels: int) -> None:
+        """Pre-fault spare segments for images of this shape now (a no-op for workers reading files)."""
+        if not self.uses_posix_shm or channels not in (1, 3):
+            return
+        pool = self._segment_pool()
+        if pool is not None:
+            pool.expect(height, width, channels)
+
     def unreserve(self, segment: ImageSegment) -> bool:
         """Give back a reserved segment no call took over (a no-op once one did, or after ``close``).
         Returns whether it was still reserved (False: a call passed it on, or the worker stopped)."""
