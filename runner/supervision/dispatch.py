@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .states import ERROR_STATES, State
+from .states import ERROR_STATES, SERVING_STATES, State
 from .worker import Worker
 
 #: Session ids remembered for affinity; the oldest is forgotten beyond this (sessions never ended).
@@ -99,7 +99,7 @@ class Dispatcher:
         pinned = self._sessions.get(session_id) if session_id else None
         if pinned is not None:
             return [pinned]
-        serving = [w for w in self._workers if w.state in (State.RUNNING, State.EXECUTING)]
+        serving = [w for w in self._workers if w.state in SERVING_STATES]
         serving.sort(key=lambda w: (w.index in self._busy, w.reserved_images, w.index))
         return [w.index for w in serving]
 

@@ -493,7 +493,7 @@ class Worker:
         """Shared memory in this worker's segment folder for an image still arriving (see
         ``ImageHandoff.reserve``); None when this worker cannot take one now."""
         with self._lock:
-            handoff = self._handoff if self.state in (State.RUNNING, State.EXECUTING) else None
+            handoff = self._handoff if self.state in SERVING_STATES else None
             self._image_shape = (height, width, channels)
         return handoff.reserve(height, width, channels, self.index) if handoff is not None else None
 
