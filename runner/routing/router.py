@@ -118,7 +118,9 @@ class ExecutionResult:
     phases_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Shallow: ``jsonable`` builds fresh containers from it anyway; asdict's deep copy of the
+        # worker's data cost more than the rest of the conversion on every call.
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 def _version_label(key: VersionKey) -> str:
