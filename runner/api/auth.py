@@ -81,6 +81,16 @@ class BearerAuth:
     def enabled(self) -> bool:
         return self._token is not None
 
+    def accepts(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header value passes (what ``__call__`` checks, for code that
+        answers without FastAPI's dependencies; a refusal is then rendered by the normal route)."""
+        if self._token is None:
+            return True
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials:
+            return False
+        return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token.encode("utf-8"))
+
     async def __call__(self, credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
         if self._token is None:
             return

@@ -183,7 +183,7 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
     timing = CallTiming()
     slot_id = request.query_params.get("slot")
     if slot_id is not None:
-        return await _execute_on_slot(request, ctx, slot_id, timing)
+        return await execute_on_slot(request, ctx, slot_id, timing)
     pool = buffer_pool(request.app)
     landings = upload_landings(request.app, ctx)
     body, raw_fields = await _receive(request, ctx, pool)
@@ -244,7 +244,7 @@ def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: C
     return JSONResponse(result, headers=headers)
 
 
-async def _execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timing: CallTiming) -> JSONResponse:
+async def execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timing: CallTiming) -> JSONResponse:
     """A call on a leased frame slot: the client wrote the frame; the request carries no image."""
     if await request.body():
         raise RunnerError(PackageErrorCode.SLOT_INVALID, "a call naming a frame slot sends no body: the frame is "
