@@ -15,11 +15,11 @@ from .auth import BearerAuth, resolve_token
 from .context import AppContext
 from .docs import mount_docs
 from .drain import Drain, DrainMiddleware
+from .execute_calls import ExecuteCallMiddleware
 from .limits import BodyLimitMiddleware, BodyLimits
 from .operations import Operation, OperationManager
 from .problems import install_handlers
 from .routes import algorithms, execute, health, logs, operations, slots, trust
-from .slot_calls import SlotCallMiddleware
 
 
 def create_app(service: RunnerService, settings: Settings, token: str | None = None,
@@ -50,8 +50,8 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
                   docs_url=None, redoc_url=None, openapi_url=None)
     drain = Drain(settings.shutdown_grace_s)
     app.state.ctx = AppContext(service, settings, manager, auth, threading.Event(), drain)
-    # Innermost (added first): slot calls still pass the body limits and the drain.
-    app.add_middleware(SlotCallMiddleware)
+    # Innermost (added first): execute calls still pass the body limits and the drain.
+    app.add_middleware(ExecuteCallMiddleware)
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     install_handlers(app)
