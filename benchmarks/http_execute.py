@@ -26,6 +26,8 @@ import argparse
 import http.client
 import io
 import json
+import os
+import re
 import statistics
 import sys
 import tempfile
@@ -112,11 +114,19 @@ class SlotCaller:
         self.pixels = pixels
         self.slot = client.lease_slot(pixels.shape)
         self.server_timing = ""
+        #: Per call: the request's time (frame already in the slot) minus the worker round trip the
+        #: daemon measured (Server-Timing ``worker``): what the slot path adds over that round trip.
+        self.added_ms: list[float] = []
 
     def call(self) -> tuple[int, bytes]:
         self.slot.frame[...] = self.pixels  # what a camera driver does: write the frame into the slot
+        started = time.perf_counter()
         result = self.slot.execute(PID)
+        elapsed = (time.perf_counter() - started) * 1000
         self.server_timing = self.slot.server_timing
+        worker = re.search(r"worker;dur=([0-9.]+)", self.server_timing)
+        if worker is not None:
+            self.added_ms.append(elapsed - float(worker.group(1)))
         return (200, b"") if result.get("status") == "OK" else (500, json.dumps(result).encode())
 
     def close(self) -> None:
@@ -147,11 +157,15 @@ class Caller:
         self.conn.close()
 
 
-def sequential(make: Callable[[], Caller | SlotCaller], calls: int, warmup: int) -> tuple[list[float], str]:
+def sequential(make: Callable[[], Caller | SlotCaller], calls: int, warmup: int,
+               added: list[float] | None = None) -> tuple[list[float], str]:
+    """``calls`` timed calls on one connection; a slot caller's added-over-the-worker figures go to ``added``."""
     caller = make()
     try:
         for _ in range(warmup):
             caller.call()
+        if isinstance(caller, SlotCaller):
+            caller.added_ms = added if added is not None else []
         samples = []
         for _ in range(calls):
             started = time.perf_counter()
@@ -162,6 +176,19 @@ def sequential(make: Callable[[], Caller | SlotCaller], calls: int, warmup: int)
         return samples, caller.server_timing
     finally:
         caller.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads, not its children) in seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def landings(client: httpx.Client) -> dict[str, int]:
+    """``procvision_execute_uploads_total`` by where the pixels landed."""
+    found = re.finditer(r'procvision_execute_uploads_total\{landed="([a-z_]+)"\} (\d+)', client.get("/metrics").text)
+    return {m.group(1): int(m.group(2)) for m in found}
 
 
 def throughput(make: Callable[[], Caller | SlotCaller], threads: int, seconds: float) -> float:
@@ -236,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             copy_ms = copy_baseline(pixels, 100)
             print(f"image {WIDTH}x{HEIGHT}x3 ({pixels.nbytes / 1e6:.1f} MB); copying it once in memory: "
                   f"p50 {copy_ms:.2f} ms")
-            print(f"{'mode':<16} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  x copy(p50)  last Server-Timing")
+            print(f"{'mode':<16} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  x copy(p50)  daemon CPU ms/call  "
+                  "last Server-Timing")
             makers: list[tuple[str, Callable[[], Caller | SlotCaller]]] = []
             for mode in build_modes(pixels):
                 def make(mode: Mode = mode) -> Caller | SlotCaller:
@@ -244,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 makers.append((mode.name, make))
             makers.append(("slot (tcp)", lambda: SlotCaller(LocalClient(url, token), pixels)))
             makers.append(("slot (uds)", lambda: SlotCaller(LocalClient(uds=str(uds), token=token), pixels)))
+            slot_added: list[tuple[str, float]] = []
             for name, make in makers:
 
                 probe = make()
@@ -252,10 +281,21 @@ def main(argv: list[str] | None = None) -> int:
                 if status != 200:
                     print(f"{name:<16} not accepted by this daemon: HTTP {status} {data[:160]!r}")
                     continue
-                samples, timing = sequential(make, args.calls, args.warmup)
+                cpu_before = cpu_seconds(serve.proc.pid)
+                added: list[float] = []
+                samples, timing = sequential(make, args.calls, args.warmup, added)
+                cpu_ms = (cpu_seconds(serve.proc.pid) - cpu_before) * 1000 / (args.calls + args.warmup)
                 rps = throughput(make, args.threads, args.seconds)
                 p50, p99 = statistics.median(samples), percentile(samples, 99)
-                print(f"{name:<16} {p50:8.2f} {p99:8.2f} {rps:8.1f}  {p50 / copy_ms:9.1f}x  {timing}")
+                print(f"{name:<16} {p50:8.2f} {p99:8.2f} {rps:8.1f}  {p50 / copy_ms:9.1f}x  {cpu_ms:17.2f}  {timing}")
+                if added:
+                    slot_added.append((name, statistics.median(added)))
+            for name, ms in slot_added:
+                print(f"{name}: the request adds p50 {ms:.2f} ms over the worker round trip (Server-Timing "
+                      "worker; the client's frame write excluded); goal <= 1 ms")
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+                print("uploads by where their pixels landed (worker_segment: no copy after the socket):",
+                      landings(client))
             print("targets (issue 15): p50 <= 6 ms, p99 <= 12 ms for the .npy upload; the slot path at most 1 ms "
                   "over the worker round trip (benchmarks/call_latency.py measures that round trip)")
         finally:

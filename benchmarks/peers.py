@@ -21,7 +21,10 @@ for ``--seconds`` s, and the ratio to the runner's multipart row. Prints; never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -203,8 +206,10 @@ def run_peer(name: str, python: Path, source: str, extra: list[str], pixels: np.
     script = tmp / f"{name.split()[0].lower()}_app.py"
     script.write_text(source, encoding="utf-8")
     port = free_port()
+    # Its own process group: LitServe and Ray spawn helpers that outlive a terminated main process
+    # (they were left running, eating the cores later measurements need); the group is ended whole.
     proc = subprocess.Popen([str(python), str(script), str(port), *extra], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=tmp)
+                            stderr=subprocess.PIPE, cwd=tmp, start_new_session=True)
     try:
         why = wait_listening(port, proc, START_TIMEOUT_S)
         if why:
@@ -213,12 +218,19 @@ def run_peer(name: str, python: Path, source: str, extra: list[str], pixels: np.
         mode = Mode(multipart.name, "/predict", multipart.headers, multipart.body)
         return measure(name, "127.0.0.1", port, None, mode, args)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        _end_group(proc)
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the peer's whole process group, SIGKILL to what is left after a grace period."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # helpers that ignored SIGTERM
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
 
 
 def run_runner(pixels: np.ndarray, tmp: Path, args: argparse.Namespace) -> list[Row | tuple[str, str]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.http_execute import HEIGHT, PID, WIDTH, Caller, SlotCaller, build_modes, throughput
+from benchmarks.http_execute import HEIGHT, PID, WIDTH, Caller, SlotCaller, build_modes, cpu_seconds, throughput
 from runner.client import LocalClient
 from tests.api.support import ServeProcess, install
 from tests.support.packages import build_package, manifest_for
@@ -52,13 +52,6 @@ class Algorithm(BaseAlgorithm):
             spins += 1
         return {{"status": "OK", "data": {{"result_status": "OK", "debug": {{"spins": spins}}}}}}
 '''
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads) in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(workers: int, zip_path: Path, tmp: Path, pixels: np.ndarray, seconds: float,

@@ -229,6 +229,10 @@ class Daemon:
         try:
             config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                                     access_log=settings.log_level == "debug", lifespan="off",
+                                    # Named, not "auto": both are dependencies, and a silent fallback
+                                    # to h11 / the asyncio loop makes a 7 MB upload several times
+                                    # slower (benchmarks/http_execute.py; issue 15).
+                                    http="httptools", loop="uvloop",
                                     # Running calls were drained before (see _Server); this only
                                     # bounds writing their answers and closing idle connections.
                                     timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)))

@@ -31,6 +31,7 @@ from runner.service_results import (
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID, VersionRecord
 from runner.supervision.dialects import CallRequest
+from runner.supervision.dialects.reservation import ImageReservation
 from runner.supervision.sandbox import protections_for
 from runner.supervision.states import SERVING_STATES, State
 from runner.trust import view as trust_view
@@ -294,6 +295,11 @@ class RunnerService:
         return self._status_of(name, version)
 
     # --- calls -----------------------------------------------------------------------------------
+
+    def reserve_image(self, pid: str, session_id: str | None, shape: tuple[int, ...]) -> ImageReservation | None:
+        """Shared memory on the worker likely to run ``pid``'s next call, to receive its image into
+        (``Router.reserve_image``); the caller releases it once the call is over."""
+        return self.router.reserve_image(pid, session_id, shape)
 
     def execute(self, pid: str, request: CallRequest, timeout_s: float | None = None) -> dict[str, Any]:
         """Run one call on the version active for ``pid``. The router resolves the pid once, checks

@@ -19,6 +19,7 @@ from .auth import BearerAuth, resolve_token
 from .context import AppContext
 from .docs import mount_docs
 from .drain import Drain, DrainMiddleware
+from .execute_calls import ExecuteCallMiddleware
 from .limits import BodyLimitMiddleware, BodyLimits
 from .operations import Operation, OperationManager
 from .problems import install_handlers
@@ -57,6 +58,8 @@ def create_app(service: RunnerService, settings: Settings, token: str | None = N
     calls = CallLog(settings.console_recent_calls, settings.console_thumbnail_width,
                     settings.console_health_window_s, settings.console_thumbnails_per_s) if console else None
     app.state.ctx = AppContext(service, settings, manager, auth, threading.Event(), drain, calls)
+    # Innermost (added first): execute calls still pass the body limits and the drain.
+    app.add_middleware(ExecuteCallMiddleware)
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     install_handlers(app)

@@ -85,6 +85,17 @@ class BearerAuth:
     def enabled(self) -> bool:
         return self._token is not None
 
+    def accepts(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header value passes (what ``__call__`` checks, for code that
+        answers without FastAPI's dependencies; a refusal, or a console cookie, is then handled by
+        the normal route)."""
+        if self._token is None:
+            return True
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials:
+            return False
+        return self.token_matches(credentials.strip())
+
     def token_matches(self, presented: str) -> bool:
         """True when ``presented`` is the API token (constant-time); always with auth disabled."""
         if self._token is None:

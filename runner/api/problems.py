@@ -140,6 +140,29 @@ def error_response(err: RunnerError) -> JSONResponse:
     return problem_response(problem, headers)
 
 
+def unexpected_response(exc: BaseException, method: str, path: str) -> JSONResponse:
+    """A bug on our side: logged with its traceback, answered with a problem instead of a bare 500."""
+    _log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return problem_response(problem_dict(_E.UNKNOWN_ERROR.value, f"internal error: {type(exc).__name__}: {exc}"))
+
+
+def os_error_response(exc: OSError, method: str, path: str) -> JSONResponse:
+    """An OSError as an answer (the connection survives): a write that found the disk full is 507
+    (2017) wherever it happened; any other OSError is reported as our fault."""
+    if is_disk_full(exc):
+        return error_response(disk_full(exc.filename or "the runtime root", f"{method} {path}", exc))
+    return unexpected_response(exc, method, path)
+
+
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    """Request fields that do not validate: 422 / 2013 naming the first bad field, all of them in details."""
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in exc.errors()]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"]) or "request"
+    return problem_response(problem_dict(_P.INVALID_REQUEST.value, f"{where}: {first['msg']}", {"errors": errors}))
+
+
 def install_handlers(app: FastAPI) -> None:
     """Make every error leave the app as a problem document."""
 
@@ -149,12 +172,7 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(first["loc"]) or "request"
-        return problem_response(problem_dict(
-            _P.INVALID_REQUEST.value, f"{where}: {first['msg']}", {"errors": errors}))
+        return validation_response(exc)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -168,19 +186,12 @@ def install_handlers(app: FastAPI) -> None:
                                 headers=dict(exc.headers) if exc.headers else None)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # A bug on our side: log it with its traceback, answer with a problem instead of a bare 500.
-        _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(problem_dict(_E.UNKNOWN_ERROR.value,
-                                             f"internal error: {type(exc).__name__}: {exc}"))
+        return unexpected_response(exc, request.method, request.url.path)
 
     async def on_os_error(request: Request, exc: Exception) -> JSONResponse:
-        # Handled here rather than as a 500 so the connection survives: a write that found the disk
-        # full is 507 (2017) wherever it happened; any other OSError is reported as our fault.
+        # Handled here rather than as a 500 so the connection survives.
         assert isinstance(exc, OSError)
-        if is_disk_full(exc):
-            path = exc.filename or "the runtime root"
-            return error_response(disk_full(path, f"{request.method} {request.url.path}", exc))
-        return await on_unexpected(request, exc)
+        return os_error_response(exc, request.method, request.url.path)
 
     app.add_exception_handler(OSError, on_os_error)
     app.add_exception_handler(RunnerError, on_runner_error)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from runner.supervision.dialects import CallRequest, Dialect
+from runner.supervision.dialects.reservation import ImageReservation
 from runner.supervision.spec import CallOutcome, WorkerSpec
 from runner.supervision.states import SERVING_STATES, State
 
@@ -26,6 +27,9 @@ class PoolLike(Protocol):
     def last_error(self) -> dict[str, Any] | None: ...
 
     def call(self, request: CallRequest, timeout_s: float | None = None) -> CallOutcome: ...
+
+    def reserve_image(self, height: int, width: int, channels: int,
+                      session_id: str | None = None) -> ImageReservation | None: ...
 
     def in_flight(self) -> int: ...
 

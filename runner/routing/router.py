@@ -25,6 +25,7 @@ from runner.errors import PackageErrorCode, RunnerError
 from runner.store.layout import RootLayout
 from runner.store.registry import Registry, VersionRecord
 from runner.supervision.dialects import CallRequest
+from runner.supervision.dialects.reservation import ImageReservation
 
 from .activation import ActivationStore, Binding, check_pid
 from .calls import CallEntry, ExecutionResult, version_label
@@ -289,6 +290,17 @@ class Router:
             return self.supervisor.restart(name, version)
 
     # --- calls ---------------------------------------------------------------------------------
+
+    def reserve_image(self, pid: str, session_id: str | None, shape: tuple[int, ...]) -> ImageReservation | None:
+        """Shared memory on a worker of the version ``pid`` is bound to, for a ``shape`` (H, W[, C])
+        uint8 image still arriving; None when there is none to be had (the image is copied later).
+        Never raises: the call itself reports an unbound pid or a stopped version."""
+        binding = self.table.binding(pid)
+        pool = self.supervisor.get(*binding.key) if binding is not None else None
+        if pool is None or len(shape) not in (2, 3):
+            return None
+        channels = shape[2] if len(shape) == 3 else 1
+        return pool.reserve_image(shape[0], shape[1], channels, session_id)
 
     def execute(self, pid: str, request: CallRequest, timeout_s: float | None = None) -> ExecutionResult:
         """Run ``request`` on the version bound to ``pid`` and return the checked result (calls.py).

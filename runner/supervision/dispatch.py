@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .states import ERROR_STATES, State
+from .states import ERROR_STATES, SERVING_STATES, State
 from .worker import Worker
 
 #: Session ids remembered for affinity; the oldest is forgotten beyond this (sessions never ended).
@@ -23,6 +23,7 @@ MAX_SESSIONS = 10000
 class _Waiter:
     session_id: str | None
     worker: Worker | None = None
+    prefer: int | None = None  # the worker whose segment already holds the call's image
 
 
 class Dispatcher:
@@ -44,13 +45,14 @@ class Dispatcher:
         return len(self._busy)
 
     def acquire(self, session_id: str | None, budget_s: float, front: bool,
-                check: Callable[[], None]) -> Worker | None:
+                check: Callable[[], None], prefer: int | None = None) -> Worker | None:
         """Wait up to ``budget_s`` for a worker; None when the budget ran out.
 
         ``front`` puts the call at the head of the queue (a retry keeps its place). ``check`` runs
         while waiting and may raise to abandon the wait (for example when the pool stopped).
+        ``prefer``: the worker to take if it is free when the call's turn comes (any free one else).
         """
-        waiter = _Waiter(session_id)
+        waiter = _Waiter(session_id, prefer=prefer)
         if front:
             self._waiters.appendleft(waiter)
         else:
@@ -82,7 +84,7 @@ class Dispatcher:
             if index is not None and self._workers[index].state in ERROR_STATES | {State.STOPPED}:
                 index = None  # that process is gone for good; the session starts over elsewhere
             if index is None:
-                index = min(free)
+                index = waiter.prefer if waiter.prefer in free else min(free)
             elif index not in free:
                 continue
             free.discard(index)
@@ -90,6 +92,16 @@ class Dispatcher:
             waiter.worker = self._workers[index]
             self._waiters.remove(waiter)
         self._cond.notify_all()
+
+    def placement_order(self, session_id: str | None) -> list[int]:
+        """Workers to reserve an incoming image on, best first: the session's own worker, else
+        serving workers that are free, then busy, each with the fewest reservations first."""
+        pinned = self._sessions.get(session_id) if session_id else None
+        if pinned is not None:
+            return [pinned]
+        serving = [w for w in self._workers if w.state in SERVING_STATES]
+        serving.sort(key=lambda w: (w.index in self._busy, w.reserved_images, w.index))
+        return [w.index for w in serving]
 
     def release(self, worker: Worker, session_id: str | None, end_session: bool) -> None:
         """The call on ``worker`` finished: remember (or forget) its session, serve the next call."""

@@ -21,6 +21,7 @@ from runner.errors import RunnerError
 from runner.store.layout import RootLayout
 
 from .dialects import CallRequest, Dialect
+from .dialects.reservation import ImageReservation
 from .dispatch import Dispatcher
 from .launch import memory_limit_of
 from .launcher import WorkerLauncher
@@ -266,12 +267,16 @@ class VersionPool:
         deadline = started + timeout
         retries = 0
         requeues = 0
+        queued_s = worked_s = 0.0
         while True:
             remaining = deadline - time.monotonic()
             worker = None
             if remaining > 0:
-                worker = self._acquire(request.session_id, remaining, front=retries > 0 or requeues > 0)
-            remaining = deadline - time.monotonic()
+                worker = self._acquire(request.session_id, remaining, front=retries > 0 or requeues > 0,
+                                       prefer=_reserving_worker(request))
+            acquired = time.monotonic()
+            queued_s += acquired - (deadline - remaining)
+            remaining = deadline - acquired
             if worker is None or remaining <= 0:
                 if worker is not None:
                     with self._cond:
@@ -281,6 +286,7 @@ class VersionPool:
                 try:
                     outcome = worker.call(request, remaining)
                 finally:
+                    worked_s += time.monotonic() - acquired
                     with self._cond:
                         self._dispatcher.release(worker, request.session_id, request.end_session)
                 if outcome.timed_out:
@@ -301,6 +307,7 @@ class VersionPool:
                 continue
             outcome.retries = retries
             outcome.latency_ms = (time.monotonic() - started) * 1000
+            outcome.queue_ms, outcome.worker_ms = queued_s * 1000, worked_s * 1000
             return outcome
 
     def _expired(self, request: CallRequest, timeout: float, started: float, retries: int) -> CallOutcome:
@@ -326,12 +333,33 @@ class VersionPool:
                               f"{last.get('reason', 'no worker is running')}; start it again after fixing the cause",
                               state=self.state.value, last_error=self.last_error)
 
-    def _acquire(self, session_id: str | None, budget_s: float, front: bool) -> Worker | None:
+    def _acquire(self, session_id: str | None, budget_s: float, front: bool,
+                 prefer: int | None = None) -> Worker | None:
         with self._cond:
-            return self._dispatcher.acquire(session_id, budget_s, front, self._check_available)
+            return self._dispatcher.acquire(session_id, budget_s, front, self._check_available, prefer)
+
+    def reserve_image(self, height: int, width: int, channels: int,
+                      session_id: str | None = None) -> ImageReservation | None:
+        """Shared memory on the worker likely to run a call, for its image still arriving (see
+        ``dialects.reservation``). None: no worker can take one now (the image is copied instead)."""
+        with self._cond:
+            if not self._accepting:
+                return None
+            order = self._dispatcher.placement_order(session_id)
+        for index in order:
+            reservation = self.workers[index].reserve_image(height, width, channels)
+            if reservation is not None:
+                return reservation
+        return None
 
     def live(self) -> bool:
         return any(w.state in LIVE_STATES for w in self.workers)
+
+
+def _reserving_worker(request: CallRequest) -> int | None:
+    """The worker whose segment already holds the call's image (it passes it on without a copy)."""
+    reservation = request.image.reservation if request.image is not None else None
+    return reservation.worker_index if reservation is not None else None
 
 
 def _retryable(outcome: CallOutcome) -> bool:

@@ -23,7 +23,7 @@ faulted into this process, sized like the last image) so a call only copies its 
   that found the parked name in the folder and mapped it meanwhile also keeps its pixels.
 
 A lease is only ever held for the instant of a test. A process opening the file during that instant
-breaks it: the kernel signals this process (``_LEASE_SIGNAL``, ignored by default, instead of SIGIO,
+breaks it: the kernel signals this process (``segment_files.LEASE_SIGNAL``, ignored by default, instead of SIGIO,
 whose default action would end the runner) and the opener waits until the lease is released.
 
 Recycled spares have names, so a runner killed by SIGKILL leaves them behind: ``remove_stale_segments``
@@ -32,43 +32,32 @@ Recycled spares have names, so a runner killed by SIGKILL leaves them behind: ``
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import mmap
 import os
-import signal
-import stat
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from procvision_algorithm_sdk.shared_memory import HEADER_SIZE, SEGMENT_MODE, SHM_PREFIX, ImageSegment
+from procvision_algorithm_sdk.shared_memory import SHM_PREFIX, ImageSegment
+
+from .segment_files import (
+    Held,
+    Shape,
+    Spare,
+    free_all,
+    make_spare,
+    release_at_exit,
+    unlink_name,
+    unused_elsewhere,
+)
+from .segment_files import link_spare as _link
+from .stale_segments import STALE_SEGMENT_AGE_S, StaleSweep, remove_stale_segments
 
 #: Used segments waiting to be freed beyond this count are freed inline instead (bounds the memory
 #: held when calls come faster than the background thread frees).
 MAX_BACKLOG = 8
-#: ``remove_stale_segments`` leaves younger files alone (a call's segment may not be opened yet).
-STALE_SEGMENT_AGE_S = 300.0
-#: Sent to this process when someone opens a file while it holds a lease (only for an instant).
-#: Ignored by default; the kernel's default, SIGIO, would terminate the process.
-_LEASE_SIGNAL = signal.SIGURG
 
-Shape = tuple[int, int, int]
-
-
-
-def _unlink_name(path: str, segment_id: str, errors: list[str]) -> None:
-    """Remove a segment's name; a name already gone is fine, any other failure is recorded."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        errors.append(f"{segment_id}: {exc}")
 
 class SegmentPool:
     """Spare pre-faulted segments for one worker: recycled when provably unused, else freed off the call path.
@@ -88,9 +77,9 @@ class SegmentPool:
         self._cond = threading.Condition()
         self._shape: Shape | None = None  # shape of the last image taken: spares are made like it
         # These containers are only changed in place: the exit finalizer below holds them too.
-        self._spares: list[_Spare] = []
-        self._retired: list[_Held] = []
-        self._out: dict[str, _Spare] = {}  # taken by a call and not handed back yet, by id
+        self._spares: list[Spare] = []
+        self._retired: list[Held] = []
+        self._out: dict[str, Spare] = {}  # taken by a call and not handed back yet, by id
         self._errors: list[str] = []
         self._preparing = 0
         # Between a take and the following retire a call runs: spares are made outside calls (but
@@ -109,10 +98,23 @@ class SegmentPool:
         self.refused = 0
         # A process that exits without close() (a runner that never shut down) must not leave its
         # spares behind: free them at interpreter exit too.
-        self._finalizer = weakref.finalize(self, _release_at_exit, self._cond, self._stop, self._spares,
+        self._finalizer = weakref.finalize(self, release_at_exit, self._cond, self._stop, self._spares,
                                            self._retired, self._out)
 
     # --- call path -------------------------------------------------------------------------------
+
+    def expect(self, height: int, width: int, channels: int) -> None:
+        """Prepare spares of this shape now, before any call asks (a worker that starts knows the
+        size of the images its predecessor got): its first calls then find faulted pages ready."""
+        shape = (int(height), int(width), int(channels))
+        with self._cond:
+            if self._stop.is_set() or self._shape == shape:
+                return
+            self._retired.extend(Held(spare.segment, spare.fd) for spare in self._spares)
+            self._spares.clear()
+            self._shape = shape
+            self._start_thread()
+            self._cond.notify_all()
 
     def take(self, height: int, width: int, channels: int) -> ImageSegment | None:
         """A ready spare of exactly ``height x width x channels`` (header written), or None if none is
@@ -123,7 +125,7 @@ class SegmentPool:
                 return None
             if shape != self._shape:
                 # The images changed size: spares of the old size are of no use any more.
-                self._retired.extend(_Held(spare.segment, spare.fd) for spare in self._spares)
+                self._retired.extend(Held(spare.segment, spare.fd) for spare in self._spares)
                 self._spares.clear()
                 self._shape = shape
                 self._cond.notify_all()
@@ -143,8 +145,8 @@ class SegmentPool:
                 # Naming spares does not work here (no /proc?): stop making them; calls go inline.
                 self.last_prepare_error = f"could not name a spare segment, spares disabled: {exc}"
                 self.spares_wanted = 0
-                self._retired.append(_Held(spare.segment, spare.fd))
-                self._retired.extend(_Held(s.segment, s.fd) for s in self._spares)
+                self._retired.append(Held(spare.segment, spare.fd))
+                self._retired.extend(Held(s.segment, s.fd) for s in self._spares)
                 self._spares.clear()
                 self._cond.notify_all()
             return None
@@ -152,7 +154,7 @@ class SegmentPool:
             self._out[spare.segment.id] = spare
         return spare.segment
 
-    def _pop_usable(self) -> _Spare | None:
+    def _pop_usable(self) -> Spare | None:
         """The next spare to hand out (lock held). A recycled one gets the lease test again right
         before its pixels are overwritten: one a process found and mapped meanwhile is freed."""
         while self._spares:
@@ -167,7 +169,7 @@ class SegmentPool:
             if free:
                 return spare
             self.refused += 1
-            self._retired.append(_Held(spare.segment, spare.fd))
+            self._retired.append(Held(spare.segment, spare.fd))
             self._cond.notify_all()
         return None
 
@@ -180,8 +182,8 @@ class SegmentPool:
         reports errors the background thread met since the last call.
         """
         errors: list[str] = []
-        inline: list[_Held] = []
-        queued: list[_Held] = []
+        inline: list[Held] = []
+        queued: list[Held] = []
         for segment in segments:
             with self._cond:
                 spare = self._out.pop(segment.id, None)
@@ -190,7 +192,7 @@ class SegmentPool:
                 if held is not None:
                     queued.append(held)
                 continue
-            held = _Held(segment, None)
+            held = Held(segment, None)
             try:
                 # Holding the file keeps its pages: the unlink below is then only a name removal.
                 held.fd = os.open(segment.path, os.O_RDONLY)
@@ -198,7 +200,7 @@ class SegmentPool:
                 pass  # already removed: only the mapping is left to free
             except OSError as exc:
                 errors.append(f"{segment.id}: {exc}")
-            _unlink_name(segment.path, segment.id, errors)
+            unlink_name(segment.path, segment.id, errors)
             (queued if held.fd is not None else inline).append(held)
         with self._cond:
             self._in_call = False
@@ -211,11 +213,11 @@ class SegmentPool:
                 self._cond.notify_all()
             errors.extend(self._errors)
             self._errors.clear()
-        errors.extend(_free_all(inline))
+        errors.extend(free_all(inline))
         if errors:
             raise OSError("could not free call images: " + "; ".join(errors))
 
-    def _recycle(self, spare: _Spare, errors: list[str]) -> _Held | None:
+    def _recycle(self, spare: Spare, errors: list[str]) -> Held | None:
         """Make a used pooled segment a spare again if nobody else holds it; else return it to free.
 
         Its call id is removed first (renamed to a fresh id nobody was told), so no process can
@@ -235,8 +237,8 @@ class SegmentPool:
                 if not isinstance(exc, FileNotFoundError):
                     errors.append(f"{segment.id}: {exc}")
         if not wanted:
-            _unlink_name(segment.path, segment.id, errors)
-            return _Held(segment, spare.fd)
+            unlink_name(segment.path, segment.id, errors)
+            return Held(segment, spare.fd)
         try:
             free = unused_elsewhere(spare.fd)
         except OSError as exc:
@@ -249,11 +251,11 @@ class SegmentPool:
             keep = (free and not self._stop.is_set() and shape == self._shape
                     and len(self._spares) < self.spares_wanted)
             if keep:
-                self._spares.append(_Spare(segment.moved(new_id, new_path), spare.fd, named=True))
+                self._spares.append(Spare(segment.moved(new_id, new_path), spare.fd, named=True))
                 self.recycled += 1
                 return None
-        _unlink_name(new_path, new_id, errors)
-        return _Held(segment, spare.fd)
+        unlink_name(new_path, new_id, errors)
+        return Held(segment, spare.fd)
 
     def _disable_recycling(self, exc: OSError) -> None:
         with self._cond:
@@ -297,21 +299,21 @@ class SegmentPool:
             self._stop.set()
             self._cond.notify_all()
             thread = self._thread
-            leftovers = [_Held(s.segment, s.fd) for s in self._spares] + self._retired
+            leftovers = [Held(s.segment, s.fd) for s in self._spares] + self._retired
             self._spares.clear()
             self._retired.clear()
-        errors = _free_all(leftovers)
+        errors = free_all(leftovers)
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.join_timeout_s)
             if thread.is_alive():
                 errors.append(f"thread {thread.name} did not stop within {self.join_timeout_s:g}s")
         with self._cond:
-            leftovers = [_Held(s.segment, s.fd) for s in self._spares] + self._retired
+            leftovers = [Held(s.segment, s.fd) for s in self._spares] + self._retired
             self._spares.clear()
             self._retired.clear()
             errors.extend(self._errors)
             self._errors.clear()
-        errors.extend(_free_all(leftovers))
+        errors.extend(free_all(leftovers))
         if errors:
             raise OSError("could not free call images: " + "; ".join(errors))
 
@@ -323,7 +325,7 @@ class SegmentPool:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
-    def _next_job(self) -> tuple[list[_Held], Shape | None] | None:
+    def _next_job(self) -> tuple[list[Held], Shape | None] | None:
         """Wait for work: used segments to free, or the shape of a spare to make. None: stop."""
         with self._cond:
             while True:
@@ -350,12 +352,12 @@ class SegmentPool:
             if job is None:
                 return
             retired, shape = job
-            self._report(_free_all(retired))
+            self._report(free_all(retired))
             if shape is not None:
                 self._prepare(shape)
 
     def _prepare(self, shape: Shape) -> None:
-        spare: _Spare | None = None
+        spare: Spare | None = None
         try:
             spare = make_spare(self.shm_dir, shape)
         except OSError as exc:
@@ -371,225 +373,12 @@ class SegmentPool:
                 # Preparation failed (no O_TMPFILE, tmpfs full?): stop trying until a call asks again.
                 self._shape = None
         if spare is not None:  # stopped, resized or refilled by recycling meanwhile
-            self._report(_free_all([_Held(spare.segment, spare.fd)]))
+            self._report(free_all([Held(spare.segment, spare.fd)]))
 
     def _report(self, errors: list[str]) -> None:
         if errors:
             with self._cond:
                 self._errors.extend(errors)
-
-
-@dataclass
-class _Spare:
-    """A prepared segment and the read-write fd this pool keeps on its file (for lease tests).
-
-    ``named`` False: a new unnamed file, linked under ``segment.id`` when taken. True: a recycled
-    segment, already parked under ``segment.id`` (an id no one was told yet).
-    """
-
-    segment: ImageSegment
-    fd: int
-    named: bool = False
-
-
-@dataclass
-class _Held:
-    """A segment to free: its mapping and (if any) an fd that keeps its pages until closed."""
-
-    segment: ImageSegment
-    fd: int | None
-
-
-def unused_elsewhere(fd: int) -> bool:
-    """Whether ``fd``'s file is, at this instant, open or mapped through no other open file
-    description than ``fd``'s own (and its dups, such as this process's own mapping of it).
-
-    Asks for a write lease and releases it at once: Linux grants one only in that case, and a
-    mapping keeps its file description alive until it is unmapped. False if refused because the
-    file is held elsewhere. Raises OSError if leases cannot be used here at all (EACCES: not the
-    file's owner and no CAP_LEASE; EINVAL: leases disabled or unsupported by the file system).
-    """
-    # Releasing a lease resets the descriptor's signal: set it before every lease.
-    fcntl.fcntl(fd, fcntl.F_SETSIG, _LEASE_SIGNAL)
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EBUSY):
-            return False
-        raise
-    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    return True
-
-
-def make_spare(shm_dir: str, shape: Shape) -> _Spare:
-    """A new unnamed raw segment of ``shape`` in ``shm_dir``: pages allocated and faulted into this
-    process, header written. ``take`` links it under ``segment.id`` when a call needs it.
-
-    ``posix_fallocate`` makes a full tmpfs fail here with ENOSPC instead of a SIGBUS on a later write
-    into the mapping. The pages are faulted in by reading /dev/zero into the mapping: unlike
-    ``MAP_POPULATE`` or ``madvise`` that runs with the GIL released, so calls on other threads do not
-    stall meanwhile.
-    """
-    height, width, channels = shape
-    segment_id = SHM_PREFIX + uuid.uuid4().hex
-    size = HEADER_SIZE + height * width * channels
-    dir_fd = os.open(shm_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fd = os.open(".", os.O_TMPFILE | os.O_RDWR, SEGMENT_MODE, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
-    mm: mmap.mmap | None = None
-    try:
-        os.posix_fallocate(fd, 0, size)
-        mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        _fault_in(mm)
-        segment = ImageSegment.adopt_raw(segment_id, os.path.join(shm_dir, segment_id), mm, height, width, channels)
-    except BaseException:
-        if mm is not None:
-            mm.close()
-        os.close(fd)
-        raise
-    return _Spare(segment, fd)
-
-
-def _link(spare: _Spare, shm_dir: str) -> None:
-    """Give an unnamed spare its id (its file name). The fd stays open for later lease tests."""
-    dir_fd = os.open(shm_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        # Relative to a directory fd: an absolute target can fail with EXDEV where /dev/shm is
-        # mounted twice (the magic /proc link and the path resolve to different mounts).
-        os.link(f"/proc/self/fd/{spare.fd}", os.path.basename(spare.segment.path), dst_dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _fault_in(mm: mmap.mmap) -> None:
-    zero = os.open("/dev/zero", os.O_RDONLY)
-    try:
-        with memoryview(mm) as view:
-            done = 0
-            while done < len(view):
-                got = os.readv(zero, [view[done:]])
-                if got <= 0:
-                    raise OSError("could not pre-fault a shared memory segment: /dev/zero gave no data")
-                done += got
-    finally:
-        os.close(zero)
-
-
-def _release_at_exit(cond: threading.Condition, stop: threading.Event, spares: list[_Spare],
-                     retired: list[_Held], out: dict[str, _Spare]) -> None:
-    """Exit-time cleanup of a pool never closed (a spare finished later frees itself: stop is set)."""
-    with cond:
-        stop.set()
-        cond.notify_all()
-        leftovers = [_Held(s.segment, s.fd) for s in spares] + retired + [_Held(s.segment, s.fd) for s in out.values()]
-        spares.clear()
-        retired.clear()
-        out.clear()
-    _free_all(leftovers)  # at exit nobody is left to report a failure to
-
-
-def _free_all(held: Iterable[_Held]) -> list[str]:
-    """Unmap each segment, remove its name if it still has one, close the fd holding its pages."""
-    errors: list[str] = []
-    for item in held:
-        try:
-            item.segment.unlink()  # FileNotFoundError (name already gone) is not an error there
-        except OSError as exc:
-            errors.append(f"{item.segment.id}: {exc}")
-        if item.fd is not None:
-            try:
-                os.close(item.fd)
-            except OSError as exc:
-                errors.append(f"{item.segment.id}: {exc}")
-    return errors
-
-
-# --- stale segments ------------------------------------------------------------------------------
-
-@dataclass
-class StaleSweep:
-    """What ``remove_stale_segments`` did: names removed, old ones kept because held, and errors."""
-
-    removed: list[str] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-def remove_stale_segments(shm_dir: str | Path, older_than_s: float = STALE_SEGMENT_AGE_S,
-                          prefix: str = SHM_PREFIX) -> StaleSweep:
-    """Remove ``pvshm-*`` files (or ``prefix``-named ones) in ``shm_dir`` last modified more than
-    ``older_than_s`` seconds ago that no process has open or mapped (the lease test of ``unused_elsewhere``).
-
-    For a runner's start: a runner killed mid-call (or holding recycled spares) leaves named
-    segments behind. A live runner's segments are kept: it holds every spare open, and a call's
-    segment is younger than the age limit. A file whose state cannot be proved (lease refused for
-    another reason than use) is kept and reported in ``errors``. Never raises for a single file.
-    """
-    sweep = StaleSweep()
-    directory = str(shm_dir)
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
-        return sweep
-    except OSError as exc:
-        sweep.errors.append(f"{directory}: {exc}")
-        return sweep
-    try:
-        cutoff = time.time() - older_than_s
-        for name in os.listdir(dir_fd):
-            if name.startswith(prefix):
-                _sweep_one(dir_fd, name, cutoff, sweep)
-    except OSError as exc:
-        sweep.errors.append(f"{directory}: {exc}")
-    finally:
-        os.close(dir_fd)
-    return sweep
-
-
-def _sweep_one(dir_fd: int, name: str, cutoff: float, sweep: StaleSweep) -> None:
-    try:
-        # O_NONBLOCK: a file another runner holds a lease on at this instant fails with EWOULDBLOCK
-        # instead of blocking; O_NOFOLLOW: a symlink is never followed out of the folder.
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        if exc.errno == errno.EWOULDBLOCK:
-            sweep.held.append(name)
-        elif exc.errno == errno.ELOOP:
-            sweep.errors.append(f"{name}: a symbolic link, not a segment; left alone")
-        else:
-            sweep.errors.append(f"{name}: {exc}")
-        return
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_mtime > cutoff:
-            return
-        fcntl.fcntl(fd, fcntl.F_SETSIG, _LEASE_SIGNAL)
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EBUSY):
-                sweep.held.append(name)
-            else:
-                sweep.errors.append(f"{name}: cannot tell whether it is in use (file lease refused: {exc})")
-            return
-        try:
-            # Held under the lease: nobody can open it meanwhile without waiting for the release.
-            # Unlink only the file that was tested, not one put there under the same name since.
-            if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == st.st_ino:
-                os.unlink(name, dir_fd=dir_fd)
-                sweep.removed.append(name)
-        finally:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        sweep.errors.append(f"{name}: {exc}")
-    finally:
-        os.close(fd)
 
 
 __all__ = ["SegmentPool", "StaleSweep", "make_spare", "remove_stale_segments", "unused_elsewhere", "MAX_BACKLOG",

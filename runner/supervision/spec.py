@@ -53,6 +53,10 @@ class CallOutcome:
     not_sent: bool = False
     retryable: bool = False
     fatal: bool = False
+    #: Where ``latency_ms`` went (set by the pool): waiting for a free worker, and the worker round
+    #: trips (image handoff, frames, the algorithm), summed over retries. Feeds Server-Timing.
+    queue_ms: float = 0.0
+    worker_ms: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -48,6 +48,7 @@ class WorkerBase(ABC):
         self.restart_policy = restart_policy or RestartPolicy.from_settings(settings)
         self._lock = threading.RLock()
         self._gen: Generation | None = None  # the current (or last) process generation
+        self._image_shape: tuple[int, int, int] | None = None  # of the last upload reserved here
         self._gen_count = 0
         # A start attempt whose process was recycled for a hung get_info continues in its restart.
         self._attempt_is_first = False

@@ -11,17 +11,33 @@ from procvision_algorithm_sdk.errors import ErrorCode
 from runner.errors import RunnerError
 
 from .dialects import CallRequest, Dialect, ImageHandoff, build_call_data
+from .dialects.reservation import ImageReservation
 from .generation import Generation
 from .launcher import ProcessClient
 from .outcomes import error_outcome, outcome_from_frame
 from .spec import CallOutcome
-from .states import State
+from .states import SERVING_STATES, State
 from .worker_base import WorkerBase
 from .worker_text import TAIL_LINES, short_text
 
 
 class WorkerCalls(WorkerBase):
     """The call path of a worker slot."""
+
+    def reserve_image(self, height: int, width: int, channels: int) -> ImageReservation | None:
+        """Shared memory in this worker's segment folder for an image still arriving (see
+        ``ImageHandoff.reserve``); None when this worker cannot take one now."""
+        with self._lock:
+            gen = self._gen
+            handoff = gen.handoff if gen is not None and self.state in SERVING_STATES else None
+            self._image_shape = (height, width, channels)
+        return handoff.reserve(height, width, channels, self.index) if handoff is not None else None
+
+    @property
+    def reserved_images(self) -> int:
+        """Reservations of this worker not taken over by a call yet (the pool spreads them)."""
+        handoff = self.handoff
+        return handoff.reserved_count if handoff is not None else 0
 
     def call(self, request: CallRequest, timeout_s: float) -> CallOutcome:
         """Run one call on this worker. The caller (the pool) guarantees one call at a time.

@@ -142,6 +142,8 @@ class WorkerStartup(WorkerBase):
             assert gen.shm_dir is not None  # set with the launch, before the handshake
             gen.handoff = ImageHandoff(ready.dialect, gen.shm_dir, segment_dir(self.settings, gen.shm_dir),
                                        spares=self.settings.shm_spares_per_worker)
+            if self._image_shape is not None:  # a restart: fault in segments of the images it had
+                gen.handoff.expect(*self._image_shape)
             self.started_at = time.time()
             gen.up_since = self.restart_policy.clock()
             self.machine.transition(State.RUNNING, f"ready ({ready.dialect.value}, sdk "

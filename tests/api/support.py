@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from PIL import Image
 
 from runner.config import Settings
 from runner.daemon import Daemon
+from runner.service import RunnerService
 from tests.support.packages import algorithm_files, build_package, manifest_for
 from tests.support.waiting import wait_until
 
@@ -78,15 +80,17 @@ class RunningServer:
         assert not self.thread.is_alive(), "daemon thread did not stop"
 
 
-def start_server(root: Path, **overrides: Any) -> RunningServer:
-    """Start a daemon on ``root`` (port 0 = a free port); waits until it listens."""
+def start_server(root: Path, before_serve: Callable[[RunnerService], None] | None = None,
+                 **overrides: Any) -> RunningServer:
+    """Start a daemon on ``root`` (port 0 = a free port); waits until it listens. ``before_serve``
+    gets the service before the API serves (a test that watches the workers keeps it)."""
     # Deadlines that only bound a hang: on a busy machine a worker can take many seconds to start or
     # to answer a ping, which the defaults (sized for a station) would treat as a failure.
     values: dict[str, Any] = {"root": root, "port": 0, "host": "127.0.0.1", "watch_drop_folder": False,
                               "handshake_timeout_ms": 120000, "heartbeat_grace_ms": 10000}
     values.update(overrides)
     settings = Settings.load(None, **values)
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, before_serve=before_serve)
     errors: list[BaseException] = []
 
     def run() -> None:

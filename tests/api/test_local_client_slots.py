@@ -46,7 +46,7 @@ def test_frame_written_into_the_slot_reaches_the_worker(server: RunningServer) -
             result = slot.execute("P001", step_index=1)
             assert result["status"] == "OK", result
             assert result["data"]["debug"]["mean"] == float(value)
-            assert "call;dur=" in slot.server_timing
+            assert "worker;dur=" in slot.server_timing
 
 
 def test_the_api_on_the_unix_socket(server: RunningServer) -> None:

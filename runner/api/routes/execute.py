@@ -18,6 +18,7 @@ from procvision_algorithm_sdk.errors import ErrorCode
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.supervision.dialects import CallRequest, ImageInput
+from runner.supervision.dialects.reservation import ImageReservation
 
 from ..context import AppContext, get_ctx
 from ..limits import loads_limited, too_deep
@@ -26,12 +27,14 @@ from ..responses import ExecuteAnswer
 from ..schemas import PROBLEM_RESPONSES
 from ..streaming.buffers import BufferPool
 from ..streaming.form import NPY_TYPES, PIXELS_TYPE, SHAPE_HEADER, ReceivedBody, receive_multipart, receive_raw
-from ..streaming.phase_metrics import PhaseHistograms
+from ..streaming.image_sink import LANDINGS
+from ..streaming.phase_metrics import PhaseHistograms, UploadLandings
 from ..streaming.timing import CallTiming, server_timing
 from .slots import KEY_HEADER, frame_slots
 
 _POOL_KEY = "execute_buffer_pool"
 _PHASES_KEY = "execute_phase_histograms"
+_LANDINGS_KEY = "execute_upload_landings"
 
 
 def buffer_pool(app: Any) -> BufferPool:
@@ -41,6 +44,15 @@ def buffer_pool(app: Any) -> BufferPool:
         pool = BufferPool()
         setattr(app.state, _POOL_KEY, pool)
     return pool
+
+
+def upload_landings(app: Any, ctx: AppContext) -> UploadLandings:
+    """The app's counts of where uploaded pixels landed (made on first use)."""
+    landings = getattr(app.state, _LANDINGS_KEY, None)
+    if landings is None:
+        landings = UploadLandings(ctx.service.metrics, LANDINGS)
+        setattr(app.state, _LANDINGS_KEY, landings)
+    return landings
 
 
 def record_timing(request: Request, ctx: AppContext, phases: dict[str, float]) -> None:
@@ -123,12 +135,22 @@ def _fields(raw: Mapping[str, str]) -> ExecuteFields:
 async def _receive(request: Request, ctx: AppContext, pool: BufferPool) -> tuple[ReceivedBody, dict[str, str]]:
     content_type, params = parse_options_header(request.headers.get("content-type"))
     image_cap, fields_cap = ctx.settings.max_image_bytes, ctx.settings.max_json_body_bytes
+    service = ctx.service
+
+    def reserve(fields: Mapping[str, str], shape: tuple[int, ...]) -> ImageReservation | None:
+        # The pixels go straight into a segment of the worker that will most likely run the call.
+        pid = fields.get("pid")
+        return service.reserve_image(pid, fields.get("session_id") or None, shape) if pid else None
+
     if content_type == b"multipart/form-data":
-        body = await receive_multipart(request.stream(), params.get(b"boundary"), image_cap, fields_cap, pool)
+        body = await receive_multipart(request.stream(), params.get(b"boundary"), image_cap, fields_cap, pool,
+                                       reserve)
         return body, body.fields
     if content_type in NPY_TYPES or content_type == PIXELS_TYPE:
-        body = await receive_raw(request.stream(), content_type, request.headers.get(SHAPE_HEADER), image_cap, pool)
-        return body, dict(request.query_params)
+        query = dict(request.query_params)
+        body = await receive_raw(request.stream(), content_type, request.headers.get(SHAPE_HEADER), image_cap, pool,
+                                 lambda shape: reserve(query, shape))
+        return body, query
     if content_type == b"application/x-www-form-urlencoded":
         # Fields only (no image can travel this way): small, and capped by the body limits already.
         text = (await request.body()).decode("utf-8", "replace")
@@ -163,10 +185,11 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
     timing = CallTiming()
     slot_id = request.query_params.get("slot")
     if slot_id is not None:
-        return await _execute_on_slot(request, ctx, slot_id, timing)
+        return await execute_on_slot(request, ctx, slot_id, timing)
     pool = buffer_pool(request.app)
+    landings = upload_landings(request.app, ctx)
     body, raw_fields = await _receive(request, ctx, pool)
-    reusable = False
+    handed_over = False
     try:
         timing.lap("receive")
         fields = _fields(raw_fields)
@@ -187,23 +210,21 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
         timing.lap("decode")
         timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
         ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
-        result = await _observed(ctx, call, timeout_s)
-        # The call returned: the worker slot copied the pixels into its segment and nothing holds
-        # the arrays any more, so they may serve the next upload.
-        reusable = True
+        handed_over = True
+        result = await run_in_threadpool(_execute_then_release, ctx, call, timeout_s, body, landings)
         timing.lap("call")
     finally:
-        if reusable:
+        if not handed_over:
             body.release()
     return _answer(request, ctx, result, timing)
 
 
-async def _observed(ctx: AppContext, call: CallRequest, timeout_s: float | None) -> dict[str, Any]:
-    """The call on its pid's version; the console's call log (if any) gets one small record of it,
-    taken while the image buffers are still the caller's."""
+def _observed_call(ctx: AppContext, call: CallRequest, timeout_s: float | None) -> dict[str, Any]:
+    """The call on its pid's version (on a worker thread); the console's call log (if any) gets one
+    small record of it, taken while the image memory is still the caller's."""
     started = time.monotonic()
     try:
-        result = await run_in_threadpool(ctx.service.execute, call.pid, call, timeout_s)
+        result = ctx.service.execute(call.pid, call, timeout_s)
     except RunnerError as exc:
         if ctx.calls is not None:
             ctx.calls.record_failure(call, exc, started)
@@ -213,9 +234,19 @@ async def _observed(ctx: AppContext, call: CallRequest, timeout_s: float | None)
     return result
 
 
+def _execute_then_release(ctx: AppContext, call: CallRequest, timeout_s: float | None,
+                          body: ReceivedBody, landings: UploadLandings) -> dict[str, Any]:
+    """The call, then the body's memory given back, on the same thread: even if the request is
+    cancelled while the call runs, the memory is reused only once the worker is done with it."""
+    try:
+        return _observed_call(ctx, call, timeout_s)
+    finally:
+        landings.count(body.release())
+
+
 def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: CallTiming) -> JSONResponse:
-    latency = result.get("latency_ms")
-    phases = timing.finish(float(latency) if isinstance(latency, int | float) else None)
+    call_phases = result.pop("phases_ms", None)
+    phases = timing.finish(call_phases if isinstance(call_phases, dict) else None)
     record_timing(request, ctx, phases)
     headers = {"Server-Timing": server_timing(phases)}
     code = result.get("error_code")
@@ -230,7 +261,7 @@ def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: C
     return JSONResponse(result, headers=headers)
 
 
-async def _execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timing: CallTiming) -> JSONResponse:
+async def execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timing: CallTiming) -> JSONResponse:
     """A call on a leased frame slot: the client wrote the frame; the request carries no image."""
     if await request.body():
         raise RunnerError(PackageErrorCode.SLOT_INVALID, "a call naming a frame slot sends no body: the frame is "
@@ -250,7 +281,7 @@ async def _execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timi
         timing.lap("decode")
         timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
         ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
-        result = await _observed(ctx, call, timeout_s)
+        result = await run_in_threadpool(_observed_call, ctx, call, timeout_s)
         timing.lap("call")
     finally:
         slots.release_call(slot)

@@ -8,17 +8,21 @@ Multipart goes through python-multipart's streaming parser; its callbacks send t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 from runner.errors import PackageErrorCode, RunnerError
+from runner.supervision.dialects.reservation import ImageReservation
 
 from ..limits import too_large
 from .buffers import BufferPool
-from .image_sink import ImageSink
+from .image_sink import ImageSink, Reserver
+
+#: Worker shared memory for the image, given the fields known so far (pid, session_id) and its shape.
+FieldReserver = Callable[[Mapping[str, str], tuple[int, ...]], ImageReservation | None]
 
 IMAGE_FIELDS = ("image", "guide_image")
 NPY_TYPES = frozenset({b"application/x-npy", b"application/npy"})
@@ -33,9 +37,10 @@ class ReceivedBody:
     fields: dict[str, str] = field(default_factory=dict)
     images: dict[str, ImageSink] = field(default_factory=dict)
 
-    def release(self) -> None:
-        for sink in self.images.values():
-            sink.release()
+    def release(self) -> list[str]:
+        """Give every image's memory back; returns where each had landed (see ``ImageSink.release``)."""
+        landed = [sink.release() for sink in self.images.values()]
+        return [where for where in landed if where is not None]
 
 
 def _invalid(message: str, **details: Any) -> RunnerError:
@@ -45,8 +50,10 @@ def _invalid(message: str, **details: Any) -> RunnerError:
 class _Parts:
     """python-multipart callbacks: images into sinks, text parts into capped buffers."""
 
-    def __init__(self, body: ReceivedBody, image_limit: int, fields_limit: int, pool: BufferPool) -> None:
+    def __init__(self, body: ReceivedBody, image_limit: int, fields_limit: int, pool: BufferPool,
+                 reserve: FieldReserver | None = None) -> None:
         self.body = body
+        self.reserve = reserve
         self.image_limit = image_limit
         self.fields_limit = fields_limit
         self.pool = pool
@@ -87,10 +94,19 @@ class _Parts:
                 raise _invalid(f"the multipart field {self._name!r} was sent twice; send one image per field",
                                field=self._name)
             label = params.get(b"filename", b"").decode("utf-8", "replace") or self._name
-            self._sink = ImageSink(self._name, label, self.image_limit, self.pool)
+            self._sink = ImageSink(self._name, label, self.image_limit, self.pool,
+                                   reserve=self._reserver() if self._name == "image" else None)
             self.body.images[self._name] = self._sink
         elif b"filename" not in params:
             self._text = bytearray()
+
+    def _reserver(self) -> Reserver | None:
+        reserve, fields = self.reserve, self.body.fields
+        if reserve is None:
+            return None
+        # Asked once the image's shape is known: the fields sent before the image (pid first, as
+        # clients do) say which version's worker gets the call.
+        return lambda shape: reserve(fields, shape)
 
     def _charge(self, size: int) -> None:
         self.fields_size += size
@@ -112,12 +128,14 @@ class _Parts:
 
 
 async def receive_multipart(stream: AsyncIterator[bytes], boundary: bytes | None, image_limit: int,
-                            fields_limit: int, pool: BufferPool) -> ReceivedBody:
-    """Parse a multipart body from ``stream``; images land in pooled arrays as they arrive."""
+                            fields_limit: int, pool: BufferPool, reserve: FieldReserver | None = None
+                            ) -> ReceivedBody:
+    """Parse a multipart body from ``stream``; images land in worker segments (``reserve``) or
+    pooled arrays as they arrive."""
     if not boundary:
         raise _invalid("multipart body without a boundary")
     body = ReceivedBody()
-    parts = _Parts(body, image_limit, fields_limit, pool)
+    parts = _Parts(body, image_limit, fields_limit, pool, reserve)
     parser = MultipartParser(boundary, parts.callbacks())
     try:
         async for chunk in stream:
@@ -145,16 +163,17 @@ def parse_shape(raw: str) -> tuple[int, ...]:
 
 
 async def receive_raw(stream: AsyncIterator[bytes], content_type: bytes, shape_header: str | None,
-                      image_limit: int, pool: BufferPool) -> ReceivedBody:
+                      image_limit: int, pool: BufferPool, reserve: Reserver | None = None) -> ReceivedBody:
     """The whole body is the image: a ``.npy`` file, or bare pixels of ``shape_header``'s shape."""
     if content_type in NPY_TYPES:
-        sink = ImageSink("image", "request body", image_limit, pool)
+        sink = ImageSink("image", "request body", image_limit, pool, reserve=reserve)
     elif shape_header is None:
         raise _invalid("a raw application/octet-stream image needs the header X-Image-Shape: H,W or H,W,C "
                        "(uint8 pixels, row-major); or send a .npy file as application/x-npy",
                        header="X-Image-Shape")
     else:
-        sink = ImageSink("image", "request body", image_limit, pool, raw_shape=parse_shape(shape_header))
+        sink = ImageSink("image", "request body", image_limit, pool, raw_shape=parse_shape(shape_header),
+                         reserve=reserve)
     body = ReceivedBody(images={"image": sink})
     try:
         async for chunk in stream:

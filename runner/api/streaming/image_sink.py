@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from runner.routing.images import (
     sniff,
 )
 from runner.supervision.dialects import ImageInput
+from runner.supervision.dialects.reservation import ImageReservation
 
 from ..limits import too_large
 from .buffers import BufferPool
@@ -32,20 +34,34 @@ from .buffers import BufferPool
 #: Bytes needed to tell PNG / JPEG / .npy apart.
 _SNIFF_BYTES = 8
 
+#: Where an upload's pixels landed: the segment the worker was handed as it is (no copy at all);
+#: a worker's segment that another worker then copied from; a pooled array the worker copied from.
+LANDING_SEGMENT, LANDING_COPIED, LANDING_BUFFER = "worker_segment", "copied_from_segment", "buffer"
+LANDINGS = (LANDING_SEGMENT, LANDING_COPIED, LANDING_BUFFER)
+
+#: Asks for worker shared memory to receive an image of this shape (H, W[, C] uint8) into.
+Reserver = Callable[[tuple[int, ...]], ImageReservation | None]
+
 
 class ImageSink:
     """Receives the bytes of one image file (``write``), then turns them into an ``ImageInput``.
 
-    ``raw_shape`` set: the body is bare uint8 pixels of that shape (no header). Raises RunnerError
-    413 (2014) past ``limit`` bytes, 1002 for data that is not a usable image.
+    ``raw_shape`` set: the body is bare uint8 pixels of that shape (no header). ``reserve`` set:
+    uint8 pixels go straight into a worker's shared-memory segment it hands out (the call then
+    passes that segment on without a copy); without one, or when it has none, into a pooled array.
+    Raises RunnerError 413 (2014) past ``limit`` bytes, 1002 for data that is not a usable image.
     """
 
     def __init__(self, field: str, label: str, limit: int, pool: BufferPool,
-                 raw_shape: tuple[int, ...] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 raw_shape: tuple[int, ...] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 reserve: Reserver | None = None) -> None:
         self.field = field
         self.label = label
         self.limit = limit
         self.pool = pool
+        self.reserve = reserve
+        #: The worker segment the pixels are written into (None: ``buffer`` is a pooled array).
+        self.reservation: ImageReservation | None = None
         self.max_pixels = max_pixels
         self.size = 0
         self.kind = ""
@@ -110,6 +126,11 @@ class ImageSink:
     def _start_array(self, shape: tuple[int, ...], dtype: Any, fortran: bool, what: str) -> None:
         check_array_header(shape, dtype, self.max_pixels, self.limit, what)
         self._shape, self._fortran = shape, fortran
+        if self.reserve is not None and dtype == np.uint8 and not fortran:
+            self.reservation = self.reserve(shape)
+            if self.reservation is not None:
+                self.buffer = self.reservation.pixels.reshape(-1)  # a view: bytes land in the segment
+                return
         self.buffer = self.pool.take(int(np.prod(shape)))
 
     def _fill(self, view: memoryview) -> None:
@@ -153,15 +174,25 @@ class ImageSink:
         arr = self.buffer.reshape(self._shape, order="F" if self._fortran else "C")
         if arr.ndim == 3 and arr.shape[2] == 1:
             arr = arr[:, :, 0]
+        reservation = self.reservation
         if arr.ndim == 3 and source != target:
             arr = arr[:, :, ::-1]
-        return ImageInput(array=arr, color_space=target, camera_id=camera_id, timestamp_ms=timestamp_ms)
+            reservation = None  # the worker gets these reordered pixels copied, not the segment
+        return ImageInput(array=arr, color_space=target, camera_id=camera_id, timestamp_ms=timestamp_ms,
+                          reservation=reservation)
 
-    def release(self) -> None:
-        """Give the array back to the pool (only once no call uses it any more)."""
+    def release(self) -> str | None:
+        """Give the memory back (only once no call uses it any more): a reserved segment no call
+        took over to its worker, a pooled array to the pool. Returns where the pixels had landed
+        (a ``LANDINGS`` value; None: nothing was received into memory of ours)."""
+        if self.reservation is not None:
+            reservation, self.reservation, self.buffer = self.reservation, None, None
+            return LANDING_COPIED if reservation.release() else LANDING_SEGMENT
         if self.buffer is not None:
             self.pool.give(self.buffer)
             self.buffer = None
+            return LANDING_BUFFER
+        return None
 
 
-__all__ = ["ImageSink", "NPY_MAGIC"]
+__all__ = ["LANDINGS", "ImageSink", "NPY_MAGIC", "Reserver"]

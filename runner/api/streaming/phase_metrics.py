@@ -1,6 +1,8 @@
-"""Histograms of where /execute calls spend their time (receive, decode, call, dispatch, total).
+"""Histograms of where /execute calls spend their time (receive, decode, queue, worker, checks,
+dispatch, total), and counts of where uploaded pixels landed.
 
-Exported through ``Metrics.add_collector`` as ``procvision_execute_phase_seconds{phase=...}``.
+Exported through ``Metrics.add_collector`` as ``procvision_execute_phase_seconds{phase=...}`` and
+``procvision_execute_uploads_total{landed=...}``.
 """
 
 from __future__ import annotations
@@ -41,4 +43,30 @@ class PhaseHistograms:
                 out.append(f"{METRIC}_bucket{_labels(labels + (('le', '+Inf'),))} {hist.total}")
                 out.append(f"{METRIC}_sum{_labels(labels)} {_number(hist.sum)}")
                 out.append(f"{METRIC}_count{_labels(labels)} {hist.total}")
+        return out
+
+
+UPLOADS_METRIC = "procvision_execute_uploads_total"
+
+
+class UploadLandings:
+    """How many uploaded images landed where (``image_sink.LANDINGS``); thread-safe collector."""
+
+    def __init__(self, metrics: Metrics, landings: tuple[str, ...]) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(landings, 0)
+        metrics.add_collector(self.render)
+
+    def count(self, landed: list[str]) -> None:
+        with self._lock:
+            for where in landed:
+                self._counts[where] = self._counts.get(where, 0) + 1
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {UPLOADS_METRIC} Uploaded images of POST /execute by where their pixels landed "
+               "(worker_segment: passed to the worker without any copy).",
+               f"# TYPE {UPLOADS_METRIC} counter"]
+        with self._lock:
+            for where, count in sorted(self._counts.items()):
+                out.append(f"{UPLOADS_METRIC}{_labels((('landed', where),))} {count}")
         return out

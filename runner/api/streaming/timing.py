@@ -1,9 +1,13 @@
-"""Where one /execute call's time went: the ``Server-Timing`` header and the JSON ``timing_ms``."""
+"""Where one ``POST /execute`` spent its time: the ``Server-Timing`` header and ``timing_ms``."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+#: What the router reports about the call it ran (see ``ExecutionResult.phases_ms``).
+CALL_PHASES = ("queue", "worker", "checks")
 
 
 @dataclass
@@ -11,8 +15,9 @@ class CallTiming:
     """Phases of one call in milliseconds, measured with ``time.perf_counter``.
 
     ``receive``: reading the body (image bytes into their array); ``decode``: PNG/JPEG decoding and
-    field checks; ``call``: the router's own measure (queue wait, worker round trip, result checks);
-    ``dispatch``: handing the call to a thread and back; ``total``: from the route's start.
+    field checks; ``queue``: waiting for a free worker; ``worker``: the worker round trips (image
+    handoff, frames, the algorithm); ``checks``: normalising and checking the reply; ``dispatch``:
+    the rest of the call (thread hops, routing bookkeeping); ``total``: from the route's start.
     """
 
     started: float = field(default_factory=time.perf_counter)
@@ -28,12 +33,16 @@ class CallTiming:
         self.phases[name] = self.phases.get(name, 0.0) + (now - self._mark) * 1000
         self._mark = now
 
-    def finish(self, call_ms: float | None) -> dict[str, float]:
-        """All phases plus ``total``; ``call_ms`` (the router's figure) splits the ``call`` lap."""
+    def finish(self, call_phases: Mapping[str, object] | None) -> dict[str, float]:
+        """All phases plus ``total``. The ``call`` lap is split by the router's ``call_phases``
+        (queue, worker, checks); what is left of it is ``dispatch``."""
         out = dict(self.phases)
-        if call_ms is not None and "call" in out:
-            out["dispatch"] = max(0.0, out["call"] - call_ms)
-            out["call"] = call_ms
+        call = out.pop("call", None)
+        if call is not None:
+            parts = {name: float(value) for name, value in (call_phases or {}).items()
+                     if name in CALL_PHASES and isinstance(value, int | float)}
+            out.update(parts)
+            out["dispatch"] = max(0.0, call - sum(parts.values()))
         out["total"] = (time.perf_counter() - self.started) * 1000
         return {name: round(value, 3) for name, value in out.items()}
 

@@ -25,6 +25,7 @@ from .base import Dialect, ImageTransport
 from .environment import posix_shm_dir
 from .lookup import strategy_for
 from .requests import ImageInput, check_image, invalid
+from .reservation import ImageReservation
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -38,6 +39,12 @@ def _encoded_size(data: bytes) -> tuple[int, int]:
             return int(img.width), int(img.height)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise RunnerError(ErrorCode.IMAGE_LOAD_FAILED, f"image bytes are not a readable image: {exc}") from exc
+
+
+def _same_pixels(array: np.ndarray, pixels: np.ndarray) -> bool:
+    """Whether ``array`` is exactly ``pixels`` (same memory, same order), perhaps without its channel axis."""
+    return (array.dtype == pixels.dtype and array.size == pixels.size and array.flags.c_contiguous
+            and array.__array_interface__["data"][0] == pixels.__array_interface__["data"][0])
 
 
 class ImageHandoff:
@@ -63,6 +70,7 @@ class ImageHandoff:
         self._lock = threading.Lock()
         self._segments: list[ImageSegment] = []
         self._files: list[Path] = []
+        self._reserved: dict[str, ImageSegment] = {}  # handed out by reserve, not taken by a call yet
         self._pool: SegmentPool | None = None
         self._closed = False
 
@@ -75,6 +83,53 @@ class ImageHandoff:
         """Ids of images currently held (for diagnostics and leak checks)."""
         with self._lock:
             return [str(seg.id) for seg in self._segments] + [p.stem for p in self._files]
+
+    def reserve(self, height: int, width: int, channels: int, worker_index: int) -> ImageReservation | None:
+        """A pre-faulted segment of this shape for an image not received yet (the receiver writes its
+        pixels), or None: this worker takes files, or no spare segment is ready (the caller then
+        receives into memory of its own and the call copies it)."""
+        if not self.uses_posix_shm or channels not in (1, 3):
+            return None
+        pool = self._segment_pool()
+        segment = pool.take(height, width, channels) if pool is not None else None
+        if segment is None:
+            return None
+        pixels = segment.pinned_pixels()
+        with self._lock:
+            if not self._closed:
+                self._reserved[segment.id] = segment
+                return ImageReservation(segment, worker_index, self, pixels)
+        assert pool is not None
+        pool.retire([segment])  # closed meanwhile (the worker stopped): nobody will use it
+        return None
+
+    def expect(self, height: int, width: int, channels: int) -> None:
+        """Pre-fault spare segments for images of this shape now (a no-op for workers reading files)."""
+        if not self.uses_posix_shm or channels not in (1, 3):
+            return
+        pool = self._segment_pool()
+        if pool is not None:
+            pool.expect(height, width, channels)
+
+    def unreserve(self, segment: ImageSegment) -> bool:
+        """Give back a reserved segment no call took over (a no-op once one did, or after ``close``).
+        Returns whether it was still reserved (False: a call passed it on, or the worker stopped)."""
+        with self._lock:
+            held = self._reserved.pop(segment.id, None)
+            pool = self._pool
+        if held is None:
+            return False
+        if pool is not None:
+            pool.retire([held])
+        else:
+            held.unlink()
+        return True
+
+    @property
+    def reserved_count(self) -> int:
+        """Reservations handed out and not taken over or given back yet."""
+        with self._lock:
+            return len(self._reserved)
 
     def put(self, image: ImageInput) -> tuple[str, dict[str, Any]]:
         """Publish ``image``; returns ``(shared_mem_id, image_meta)`` for the call frame."""
@@ -93,7 +148,10 @@ class ImageHandoff:
     def _put_segment(self, image: ImageInput, timestamp_ms: int) -> tuple[str, dict[str, Any]]:
         posix_dir = str(self.posix_dir)
         try:
-            if image.array is not None:
+            adopted = self._adopt(image)
+            if adopted is not None:
+                segment = adopted
+            elif image.array is not None:
                 try:
                     segment = self._put_array(image.array, posix_dir)
                 except ValueError as exc:
@@ -115,6 +173,21 @@ class ImageHandoff:
         meta = segment.image_meta(color_space=image.color_space, camera_id=image.camera_id,
                                   timestamp_ms=timestamp_ms)
         return str(segment.id), dict(meta)
+
+    def _adopt(self, image: ImageInput) -> ImageSegment | None:
+        """The reserved segment ``image``'s pixels were received into, if it is one of ours: the
+        call takes it over as it is (released with the call's other images). None: copy."""
+        reservation = image.reservation
+        if reservation is None or reservation.owner is not self or image.array is None:
+            return None
+        segment = reservation.segment
+        with self._lock:
+            if self._reserved.get(segment.id) is not segment:
+                return None
+            if not _same_pixels(image.array, reservation.pixels):
+                return None  # a view of other pixels (e.g. channels reordered): that is copied instead
+            del self._reserved[segment.id]
+        return segment
 
     def _put_array(self, array: np.ndarray, posix_dir: str) -> ImageSegment:
         arr = array[:, :, None] if array.ndim == 2 else array
@@ -165,6 +238,11 @@ class ImageHandoff:
         with self._lock:
             segments, self._segments = self._segments, []
             files, self._files = self._files, []
+            if self._closed:
+                # The worker is gone: reservations nobody will take over are freed with the rest
+                # (the receiver's views keep the memory it may still be writing mapped).
+                segments += list(self._reserved.values())
+                self._reserved.clear()
             errors: list[str] = []
             if self._pool is not None:
                 try:
@@ -189,12 +267,13 @@ class ImageHandoff:
         """Free every image and spare segment and stop the background thread (the worker stopped or
         died). Idempotent; later ``put`` calls still work but create their segments inline."""
         errors: list[str] = []
+        with self._lock:
+            self._closed = True
         try:
             self.release_all()
         except OSError as exc:
             errors.append(str(exc))
         with self._lock:
-            self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
             try:

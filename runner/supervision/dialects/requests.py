@@ -11,6 +11,8 @@ import numpy as np
 from procvision_algorithm_sdk.errors import ErrorCode
 from runner.errors import RunnerError
 
+from .reservation import ImageReservation
+
 PHASES = ("info", "pre", "execute")
 COLOR_SPACES = ("RGB", "BGR")
 
@@ -24,6 +26,9 @@ class ImageInput:
     color_space: str = "RGB"
     camera_id: str = ""
     timestamp_ms: int | None = None
+    #: Set when ``array`` is the pixels of a segment reserved for this call (written as the upload
+    #: arrived): the reserving worker passes that segment on instead of copying the array.
+    reservation: ImageReservation | None = None
 
 
 @dataclass
