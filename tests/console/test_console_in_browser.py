@@ -226,7 +226,9 @@ def test_logs_follow_new_lines_through_the_filter(station: Station, browser: Any
     _until("the 2.0.0 log", lambda: f"{NAME} 2.0.0" in _text(browser, "#log-version"))
     Select(browser.find_element(By.ID, "log-version")).select_by_value(f"{NAME}/2.0.0")
     browser.find_element(By.ID, "log-filter").send_keys("console-marker")
-    _until("the stream to follow", lambda: _text(browser, "#log-state") == "following"
+    _until("the filtered stream to follow", lambda: _text(browser, "#log-state") == "following"
+           and browser.find_element(By.ID, "log-state").get_attribute("data-following")
+           == f"{NAME}/2.0.0|console-marker"
            and browser.execute_script("return location.hash") == "#logs")
     with station.server.client() as api:
         for say in ("unrelated line", "console-marker 42"):

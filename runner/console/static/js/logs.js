@@ -16,6 +16,7 @@ export function closeLogs() {
   if (state.logSource) state.logSource.close();
   state.logSource = null;
   state.logKey = null;
+  delete $("log-state").dataset.following;
 }
 
 export function followLogs() {
@@ -40,5 +41,10 @@ export function followLogs() {
     lines.scrollTop = lines.scrollHeight;
   });
   source.onerror = () => { $("log-state").textContent = "reconnecting…"; };
-  source.onopen = () => { $("log-state").textContent = "following"; };
+  source.onopen = () => {
+    $("log-state").textContent = "following";
+    // Which version and filter this stream follows: "following" alone cannot tell a stream that is
+    // about to be replaced (the filter box waits for typing to pause) from its replacement.
+    $("log-state").dataset.following = key;
+  };
 }
