@@ -29,9 +29,6 @@ from runner.daemon import Daemon
 from tests.support.packages import algorithm_files, build_package, manifest_for
 from tests.support.waiting import wait_until
 
-#: The one polling helper under its older name (tests on other branches still import it from here).
-wait_for = wait_until
-
 NAME = "api_algo"
 PIDS = ("P001", "P002")
 

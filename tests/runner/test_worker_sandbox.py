@@ -30,10 +30,11 @@ from runner.supervision.sandbox import BoxRequest, announce, box_worker, protect
 from runner.supervision.sandbox.bubblewrap import BubblewrapSandbox
 from runner.supervision.sandbox.users import FALLBACK_ID, resolve_worker_user
 from tests.api.support import ServeProcess
-from tests.runner.supervision_support import ALGO, fast_settings, wait_for
+from tests.runner.supervision_support import ALGO, fast_settings
 from tests.support import hostile
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
 from tests.support.packages import ALGORITHM_SOURCE, algorithm_files, build_package, manifest_for
+from tests.support.waiting import wait_until
 
 #: An address outside this machine (TEST-NET-1: never routed), for the outside-connection attempt.
 OUTSIDE = "192.0.2.1"
@@ -289,6 +290,6 @@ def test_daemon_start_says_which_sandbox_workers_get(tmp_path: Path, bwrap: str,
                           env=dict(os.environ, PROCVISION_RUNNER_SANDBOX_BWRAP=bwrap))
     try:
         daemon.url()
-        wait_for(lambda: any(expected in line for line in daemon.stderr), what=f"{expected!r} in the daemon log")
+        wait_until(lambda: any(expected in line for line in daemon.stderr), what=f"{expected!r} in the daemon log")
     finally:
         assert daemon.stop() == 0
