@@ -19,6 +19,7 @@ from runner.supervision import Supervisor
 from runner.supervision.containment import choose_containment
 from runner.supervision.containment.base import CGROUP_V1, CGROUP_V2, NONE, RLIMIT_DATA
 from runner.supervision.dialects import CallRequest
+from runner.supervision.launch import Launcher
 from runner.supervision.states import State
 from tests.runner.supervision_support import fast_settings
 from tests.support.algorithms import memory_hog
@@ -142,5 +143,23 @@ def test_rlimit_limit_stops_the_hog_with_1018(deployer: Deployer) -> None:
         assert worker.crash_loop.recent == 1
         wait_until(lambda: worker.state is State.RUNNING and worker.pid != first, what="a fresh worker")
         assert _ok(pool).ok
+    finally:
+        sup.shutdown(timeout_s=1.0)
+
+
+def test_a_supervisor_spawns_through_the_launcher_it_is_given(deployer: Deployer) -> None:
+    """A launcher passed in (built with a containment of the caller's choosing) is the one used,
+    not one from the settings' probe, which here would bound nothing."""
+    dep = deployer.deploy("hog", "1.0.0", HOG, class_name="Algorithm")
+    settings = fast_settings(deployer.layout.root, worker_memory_limit_mb=400, worker_memory_mechanism="none")
+    launcher = Launcher(settings, settings.inherited_environment, None,
+                        containment=choose_containment("rlimit-data", 400))
+    sup = Supervisor(settings, deployer.layout, launcher=launcher)
+    try:
+        assert sup.launcher is launcher and sup.containment.mechanism == RLIMIT_DATA
+        pool = sup.start(dep.spec())
+        assert pool.status()["memory_limit"]["mechanism"] == RLIMIT_DATA
+        outcome = _hog(pool)
+        assert outcome.error_code == "1018" and "400 MB" in outcome.message, outcome.message
     finally:
         sup.shutdown(timeout_s=1.0)
