@@ -189,6 +189,11 @@ class DropFolderWatcher:
         with self._cond:
             return self._passes
 
+    @property
+    def observer(self) -> BaseObserver | None:
+        """The thread watching the folder (None before ``start``); replaced by a new one if it dies."""
+        return self._observer
+
     def idle(self) -> bool:
         """True when nothing is pending and no install runs (zips being written count as pending)."""
         with self._cond:

@@ -44,12 +44,14 @@ class Supervisor:
     cgroups such daemons recorded (``leftovers``) before any worker of its own starts.
 
     Workers are started by one ``Launcher``: an allow-listed environment, their own process group,
-    and the memory limit of the mechanism the probe chose (``containment``).
+    and the memory limit of the mechanism the probe chose (``containment``). A caller may pass its
+    own ``launcher`` (one built with a chosen containment, say); it then also decides the
+    environment, and ``base_env`` is not used.
     """
 
     def __init__(self, settings: Settings, layout: RootLayout,
                  on_event: Callable[[SupervisorEvent], None] | None = None, *,
-                 base_env: Mapping[str, str] | None = None) -> None:
+                 base_env: Mapping[str, str] | None = None, launcher: Launcher | None = None) -> None:
         self.settings = settings
         self.layout = layout
         self._on_event = on_event
@@ -57,7 +59,8 @@ class Supervisor:
         self._base_env = dict(base_env) if base_env is not None else settings.inherited_environment
         #: Worker trees a killed predecessor left running, ended now.
         self.leftovers: LeftoverSweep = end_leftover_groups(layout.worker_groups)
-        self._launcher = Launcher(settings, self._base_env, ProcessGroupLedger(layout.worker_groups))
+        self._launcher = launcher if launcher is not None else Launcher(
+            settings, self._base_env, ProcessGroupLedger(layout.worker_groups))
         end_orphaned_cgroups(self._launcher.containment.cgroup_parent, self.leftovers)
         if self.leftovers.groups or self.leftovers.cgroups:
             _log.warning("ended worker processes a killed daemon left running: groups %s, cgroups %s",
@@ -97,6 +100,11 @@ class Supervisor:
                 self._pools[key] = pool
         pool.start(wait_ready)
         return pool
+
+    @property
+    def launcher(self) -> Launcher:
+        """What spawns this supervisor's workers (its containment places them in cgroups or limits)."""
+        return self._launcher
 
     @property
     def containment(self) -> ContainmentReport:

@@ -1,6 +1,6 @@
 """A real daemon for API and CLI tests: uvicorn on 127.0.0.1 (free port) in a thread, a real root.
 
-The packages are the standard test algorithm (tests/support/packages.py ``ALGORITHM_SOURCE``),
+The packages are the standard test algorithm (tests/support/packages.py ``standard_algorithm``),
 which behaves as its ``user_params`` say, so tests can provoke every outcome through the real
 worker: ``sleep_s`` (slow call -> timeouts), ``crash`` (the process exits -> 502), ``say`` (a line
 on stderr -> the worker log), ``fail`` (status ERROR with error_code 1003).
@@ -30,9 +30,6 @@ from runner.daemon import Daemon
 from runner.service import RunnerService
 from tests.support.packages import algorithm_files, build_package, manifest_for
 from tests.support.waiting import wait_until
-
-#: The one polling helper under its older name (tests on other branches still import it from here).
-wait_for = wait_until
 
 NAME = "api_algo"
 PIDS = ("P001", "P002")

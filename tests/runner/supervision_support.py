@@ -12,86 +12,71 @@ import pytest
 from procvision_algorithm_sdk.shared_memory import SHM_DIR_ENV
 from runner.config import Settings
 from runner.supervision import State, Supervisor, SupervisorEvent, VersionPool
+from tests.support.algorithms import algorithm_source
 from tests.support.waiting import wait_until
-
-#: The one polling helper under its older name (tests on other branches still import it from here).
-wait_for = wait_until
 
 #: What the ``start`` fixture (tests/runner/conftest.py) returns.
 StartFn = Callable[..., tuple[Supervisor, VersionPool, list[SupervisorEvent]]]
 
 #: One algorithm whose behaviour user_params choose, so one deployed version covers many cases.
 #: ``mode`` values: ok, crash, hang, print, malformed, fatal, recoverable, leak, nan, slow.
-ALGO = '''
-import os
-import sys
-import time
-
-import numpy as np
-
-from procvision_algorithm_sdk import (BaseAlgorithm, FatalError, RecoverableError,
-                                      read_image_from_shared_memory)
-
-_LEAK = []
+ALGO = algorithm_source(
+    class_name="Algo", info={"name": "algo", "version": "1.0.0", "supported_pids": ["P1"], "steps": []},
+    imports="import os\nimport sys\nimport time\n\nimport numpy as np",
+    sdk_names=["FatalError", "RecoverableError", "read_image_from_shared_memory"],
+    prelude='''
+        _LEAK = []
 
 
-def _count(path):
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write("x")
-    with open(path, encoding="utf-8") as fh:
-        return len(fh.read())
-
-
-class Algo(BaseAlgorithm):
-    def get_info(self):
-        return {"name": "algo", "version": "1.0.0", "supported_pids": ["P1"], "steps": []}
-
-    def _run(self, phase, session, user_params, shared_mem_id, image_meta):
-        mode = user_params.get("mode", "ok")
-        when = user_params.get("phase", phase)
-        print("running", phase, mode, shared_mem_id, file=sys.stderr, flush=True)
-        if when == phase:
-            if mode == "crash":
-                print("about to crash", file=sys.stderr, flush=True)
-                os._exit(7)
-            if mode == "hang":
-                time.sleep(3600)
-            if mode == "print":
-                print("garbage on stdout")
-                sys.stdout.flush()
-                os.write(1, b"raw bytes on fd 1\\n")
-            if mode == "malformed":
-                return "not a dict"
-            if mode == "nan":
-                return {"status": "OK", "data": {"result_status": "OK", "value": float("nan")}}
-            if mode == "fatal":
-                raise FatalError("model state corrupted")
-            if mode == "recoverable":
-                counter = user_params["counter"]
-                if _count(counter) <= int(user_params.get("fail_times", 1)):
-                    raise RecoverableError("camera busy, try again")
-            if mode == "leak":
-                _LEAK.append(bytearray(int(user_params.get("bytes", 1 << 20))))
-            if mode == "slow":
-                time.sleep(float(user_params.get("seconds", 0.5)))
-        data = {"result_status": "OK", "pid": os.getpid(), "leaked": len(_LEAK)}
-        if shared_mem_id:
-            img = read_image_from_shared_memory(shared_mem_id, image_meta)
-            data["shape"] = list(img.shape)
-            data["sum"] = int(np.asarray(img, dtype=np.int64).sum())
-            data["first"] = [int(v) for v in img[0, 0]]
-        if session is not None and session.id:
-            seen = session.get("seen", 0) + 1
-            session.set("seen", seen)
-            data["seen"] = seen
-        return {"status": "OK", "message": "", "data": data}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return self._run("pre", session, user_params, shared_mem_id, image_meta)
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return self._run("execute", session, user_params, shared_mem_id, image_meta)
-'''
+        def _count(path):
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write("x")
+            with open(path, encoding="utf-8") as fh:
+                return len(fh.read())
+    ''',
+    pre_execute='return self._run("pre", session, user_params, shared_mem_id, image_meta)',
+    execute='return self._run("execute", session, user_params, shared_mem_id, image_meta)',
+    methods='''
+        def _run(self, phase, session, user_params, shared_mem_id, image_meta):
+            mode = user_params.get("mode", "ok")
+            when = user_params.get("phase", phase)
+            print("running", phase, mode, shared_mem_id, file=sys.stderr, flush=True)
+            if when == phase:
+                if mode == "crash":
+                    print("about to crash", file=sys.stderr, flush=True)
+                    os._exit(7)
+                if mode == "hang":
+                    time.sleep(3600)
+                if mode == "print":
+                    print("garbage on stdout")
+                    sys.stdout.flush()
+                    os.write(1, b"raw bytes on fd 1\\n")
+                if mode == "malformed":
+                    return "not a dict"
+                if mode == "nan":
+                    return {"status": "OK", "data": {"result_status": "OK", "value": float("nan")}}
+                if mode == "fatal":
+                    raise FatalError("model state corrupted")
+                if mode == "recoverable":
+                    counter = user_params["counter"]
+                    if _count(counter) <= int(user_params.get("fail_times", 1)):
+                        raise RecoverableError("camera busy, try again")
+                if mode == "leak":
+                    _LEAK.append(bytearray(int(user_params.get("bytes", 1 << 20))))
+                if mode == "slow":
+                    time.sleep(float(user_params.get("seconds", 0.5)))
+            data = {"result_status": "OK", "pid": os.getpid(), "leaked": len(_LEAK)}
+            if shared_mem_id:
+                img = read_image_from_shared_memory(shared_mem_id, image_meta)
+                data["shape"] = list(img.shape)
+                data["sum"] = int(np.asarray(img, dtype=np.int64).sum())
+                data["first"] = [int(v) for v in img[0, 0]]
+            if session is not None and session.id:
+                seen = session.get("seen", 0) + 1
+                session.set("seen", seen)
+                data["seen"] = seen
+            return {"status": "OK", "message": "", "data": data}
+    ''')
 
 #: An algorithm that dies while loading (after printing a reason to stderr).
 ALGO_DIES_LOADING = '''

@@ -14,8 +14,8 @@ import pytest
 from procvision_algorithm_sdk.cli.main import main as sdk_main
 from runner.cli import exitcodes
 from runner.cli.main import main
-from tests.api.support import ALGO_SOURCE, NAME, PIDS, RunningServer, make_zip, start_server
-from tests.support.packages import build_package, manifest_for
+from tests.api.support import NAME, PIDS, RunningServer, make_zip, start_server
+from tests.support.packages import algorithm_files, build_package, manifest_for
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,10 @@ def test_runner_and_sdk_name_their_checks_alike(server: RunningServer, tmp_path:
 
 
 def test_a_package_that_cannot_import_fails_runner_validate(server: RunningServer, tmp_path: Path) -> None:
-    source = "import not_a_module_anyone_ships\n" + ALGO_SOURCE.format(name=NAME, version="1.0.0", pids=list(PIDS))
-    broken = build_package(tmp_path / "broken", manifest=manifest_for(name=NAME, version="1.0.0", pids=PIDS),
-                           files={"algo/__init__.py": "", "algo/main.py": source})
+    manifest = manifest_for(name=NAME, version="1.0.0", pids=PIDS)
+    files = algorithm_files(manifest)
+    files["algo/main.py"] = "import not_a_module_anyone_ships\n" + files["algo/main.py"]
+    broken = build_package(tmp_path / "broken", manifest=manifest, files=files)
     code, report, _ = _runner_validate(server, broken)
     imports = next(c for c in report["checks"] if c["name"] == "imports")
     assert imports["result"] == "FAIL" and "not_a_module_anyone_ships" in imports["message"], imports

@@ -21,13 +21,13 @@ from runner.errors import RunnerError
 from runner.package.installer import MARKER, STAGES, Installer
 from runner.store.registry import Registry
 from tests.support.packages import (
-    ALGORITHM_SOURCE,
     algorithm_files,
     build_package,
     make_wheel,
     manifest_for,
     root_is_clean,
     runtime_wheels,
+    standard_algorithm,
 )
 from tests.support.waiting import wait_until
 
@@ -47,7 +47,7 @@ def _installer(tmp_path: Path, uv_cache: Path, **overrides: Any) -> Installer:
 
 def _source(body_execute: str = "", body_info: str = "", prelude: str = "") -> str:
     """The standard algorithm with pieces replaced, for smoke-test failures."""
-    text = ALGORITHM_SOURCE.format(name="demo_algo", version="1.0.0", pids=["P001"])
+    text = standard_algorithm()
     if prelude:
         text = prelude + "\n" + text
     if body_info:

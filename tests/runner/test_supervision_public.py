@@ -18,27 +18,17 @@ import pytest
 from runner.errors import RunnerError
 from runner.supervision import CallRequest, Dialect, ImageInput, State, Supervisor, SupervisorEvent
 from tests.runner.supervision_support import fast_settings, pid_alive
+from tests.support.algorithms import algorithm_source
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
-PHASE_ALGO = '''
-import os
-import time
-
-import numpy as np
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
-
-
-class Algo(BaseAlgorithm):
-    def get_info(self):
-        return {"name": "pub", "version": "1.0.0", "supported_pids": ["P1"], "steps": []}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {"status": "OK", "message": "pre ok", "data": {}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+PHASE_ALGO = algorithm_source(
+    class_name="Algo", info={"name": "pub", "version": "1.0.0", "supported_pids": ["P1"], "steps": []},
+    imports="import os\nimport time\n\nimport numpy as np", sdk_names=["read_image_from_shared_memory"],
+    pre_execute='return {"status": "OK", "message": "pre ok", "data": {}}',
+    execute='''
         time.sleep(float(user_params.get("sleep", 0)))
         if user_params.get("print"):
             print("debug output that corrupts the 0.0.x protocol stream")
@@ -47,23 +37,17 @@ class Algo(BaseAlgorithm):
         return {"status": "OK", "message": "", "data": {
             "result_status": "OK", "files": files, "shape": list(img.shape),
             "sum": int(img.astype(np.int64).sum()), "first": [int(v) for v in img[0, 0]]}}
-'''
+    ''')
 
-EXECUTE_ONLY_ALGO = '''
-import os
-
-import numpy as np
-from procvision_algorithm_sdk import BaseAlgorithm
-
-
-class Algo(BaseAlgorithm):
-    def execute(self, step_index, step_desc, cur_image, guide_image, guide_info):
+EXECUTE_ONLY_ALGO = algorithm_source(
+    class_name="Algo", style="execute_only", imports="import os\n\nimport numpy as np",
+    execute='''
         return {"status": "OK", "message": step_desc, "data": {
             "result_status": "OK", "files": sorted(os.listdir(os.environ["PROC_SHM_DIR"])),
             "cur_sum": int(np.asarray(cur_image, dtype=np.int64).sum()),
             "guide_sum": int(np.asarray(guide_image, dtype=np.int64).sum()),
             "cur_shape": list(cur_image.shape), "labels": [g.get("label") for g in guide_info]}}
-'''
+    ''')
 
 BROKEN_IMPORT_ALGO = '''
 import sys

@@ -19,12 +19,12 @@ from runner.package.installer import Installer
 from runner.store.registry import Registry
 from runner.trust.store import TrustStore
 from tests.support.packages import (
-    ALGORITHM_SOURCE,
     build_package,
     make_wheel,
     manifest_for,
     root_is_clean,
     runtime_wheels,
+    standard_algorithm,
 )
 from tests.support.signing import (
     issue_signing_cert,
@@ -60,7 +60,7 @@ class Canary:
             "canary_pth/__init__.py": ""})
         mf = manifest_for()
         source = (f"import pathlib\npathlib.Path({str(self.imported)!r}).write_text('import')\n"
-                  + ALGORITHM_SOURCE.format(name=mf["name"], version=mf["version"], pids=mf["supported_pids"]))
+                  + standard_algorithm(mf["name"], mf["version"], mf["supported_pids"]))
         return build_package(dest, manifest=mf, files={"algo/__init__.py": "", "algo/main.py": source},
                              wheels=[*runtime_wheels(), wheel], layout=layout,
                              requirements="procvision-algorithm-sdk\nnumpy\ncanary-pth\n")

@@ -224,13 +224,13 @@ def test_a_writer_that_pauses_mid_file_is_not_read_early(clocked_harness: Harnes
 
 def test_observer_death_is_followed_by_a_rescan(harness: Harness) -> None:
     harness.watcher.start()
-    observer = harness.watcher._observer
+    observer = harness.watcher.observer
     assert observer is not None
     observer.stop()
     observer.join(timeout=10)
     _no_wheels_zip(harness.drop / "while-blind.zip", name="blind")
     harness.wait_results(1)
-    restarted = harness.watcher._observer
+    restarted = harness.watcher.observer
     assert restarted is not None and restarted is not observer and restarted.is_alive()
     outcome = harness.results[0][1]
     assert isinstance(outcome, RunnerError) and outcome.code == "2004"

@@ -17,31 +17,23 @@ from runner.package.smoke import run_smoke_test
 from runner.supervision import Supervisor
 from runner.supervision.dialects import CallRequest, worker_environment
 from tests.runner.supervision_support import fast_settings
+from tests.support.algorithms import algorithm_source
 from tests.support.deploy import Deployer
 
 SECRET = "s3cret-runner-token-value"
 
-#: Reports its environment from the import (to a file) and from a call.
-SHOWS_ENV = '''
-import json
-import os
 
-from procvision_algorithm_sdk import BaseAlgorithm
+def shows_env(record: Path) -> str:
+    """An algorithm that reports its environment from the import (written to ``record``) and from a call."""
+    return algorithm_source(
+        class_name="Algo", imports="import json\nimport os",
+        prelude=f'''
+            with open({str(record)!r}, "w", encoding="utf-8") as fh:
+                json.dump(dict(os.environ), fh)
+        ''',
+        pre_execute='return {"status": "OK", "message": "", "data": {}}',
+        execute='return {"status": "OK", "message": "", "data": {"result_status": "OK", "env": dict(os.environ)}}')
 
-with open({record!r}, "w", encoding="utf-8") as fh:
-    json.dump(dict(os.environ), fh)
-
-
-class Algo(BaseAlgorithm):
-    def get_info(self):
-        return {{"name": "algo", "version": "1.0.0", "supported_pids": ["P1"], "steps": []}}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {{"status": "OK", "message": "", "data": {{}}}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {{"status": "OK", "message": "", "data": {{"result_status": "OK", "env": dict(os.environ)}}}}
-'''
 
 DAEMON_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/home/station", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
               "CUDA_VISIBLE_DEVICES": "0", "PROCVISION_RUNNER_TOKEN": SECRET,
@@ -72,7 +64,7 @@ def test_only_allow_listed_names_pass(tmp_path: Path) -> None:
 def test_served_worker_sees_no_runner_secret(deployer: Deployer, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     record = tmp_path / "env.json"
-    dep = deployer.deploy("algo", "1.0.0", SHOWS_ENV.format(record=str(record)))
+    dep = deployer.deploy("algo", "1.0.0", shows_env(record))
     # The supervisor's default base environment is the daemon's own.
     for name, value in DAEMON_ENV.items():
         if name != "PATH":
@@ -93,7 +85,7 @@ def test_served_worker_sees_no_runner_secret(deployer: Deployer, tmp_path: Path,
 def test_smoke_tested_worker_sees_no_runner_secret(deployer: Deployer, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     record = tmp_path / "env.json"
-    dep = deployer.deploy("algo", "1.0.0", SHOWS_ENV.format(record=str(record)))
+    dep = deployer.deploy("algo", "1.0.0", shows_env(record))
     monkeypatch.setenv("PROCVISION_RUNNER_TOKEN", SECRET)
     manifest = load_manifest(dep.package_dir / "manifest.json", pids_required=False)
     report = run_smoke_test(fast_settings(deployer.layout.root, sandbox="off"), dep.python, dep.package_dir, manifest,

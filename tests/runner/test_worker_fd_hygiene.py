@@ -23,8 +23,9 @@ from runner.supervision import Supervisor, VersionPool
 from runner.supervision.dialects import CallRequest
 from runner.supervision.states import State
 from runner.supervision.worker import Worker
-from tests.runner.supervision_support import ALGO, fast_settings, wait_for
+from tests.runner.supervision_support import ALGO, fast_settings
 from tests.support.deploy import Deployer
+from tests.support.waiting import wait_until
 
 KILLS = 200
 
@@ -51,9 +52,9 @@ def kill_and_wait_restart(pool: VersionPool, worker: Worker, during_call: bool) 
         request = CallRequest(phase="execute", user_params={"mode": "slow", "seconds": 30})
         caller = threading.Thread(target=pool.call, args=(request, 60.0), daemon=True)
         caller.start()
-        wait_for(lambda: worker.state is State.EXECUTING, 30.0, "the call to run")
+        wait_until(lambda: worker.state is State.EXECUTING, 30.0, "the call to run")
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: worker.state is State.RUNNING and worker.pid not in (None, pid), 60.0, "the worker to restart")
+    wait_until(lambda: worker.state is State.RUNNING and worker.pid not in (None, pid), 60.0, "the worker to restart")
     if caller is not None:
         caller.join(30.0)
         assert not caller.is_alive()
@@ -79,7 +80,7 @@ def test_200_worker_kills_leave_no_descriptor_behind(deployer: Deployer, tmp_pat
             now = open_fds()
             return now if now.get("pipe", 0) <= before.get("pipe", 0) else None
 
-        after = wait_for(settled, 20.0, f"pipe descriptors back to {before.get('pipe', 0)} (now {open_fds()})")
+        after = wait_until(settled, 20.0, f"pipe descriptors back to {before.get('pipe', 0)} (now {open_fds()})")
         assert sum(after.values()) <= sum(before.values()), (before, after)
     finally:
         gc.enable()

@@ -19,33 +19,15 @@ from runner.supervision import Supervisor
 from runner.supervision.containment import choose_containment
 from runner.supervision.containment.base import CGROUP_V1, CGROUP_V2, NONE, RLIMIT_DATA
 from runner.supervision.dialects import CallRequest
+from runner.supervision.launch import Launcher
 from runner.supervision.states import State
-from tests.runner.supervision_support import fast_settings, wait_for
+from tests.runner.supervision_support import fast_settings
+from tests.support.algorithms import memory_hog
 from tests.support.deploy import Deployer
+from tests.support.waiting import wait_until
 
-#: Appends 64 MB blocks (written, so they are really resident) until something stops it.
-HOG = '''
-import os
-
-from procvision_algorithm_sdk import BaseAlgorithm
-
-_BLOCKS = []
-
-
-class Algo(BaseAlgorithm):
-    def get_info(self):
-        return {"name": "algo", "version": "1.0.0", "supported_pids": ["P1"], "steps": []}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {"status": "OK", "message": "", "data": {"pid": os.getpid()}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        if user_params.get("hog"):
-            for _ in range(int(user_params.get("blocks", 200))):
-                _BLOCKS.append(bytearray(b"\\x01") * (64 << 20))
-        return {"status": "OK", "message": "", "data": {"result_status": "OK", "pid": os.getpid(),
-                                                        "blocks": len(_BLOCKS)}}
-'''
+#: Appends 64 MB blocks (written, so they are really resident) when ``hog`` is set, until something stops it.
+HOG = memory_hog()
 
 
 def _hog(pool: object) -> object:
@@ -104,8 +86,8 @@ def test_probe_on_this_machine_names_the_mechanism() -> None:
 
 @pytest.mark.skipif(_cgroup_mechanism() is None, reason="the daemon cannot create memory cgroups here")
 def test_cgroup_limit_kills_only_the_hog(deployer: Deployer) -> None:
-    hog = deployer.deploy("hog", "1.0.0", HOG)
-    other = deployer.deploy("other", "1.0.0", HOG)
+    hog = deployer.deploy("hog", "1.0.0", HOG, class_name="Algorithm")
+    other = deployer.deploy("other", "1.0.0", HOG, class_name="Algorithm")
     settings = fast_settings(deployer.layout.root, worker_memory_limit_mb=256, workers_per_version=2)
     sup = Supervisor(settings, deployer.layout)
     try:
@@ -113,7 +95,7 @@ def test_cgroup_limit_kills_only_the_hog(deployer: Deployer) -> None:
         neighbour = sup.start(other.spec())
         status = pool.status()["memory_limit"]
         assert status["mechanism"] == _cgroup_mechanism() and status["limit_mb"] == 256 and status["enforced"]
-        wait_for(lambda: all(w.state is State.RUNNING for w in pool.workers), what="both workers ready")
+        wait_until(lambda: all(w.state is State.RUNNING for w in pool.workers), what="both workers ready")
         pids_before = {w.pid for w in pool.workers}
         neighbour_pids = {w.pid for w in neighbour.workers}
 
@@ -123,7 +105,7 @@ def test_cgroup_limit_kills_only_the_hog(deployer: Deployer) -> None:
         assert "256 MB" in outcome.message and "memory limit" in outcome.message
 
         # The exit is handled by whichever thread saw it first: wait for the books to show it.
-        killed = wait_for(lambda: [w for w in pool.workers if w.counters["crashes"] == 1], what="the crash counted")
+        killed = wait_until(lambda: [w for w in pool.workers if w.counters["crashes"] == 1], what="the crash counted")
         assert len(killed) == 1 and killed[0].crash_loop.recent == 1
         assert killed[0].last_error["code"] == "1018"
         survivor = next(w for w in pool.workers if w is not killed[0])
@@ -132,18 +114,18 @@ def test_cgroup_limit_kills_only_the_hog(deployer: Deployer) -> None:
         assert {w.pid for w in neighbour.workers} == neighbour_pids
         assert _ok(neighbour).ok
         assert _ok(pool).ok
-        wait_for(lambda: killed[0].state is State.RUNNING and killed[0].pid not in pids_before,
-                 what="the killed worker to restart")
+        wait_until(lambda: killed[0].state is State.RUNNING and killed[0].pid not in pids_before,
+                   what="the killed worker to restart")
     finally:
         sup.shutdown(timeout_s=1.0)
     # Every worker cgroup is gone with its worker.
-    parent = getattr(sup._launcher.containment, "parent", None)
+    parent = sup.launcher.containment.cgroup_parent
     assert parent is not None
     assert not [p.name for p in parent.iterdir() if p.name.startswith(f"pv-{os.getpid()}-")]
 
 
 def test_rlimit_limit_stops_the_hog_with_1018(deployer: Deployer) -> None:
-    dep = deployer.deploy("hog", "1.0.0", HOG)
+    dep = deployer.deploy("hog", "1.0.0", HOG, class_name="Algorithm")
     settings = fast_settings(deployer.layout.root, worker_memory_limit_mb=4096,
                              worker_memory_mechanism="rlimit-data")
     sup = Supervisor(settings, deployer.layout)
@@ -157,9 +139,27 @@ def test_rlimit_limit_stops_the_hog_with_1018(deployer: Deployer) -> None:
         assert outcome.error_code == "1018", outcome.message
         assert "400 MB" in outcome.message
         worker = pool.workers[0]
-        wait_for(lambda: worker.counters["crashes"] == 1, what="the crash counted")
+        wait_until(lambda: worker.counters["crashes"] == 1, what="the crash counted")
         assert worker.crash_loop.recent == 1
-        wait_for(lambda: worker.state is State.RUNNING and worker.pid != first, what="a fresh worker")
+        wait_until(lambda: worker.state is State.RUNNING and worker.pid != first, what="a fresh worker")
         assert _ok(pool).ok
+    finally:
+        sup.shutdown(timeout_s=1.0)
+
+
+def test_a_supervisor_spawns_through_the_launcher_it_is_given(deployer: Deployer) -> None:
+    """A launcher passed in (built with a containment of the caller's choosing) is the one used,
+    not one from the settings' probe, which here would bound nothing."""
+    dep = deployer.deploy("hog", "1.0.0", HOG, class_name="Algorithm")
+    settings = fast_settings(deployer.layout.root, worker_memory_limit_mb=400, worker_memory_mechanism="none")
+    launcher = Launcher(settings, settings.inherited_environment, None,
+                        containment=choose_containment("rlimit-data", 400))
+    sup = Supervisor(settings, deployer.layout, launcher=launcher)
+    try:
+        assert sup.launcher is launcher and sup.containment.mechanism == RLIMIT_DATA
+        pool = sup.start(dep.spec())
+        assert pool.status()["memory_limit"]["mechanism"] == RLIMIT_DATA
+        outcome = _hog(pool)
+        assert outcome.error_code == "1018" and "400 MB" in outcome.message, outcome.message
     finally:
         sup.shutdown(timeout_s=1.0)

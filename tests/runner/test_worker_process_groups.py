@@ -23,54 +23,14 @@ from runner.supervision.containment import choose_containment
 from runner.supervision.containment.base import CGROUP_V1, CGROUP_V2
 from runner.supervision.dialects import CallRequest
 from runner.supervision.states import State
-from tests.runner.supervision_support import fast_settings, pid_alive, wait_for
+from tests.runner.supervision_support import fast_settings, pid_alive
+from tests.support.algorithms import child_spawner, recorded_children
 from tests.support.deploy import Deployer
-
-#: Starts two children at import (one in the worker's group, one in a session of its own) and
-#: records their pids, one line per worker generation: "<worker pid> <child> <escaped child>".
-SPAWNS_CHILDREN = '''
-import os
-import subprocess
-import sys
-
-from procvision_algorithm_sdk import BaseAlgorithm
-
-_SLEEP = [sys.executable, "-c", "import time; time.sleep(3600)", "pv-test-child"]
-_CHILD = subprocess.Popen(_SLEEP, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-_ESCAPED = subprocess.Popen(_SLEEP, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
-with open({record!r}, "a", encoding="utf-8") as fh:
-    fh.write(f"{{os.getpid()}} {{_CHILD.pid}} {{_ESCAPED.pid}}\\n")
-
-
-class Algo(BaseAlgorithm):
-    def get_info(self):
-        return {{"name": "algo", "version": "1.0.0", "supported_pids": ["P1"], "steps": []}}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {{"status": "OK", "message": "", "data": {{}}}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        if user_params.get("crash"):
-            os._exit(9)
-        return {{"status": "OK", "message": "", "data": {{"result_status": "OK"}}}}
-'''
-
-
-def spawning_source(record: Path) -> str:
-    return SPAWNS_CHILDREN.format(record=str(record))
-
+from tests.support.waiting import wait_until
 
 #: The algorithms here report host pids into a file of the test folder, which a boxed worker can
 #: neither see nor write; the box's own clean-up is guarded in test_worker_sandbox.py.
 UNBOXED = "off"
-
-
-def recorded(record: Path) -> list[tuple[int, int, int]]:
-    """(worker, child, escaped child) per worker generation that got as far as importing."""
-    if not record.exists():
-        return []
-    rows = [line.split() for line in record.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(int(a), int(b), int(c)) for a, b, c in rows]
 
 
 def stat_fields(pid: int) -> list[str]:
@@ -83,18 +43,18 @@ def uses_cgroups(sup: Supervisor) -> bool:
 
 
 def assert_gone(pids: list[int], what: str) -> None:
-    wait_for(lambda: not [p for p in pids if pid_alive(p)], 15.0, f"{what} to be gone: "
-             f"{[p for p in pids if pid_alive(p)]}")
+    wait_until(lambda: not [p for p in pids if pid_alive(p)], 15.0, f"{what} to be gone: "
+               f"{[p for p in pids if pid_alive(p)]}")
 
 
 def test_each_worker_leads_its_own_group_and_stop_ends_it(deployer: Deployer, tmp_path: Path) -> None:
     record = tmp_path / "children.txt"
-    dep = deployer.deploy("algo", "1.0.0", spawning_source(record))
+    dep = deployer.deploy("algo", "1.0.0", child_spawner(record), class_name="Algorithm")
     sup = Supervisor(fast_settings(deployer.layout.root, workers_per_version=2, sandbox=UNBOXED), deployer.layout)
     try:
         pool = sup.start(dep.spec())
-        wait_for(lambda: len(recorded(record)) == 2 and all(w.state is State.RUNNING for w in pool.workers),
-                 what="both workers up")
+        wait_until(lambda: len(recorded_children(record)) == 2 and all(w.state is State.RUNNING for w in pool.workers),
+                   what="both workers up")
         for worker in pool.workers:
             assert worker.pid is not None
             fields = stat_fields(worker.pid)
@@ -103,8 +63,8 @@ def test_each_worker_leads_its_own_group_and_stop_ends_it(deployer: Deployer, tm
             if uses_cgroups(sup):  # and its own cgroup, named for it, under the daemon's
                 own = Path(f"/proc/{worker.pid}/cgroup").read_text(encoding="ascii")
                 assert f"/pv-{os.getpid()}-" in own and f"-w{worker.index}\n" in own
-        children = [c for _, c, _ in recorded(record)]
-        escaped = [e for _, _, e in recorded(record)]
+        children = [c for _, c, _ in recorded_children(record)]
+        escaped = [e for _, _, e in recorded_children(record)]
         assert all(pid_alive(p) for p in children + escaped)
         sup.stop("algo", "1.0.0")
         assert_gone(children, "the workers' children")
@@ -117,19 +77,20 @@ def test_each_worker_leads_its_own_group_and_stop_ends_it(deployer: Deployer, tm
 
 def test_crash_and_recycle_end_the_group(deployer: Deployer, tmp_path: Path) -> None:
     record = tmp_path / "children.txt"
-    dep = deployer.deploy("algo", "1.0.0", spawning_source(record))
+    dep = deployer.deploy("algo", "1.0.0", child_spawner(record), class_name="Algorithm")
     sup = Supervisor(fast_settings(deployer.layout.root, sandbox=UNBOXED), deployer.layout)
     try:
         pool = sup.start(dep.spec())
         worker = pool.workers[0]
-        wait_for(lambda: len(recorded(record)) == 1, what="the first worker's children")
-        first = recorded(record)[0]
+        wait_until(lambda: len(recorded_children(record)) == 1, what="the first worker's children")
+        first = recorded_children(record)[0]
         outcome = pool.call(CallRequest(phase="execute", user_params={"crash": True}), 20.0)
         assert outcome.error_code == "1011"
         assert_gone([first[1]] + ([first[2]] if uses_cgroups(sup) else []), "the crashed worker's children")
 
-        wait_for(lambda: len(recorded(record)) == 2 and worker.state is State.RUNNING, what="a restarted worker")
-        second = recorded(record)[1]
+        wait_until(lambda: len(recorded_children(record)) == 2 and worker.state is State.RUNNING,
+                   what="a restarted worker")
+        second = recorded_children(record)[1]
         worker.recycle("test recycle", ErrorCode.TIMEOUT, counts=False)
         assert_gone([second[1]] + ([second[2]] if uses_cgroups(sup) else []), "the recycled worker's children")
     finally:
@@ -139,12 +100,12 @@ def test_crash_and_recycle_end_the_group(deployer: Deployer, tmp_path: Path) -> 
 
 def test_smoke_test_leaves_no_children(deployer: Deployer, tmp_path: Path) -> None:
     record = tmp_path / "children.txt"
-    dep = deployer.deploy("algo", "1.0.0", spawning_source(record))
+    dep = deployer.deploy("algo", "1.0.0", child_spawner(record), class_name="Algorithm")
     settings = fast_settings(deployer.layout.root, sandbox=UNBOXED)
     manifest = load_manifest(dep.package_dir / "manifest.json", pids_required=False)
     report = run_smoke_test(settings, dep.python, dep.package_dir, manifest, tmp_path / "smoke-shm")
     assert report["status"] == "PASS", report
-    rows = recorded(record)
+    rows = recorded_children(record)
     assert len(rows) == 1
     worker, child, escaped = rows[0]
     assert_gone([worker, child], "the smoke worker and its child")
@@ -156,7 +117,7 @@ def test_smoke_test_leaves_no_children(deployer: Deployer, tmp_path: Path) -> No
 
 def _reap(record: Path) -> None:
     """Do not leave a failing test's children running on the shared machine."""
-    for row in recorded(record):
+    for row in recorded_children(record):
         for pid in row[1:]:
             if pid_alive(pid) and b"pv-test-child" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, 9)
@@ -176,8 +137,8 @@ def test_start_ends_cgroups_of_daemons_that_are_gone(deployer: Deployer, tmp_pat
     child = subprocess.Popen(placement.wrap([sys.executable, "-c", "import time; time.sleep(3600)",
                                              "pv-test-child"]), start_new_session=True)
     try:
-        wait_for(lambda: child.pid in [int(p) for p in (parent / f"pv-{dead_pid}-smoke-1" / "cgroup.procs")
-                                       .read_text().split()], what="the child in its cgroup")
+        wait_until(lambda: child.pid in [int(p) for p in (parent / f"pv-{dead_pid}-smoke-1" / "cgroup.procs")
+                                         .read_text().split()], what="the child in its cgroup")
         sup = Supervisor(fast_settings(deployer.layout.root, sandbox=UNBOXED), deployer.layout)
         try:
             assert str(parent / f"pv-{dead_pid}-smoke-1") in sup.leftovers.cgroups

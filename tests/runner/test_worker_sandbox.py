@@ -30,10 +30,11 @@ from runner.supervision.sandbox import BoxRequest, announce, box_worker, protect
 from runner.supervision.sandbox.bubblewrap import BubblewrapSandbox
 from runner.supervision.sandbox.users import FALLBACK_ID, resolve_worker_user
 from tests.api.support import ServeProcess
-from tests.runner.supervision_support import ALGO, fast_settings, wait_for
+from tests.runner.supervision_support import ALGO, fast_settings
 from tests.support import hostile
 from tests.support.deploy import Deployer, deployer  # noqa: F401 - fixture
-from tests.support.packages import ALGORITHM_SOURCE, algorithm_files, build_package, manifest_for
+from tests.support.packages import algorithm_files, build_package, manifest_for, standard_algorithm
+from tests.support.waiting import wait_until
 
 #: An address outside this machine (TEST-NET-1: never routed), for the outside-connection attempt.
 OUTSIDE = "192.0.2.1"
@@ -251,8 +252,7 @@ def test_smoke_test_runs_in_the_box_so_a_package_needing_more_fails_at_install(
     model = tmp_path / "host-models" / "model.bin"
     model.parent.mkdir()
     model.write_bytes(b"weights")
-    source = f"_MODEL = open({str(model)!r}, 'rb').read()\n" + ALGORITHM_SOURCE.format(
-        name="boxed_algo", version="1.0.0", pids=["P001"])
+    source = f"_MODEL = open({str(model)!r}, 'rb').read()\n" + standard_algorithm("boxed_algo")
     manifest = manifest_for(name="boxed_algo")
     path = build_package(tmp_path / "src", manifest=manifest, files=algorithm_files(manifest, source))
     uv_cache = tmp_path_factory.getbasetemp() / "uv-cache-install"
@@ -289,6 +289,6 @@ def test_daemon_start_says_which_sandbox_workers_get(tmp_path: Path, bwrap: str,
                           env=dict(os.environ, PROCVISION_RUNNER_SANDBOX_BWRAP=bwrap))
     try:
         daemon.url()
-        wait_for(lambda: any(expected in line for line in daemon.stderr), what=f"{expected!r} in the daemon log")
+        wait_until(lambda: any(expected in line for line in daemon.stderr), what=f"{expected!r} in the daemon log")
     finally:
         assert daemon.stop() == 0

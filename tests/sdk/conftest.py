@@ -20,7 +20,6 @@ import pytest
 from procvision_algorithm_sdk import protocol
 from procvision_algorithm_sdk.client import AdapterClient, adapter_argv
 from tests.support.algorithms import algorithm_source
-from tests.support.waiting import wait_until  # noqa: F401 - re-exported: tests on other branches import it from here
 
 #: The SDK tests' scripted double: user_params choose what execute/pre_execute do ("set"/"get" session
 #: values, "read_image", "print", "sleep", "wait_file", "raise" recoverable/fatal/value/exit, "return" a

@@ -12,28 +12,23 @@ import numpy as np
 import pytest
 
 from procvision_algorithm_sdk.cli.main import main
+from tests.support.algorithms import algorithm_source
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "example-algorithm"
 
-GOOD = '''
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
-
-PIDS = ["P1", "P2"]
-
-
-class Algo(BaseAlgorithm):
-    def get_info(self):
-        return {"name": "t-algo", "version": "1.0.0", "supported_pids": PIDS,
+#: A project's algorithm that passes every check; each test breaks one thing in it.
+GOOD = algorithm_source(
+    class_name="Algo", sdk_names=["read_image_from_shared_memory"], prelude='PIDS = ["P1", "P2"]',
+    info='''{"name": "t-algo", "version": "1.0.0", "supported_pids": PIDS,
                 "steps": [{"index": 1, "name": "only", "params": [
-                    {"key": "limit", "type": "float", "default": 100.0, "min": 0, "max": 255}]}]}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+                    {"key": "limit", "type": "float", "default": 100.0, "min": 0, "max": 255}]}]}''',
+    pre_execute='''
         image = read_image_from_shared_memory(shared_mem_id, image_meta)
         session.set("mean", float(image.mean()))
         return {"status": "OK", "message": "measured", "data": {}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+    ''',
+    execute='''
         mean = session.get("mean")
         if mean is None:
             return {"status": "ERROR", "error_code": "1004", "message": "pre_execute did not run"}
@@ -41,7 +36,7 @@ class Algo(BaseAlgorithm):
             return {"status": "OK", "data": {"result_status": "NG", "ng_reason": "dark",
                                              "defect_rects": [{"x": 0, "y": 0, "width": 5, "height": 5}]}}
         return {"status": "OK", "data": {"result_status": "OK", "defect_rects": []}}
-'''
+    ''')
 
 
 def make_project(root: Path, source: str = GOOD, manifest: Any = None, requirements: str | None = "numpy\n",

@@ -6,9 +6,9 @@ and the factories below name the doubles several test files share. Workers impor
 their own venv, so a double can use only the SDK, numpy and the standard library, never ``tests``.
 
 The package-level doubles (the brightness judge every package test installs, the routing, supervision
-and SDK-adapter algorithms whose behaviour ``user_params`` choose) live next to their fixtures:
-tests/support/packages.py, tests/support/routing_fixtures.py, tests/runner/supervision_support.py and
-tests/sdk/conftest.py.
+and SDK-adapter algorithms whose behaviour ``user_params`` choose) are built with ``algorithm_source``
+next to their fixtures: tests/support/packages.py, tests/support/routing_fixtures.py,
+tests/runner/supervision_support.py and tests/sdk/conftest.py.
 """
 
 from __future__ import annotations

@@ -26,57 +26,51 @@ from typing import Any
 from procvision_algorithm_sdk.wheel_builder import build_sdk_wheel
 
 from . import wheels as wheel_cache
-
-#: The standard package algorithm on our SDK (a ``str.format`` template: name, version, pids): it
-#: judges the image's mean brightness (over 250 is NG) and reports ``debug`` (mean, shape, whether
-#: pre_execute ran in the session). ``user_params`` provoke every outcome through a real worker:
-#: ``say`` (a line on stderr, for the worker log), ``sleep_s`` (a slow call, for timeouts),
-#: ``crash`` (the process exits), ``fail`` (execute answers status ERROR with error_code 1003).
-ALGORITHM_SOURCE = '''
-import os
-import sys
-import time
-
-import numpy as np
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
-
-NAME = {name!r}
-VERSION = {version!r}
-PIDS = {pids!r}
+from .algorithms import algorithm_source
 
 
-class Algorithm(BaseAlgorithm):
-    def get_info(self):
-        return {{"name": NAME, "version": VERSION, "description": "test algorithm", "supported_pids": PIDS,
-                "steps": [{{"index": 1, "name": "inspect", "params": []}}]}}
+def standard_algorithm(name: str = "demo_algo", version: str = "1.0.0", pids: Iterable[str] = ("P001",)) -> str:
+    """The standard package algorithm on our SDK (module ``algo.main``, class ``Algorithm``).
 
-    def _act(self, user_params):
-        if user_params.get("say"):
-            sys.stderr.write(str(user_params["say"]) + "\\n")
-            sys.stderr.flush()
-        if user_params.get("sleep_s"):
-            time.sleep(float(user_params["sleep_s"]))
-        if user_params.get("crash"):
-            os._exit(3)
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        self._act(user_params)
-        session.set("pre_seen", True)
-        return {{"status": "OK", "message": "ready", "data": {{}}}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        self._act(user_params)
-        if user_params.get("fail"):
-            return {{"status": "ERROR", "message": "asked to fail", "error_code": "1003"}}
-        image = read_image_from_shared_memory(shared_mem_id, image_meta)
-        arr = np.asarray(image)
-        mean = float(arr.mean())
-        debug = {{"mean": mean, "shape": list(arr.shape), "pre_seen": bool(session.get("pre_seen", False))}}
-        if mean > 250:
-            return {{"status": "OK", "data": {{"result_status": "NG", "ng_reason": "too bright",
-                    "defect_rects": [{{"x": 0, "y": 0, "width": 10, "height": 10}}], "debug": debug}}}}
-        return {{"status": "OK", "data": {{"result_status": "OK", "defect_rects": [], "debug": debug}}}}
-'''
+    It judges the image's mean brightness (over 250 is NG) and reports ``debug`` (mean, shape,
+    whether pre_execute ran in the session). ``user_params`` provoke every outcome through a real
+    worker: ``say`` (a line on stderr, for the worker log), ``sleep_s`` (a slow call, for timeouts),
+    ``crash`` (the process exits), ``fail`` (execute answers status ERROR with error_code 1003).
+    """
+    return algorithm_source(
+        class_name="Algorithm", imports="import os\nimport sys\nimport time\n\nimport numpy as np",
+        sdk_names=["read_image_from_shared_memory"],
+        prelude=f"NAME = {name!r}\nVERSION = {version!r}\nPIDS = {list(pids)!r}",
+        info='''{"name": NAME, "version": VERSION, "description": "test algorithm", "supported_pids": PIDS,
+                "steps": [{"index": 1, "name": "inspect", "params": []}]}''',
+        methods='''
+            def _act(self, user_params):
+                if user_params.get("say"):
+                    sys.stderr.write(str(user_params["say"]) + "\\n")
+                    sys.stderr.flush()
+                if user_params.get("sleep_s"):
+                    time.sleep(float(user_params["sleep_s"]))
+                if user_params.get("crash"):
+                    os._exit(3)
+        ''',
+        pre_execute='''
+            self._act(user_params)
+            session.set("pre_seen", True)
+            return {"status": "OK", "message": "ready", "data": {}}
+        ''',
+        execute='''
+            self._act(user_params)
+            if user_params.get("fail"):
+                return {"status": "ERROR", "message": "asked to fail", "error_code": "1003"}
+            image = read_image_from_shared_memory(shared_mem_id, image_meta)
+            arr = np.asarray(image)
+            mean = float(arr.mean())
+            debug = {"mean": mean, "shape": list(arr.shape), "pre_seen": bool(session.get("pre_seen", False))}
+            if mean > 250:
+                return {"status": "OK", "data": {"result_status": "NG", "ng_reason": "too bright",
+                        "defect_rects": [{"x": 0, "y": 0, "width": 10, "height": 10}], "debug": debug}}
+            return {"status": "OK", "data": {"result_status": "OK", "defect_rects": [], "debug": debug}}
+        ''')
 
 
 def manifest_for(name: str = "demo_algo", version: str = "1.0.0", pids: Iterable[str] = ("P001",),
@@ -91,8 +85,8 @@ def manifest_for(name: str = "demo_algo", version: str = "1.0.0", pids: Iterable
 
 def algorithm_files(manifest: Mapping[str, Any], source: str | None = None) -> dict[str, str]:
     """Sources of the standard test algorithm (package ``algo``) for ``manifest``."""
-    text = source if source is not None else ALGORITHM_SOURCE.format(
-        name=manifest["name"], version=manifest["version"], pids=list(manifest["supported_pids"]))
+    text = source if source is not None else standard_algorithm(
+        manifest["name"], manifest["version"], manifest["supported_pids"])
     return {"algo/__init__.py": "", "algo/main.py": text}
 
 

@@ -29,7 +29,6 @@ from runner.store.registry import INSTALLED, Registry
 from runner.supervision.supervisor import Supervisor
 from tests.support.algorithms import algorithm_source
 from tests.support.deploy import Deployed, Deployer
-from tests.support.waiting import wait_until  # noqa: F401 - re-exported: tests on other branches import it from here
 
 NAME = "algo"
 PIDS = ["P1", "P2"]
