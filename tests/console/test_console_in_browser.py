@@ -28,9 +28,8 @@ from tests.console.conftest import PAGE_WAIT_S, SCREENSHOTS
 from tests.support.waiting import wait_until
 
 T = TypeVar("T")
-#: One scenario in order on one daemon and one browser: under xdist (``./dev test`` uses
-#: ``--dist loadgroup``) the whole module runs on one worker.
-pytestmark = pytest.mark.xdist_group("console-browser")
+# One scenario in order on one daemon and one browser: under xdist the whole module runs on one
+# worker (tests/conftest.py, IN_ORDER_MODULES).
 
 
 @dataclass
