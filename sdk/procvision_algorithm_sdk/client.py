@@ -6,8 +6,9 @@ to the caller waiting for its ``request_id``, so concurrent callers never take e
 and a ping is answered while a call runs. Every wait has a deadline. Used by ``procvision-cli``
 (``validate --full``, ``run``) and by the runner's supervisor and install smoke test.
 
-This module owns the process (spawn, signals, exit); reading its stdout and routing the replies is
-``worker_stream``, the failures it raises are ``worker_failures`` (both re-exported here).
+This module owns the conversation and spawns the process; ending the process (signals, exit, its
+process group) is ``worker_process``, reading its stdout and routing the replies is ``worker_stream``,
+the failures it raises are ``worker_failures`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import signal
 import subprocess
 import threading
 import uuid
@@ -32,12 +32,11 @@ from .worker_failures import (
     WorkerFailure,
     WorkerProtocolViolation,
 )
+from .worker_process import WorkerProcess, exit_message
 from .worker_stream import ReplyRouter, iter_capped_lines, read_frames
 
 #: Longest stderr line kept (bytes); the rest of a longer line is counted and dropped unread-into-memory.
 DEFAULT_MAX_STDERR_LINE_BYTES = 8192
-#: Characters of the last stderr line quoted in an exit message.
-_QUOTE_CHARS = 300
 
 
 def adapter_argv(python: str, entry: str | None = None) -> list[str]:
@@ -78,7 +77,8 @@ class AdapterClient:
         self.max_stderr_line_bytes = max(256, max_stderr_line_bytes)
         # Told the pid right after the spawn (the runner records it for clean-up after a crash).
         self._on_spawn = on_spawn
-        self._pgid: int | None = None
+        # Set by start(): ends the process and its group; None until then (nothing to end).
+        self._process: WorkerProcess | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_tail_lines)
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
@@ -141,7 +141,7 @@ class AdapterClient:
             # worker, and everything the worker starts can be ended with it (``end_group``).
             start_new_session=True,
         )
-        self._pgid = self._proc.pid
+        self._process = WorkerProcess(self._proc)
         if self._on_spawn is not None:
             self._on_spawn(self._proc.pid)
         self._reader = threading.Thread(target=self._read_frames, name=f"adapter-stdout-{self._proc.pid}",
@@ -177,43 +177,20 @@ class AdapterClient:
 
         Whatever the worker started and left running (its process group) is killed afterwards.
         """
-        proc = self._proc
-        if proc is None:
+        if self._process is None:
             return None
-        if proc.poll() is None:
-            # A worker that already closed stdin cannot take the frame; the signals below still stop it.
-            with contextlib.suppress(WorkerFailure):
-                self._send({"type": protocol.SHUTDOWN})
-            code = self._wait_exit(timeout)
-            if code is None:
-                self._signal(signal.SIGTERM)
-                code = self._wait_exit(term_timeout)
-            if code is None:
-                self.kill()
-        code = self._wait_exit(5.0)
-        self.end_group()
-        self._close_stdin()
-        return code
+        return self._process.stop(self._send_shutdown, timeout, term_timeout)
 
     def kill(self) -> None:
         """SIGKILL the worker and everything in its process group at once (also when the worker
         itself already ended and only what it started is left)."""
-        self._signal(signal.SIGKILL)
-        self.end_group()
-        self._close_stdin()
+        if self._process is not None:
+            self._process.kill()
 
     def end_group(self) -> None:
-        """SIGKILL whatever is left in the worker's process group (children it started).
-
-        The group id is the worker's pid; the kernel hands out no pid that is still some group's id,
-        so while anything of the group lives this cannot hit an unrelated process.
-        """
-        if self._pgid is None:
-            return
-        try:
-            os.killpg(self._pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            return
+        """SIGKILL whatever is left in the worker's process group (children it started)."""
+        if self._process is not None:
+            self._process.end_group()
 
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the process to exit; its exit code or None."""
@@ -266,6 +243,11 @@ class AdapterClient:
                                exit_code=self.returncode, stderr_tail=self.stderr_tail) from None
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _send_shutdown(self) -> None:
+        # A worker that already closed stdin cannot take the frame; the signals after it still stop it.
+        with contextlib.suppress(WorkerFailure):
+            self._send({"type": protocol.SHUTDOWN})
 
     def _send(self, message: dict[str, Any]) -> None:
         proc = self._proc
@@ -339,48 +321,10 @@ class AdapterClient:
             reader.join(timeout=2.0)
 
     def _exit_message(self, code: int | None) -> str:
-        tail = self.stderr_tail[-1] if self._stderr_tail else ""
-        if len(tail) > _QUOTE_CHARS:
-            tail = tail[:_QUOTE_CHARS] + "\u2026"
-        if code is None:
-            text = "worker closed its stdout but is still running"
-        elif code < 0:
-            try:
-                text = f"worker was killed by signal {signal.Signals(-code).name}"
-            except ValueError:
-                text = f"worker was killed by signal {-code}"
-        else:
-            text = f"worker exited with code {code}"
-        return f"{text}; last stderr line: {tail}" if tail else text
+        return exit_message(code, self.stderr_tail[-1] if self._stderr_tail else "")
 
     def _wait_exit(self, timeout: float) -> int | None:
-        proc = self._proc
-        if proc is None:
-            return None
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def _signal(self, sig: signal.Signals) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            try:
-                proc.send_signal(sig)
-            except ProcessLookupError:
-                return
-
-    def _close_stdin(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.stdin is not None:
-            try:
-                proc.stdin.close()
-            except (BrokenPipeError, OSError):
-                return
+        return self._process.wait_exit(timeout) if self._process is not None else None
 
 
 __all__ = ["AdapterClient", "CallTimedOut", "HandshakeFailed", "WorkerExited", "WorkerFailure",
