@@ -8,17 +8,16 @@ decision lives below this facade.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procvision_algorithm_sdk.cli.report import Report
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.jsonable import jsonable
 from runner.metrics import Metrics
 from runner.routing.activation import Binding
+from runner.service_logs import WORKER_LOG, tail_lines
 from runner.service_results import (
     BindingsChange,
     Deactivated,
@@ -28,6 +27,7 @@ from runner.service_results import (
     VersionStatus,
     moves,
 )
+from runner.service_smoke import is_deployed, not_deployed_report, rerun_smoke, smoke_to_report
 from runner.store.atomic import read_json
 from runner.store.registry import INVALID, VersionRecord
 from runner.supervision.dialects import CallRequest
@@ -46,22 +46,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("runner.service")
 Progress = Callable[[str], None]
-#: Name of the worker log file inside ``<root>/logs/<name>/<version>/``.
-WORKER_LOG = "worker.log"
-
-
-def smoke_to_report(name: str, version: str, smoke: dict[str, Any], rerun: bool) -> dict[str, Any]:
-    """A smoke-test report as the SDK's validation ``Report`` (summary + checks), plus which version
-    and the smoke report itself. The smoke test's own status wins (it fails before any step when the
-    worker does not start)."""
-    report = Report()
-    for step in smoke.get("steps") or []:
-        if isinstance(step, dict):
-            report.add(str(step.get("name")), str(step.get("result")), str(step.get("message") or ""))
-    body = report.to_dict()
-    if smoke.get("status"):
-        body["summary"]["status"] = str(smoke["status"])
-    return {"name": name, "version": version, "rerun": rerun, **body, "smoke": smoke}
 
 
 def _not_found(name: str, version: str) -> RunnerError:
@@ -141,59 +125,14 @@ class RunnerService:
     def validate_installed(self, name: str, version: str, rerun: bool = False) -> dict[str, Any]:
         """The smoke report of an installed version in the SDK report shape; ``rerun`` runs it again."""
         record = self._record(name, version)
-        if rerun and not self._deployed(record):
-            return self._not_deployed_report(record)
-        smoke: Any = self._rerun_smoke(record) if rerun else record.smoke
+        if rerun and not is_deployed(self.layout, record):
+            return not_deployed_report(record)
+        smoke: Any = rerun_smoke(self.settings, self.layout, record) if rerun else record.smoke
         if not rerun and not smoke:
             raise RunnerError(PackageErrorCode.NOT_FOUND,
                               f"{name} {version} has no stored smoke report (installed with smoke_test off); "
                               "send {\"rerun\": true} to run the smoke test now", name=name, version=version)
         return smoke_to_report(name, version, jsonable(smoke), rerun)
-
-    def _deployed(self, record: VersionRecord) -> bool:
-        if record.invalid:
-            return False
-        return (record.package_folder(self.layout) / "manifest.json").is_file()
-
-    def _not_deployed_report(self, record: VersionRecord) -> dict[str, Any]:
-        """What ``--rerun`` answers for a version that has nothing deployed to test: the stored report."""
-        name, version = record.key
-        last_error = record.last_error if isinstance(record.last_error, dict) else {}
-        why = (f"{name} {version} is recorded invalid and is not deployed, so its smoke test cannot run again"
-               if record.invalid else
-               f"{name} {version} is not deployed (its folder is missing), so its smoke test cannot run again")
-        note = f"{why}; fix the package and install it again. Showing the stored report."
-        smoke = record.smoke
-        if isinstance(smoke, dict) and smoke.get("steps"):
-            report = smoke_to_report(name, version, jsonable(smoke), rerun=False)
-        else:
-            failed = Report()
-            failed.fail(str((last_error or {}).get("name") or "deployed"),
-                        str((last_error or {}).get("message") or why))
-            report = {"name": name, "version": version, "rerun": False, **failed.to_dict(), "smoke": smoke}
-        report.update(state=record.state, note=note, last_error=last_error or None)
-        if last_error and last_error.get("code"):
-            report["error"] = last_error
-        return report
-
-    def _rerun_smoke(self, record: VersionRecord) -> dict[str, Any]:
-        from procvision_algorithm_sdk.manifest import ManifestError, load_manifest
-        from runner.package.smoke import SmokeFailure, run_smoke_test
-
-        name, version = record.key
-        package_dir = record.package_folder(self.layout)
-        python = record.venv_python(self.layout)
-        try:
-            manifest = load_manifest(package_dir / "manifest.json", pids_required=False)
-        except (OSError, ManifestError) as exc:
-            raise RunnerError(PackageErrorCode.MANIFEST_MISSING,
-                              f"{name} {version}: cannot read its deployed manifest: {exc}",
-                              name=name, version=version) from exc
-        with tempfile.TemporaryDirectory(prefix="smoke-", dir=self.layout.staging) as scratch:
-            try:
-                return run_smoke_test(self.settings, python, package_dir, manifest, Path(scratch) / "shm")
-            except SmokeFailure as exc:
-                return exc.report
 
     def uninstall(self, name: str, version: str, force: bool = False) -> Uninstalled:
         self._record(name, version)
@@ -315,27 +254,7 @@ class RunnerService:
     def log_tail(self, name: str, version: str, lines: int) -> list[str]:
         """The last ``lines`` lines of the version's worker log (from disk, so it works when stopped)."""
         self._record(name, version)
-        path = self.log_file(name, version)
-        if lines <= 0:
-            return []
-        chunks: list[bytes] = []
-        wanted = lines + 1
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(0, 2)
-                pos = handle.tell()
-                newlines = 0
-                while pos > 0 and newlines < wanted:
-                    step = min(65536, pos)
-                    pos -= step
-                    handle.seek(pos)
-                    chunk = handle.read(step)
-                    chunks.insert(0, chunk)
-                    newlines += chunk.count(b"\n")
-        except FileNotFoundError:
-            return []
-        text = b"".join(chunks).decode("utf-8", errors="replace")
-        return text.splitlines()[-lines:]
+        return tail_lines(self.log_file(name, version), lines)
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when every active version has a serving worker; otherwise the reasons why not."""
