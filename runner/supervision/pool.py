@@ -17,17 +17,16 @@ from typing import Any
 
 from procvision_algorithm_sdk.errors import ErrorCode
 from runner.config import Settings
-from runner.errors import RunnerError
 from runner.store.layout import RootLayout
 
+from . import pool_refusals as refusals
 from .dialects import CallRequest, Dialect
 from .dialects.reservation import ImageReservation
 from .dispatch import Dispatcher
-from .launch import memory_limit_of
 from .launcher import WorkerLauncher
 from .logs import RotatingLineLog
 from .outcomes import error_outcome
-from .sandbox import protections_for
+from .pool_view import first_set, latest_error, pool_status
 from .spec import CallOutcome, WorkerSpec
 from .states import LIVE_STATES, TERMINAL_STATES, EventSink, State, SupervisorEvent, derive_version_state
 from .worker import Worker
@@ -64,32 +63,20 @@ class VersionPool:
 
     @property
     def dialect(self) -> Dialect | None:
-        for worker in self.workers:
-            if worker.dialect is not None:
-                return worker.dialect
-        return None
+        return first_set(w.dialect for w in self.workers)
 
     @property
     def hello(self) -> dict[str, Any] | None:
-        for worker in self.workers:
-            if worker.hello is not None:
-                return worker.hello
-        return None
+        return first_set(w.hello for w in self.workers)
 
     @property
     def info(self) -> dict[str, Any] | None:
-        for worker in self.workers:
-            if worker.info is not None:
-                return worker.info
-        return None
+        return first_set(w.info for w in self.workers)
 
     @property
     def info_error(self) -> dict[str, Any] | None:
         """Why fetching get_info after start failed (it is not fatal), or None."""
-        if self.info is not None:
-            return None
-        errors = [w.info_error for w in self.workers if w.info_error]
-        return max(errors, key=lambda e: e.get("at", 0)) if errors else None
+        return None if self.info is not None else latest_error(w.info_error for w in self.workers)
 
     def _claim_info(self) -> bool:
         with self._cond:
@@ -100,8 +87,7 @@ class VersionPool:
 
     @property
     def last_error(self) -> dict[str, Any] | None:
-        errors = [w.last_error for w in self.workers if w.last_error]
-        return max(errors, key=lambda e: e.get("at", 0)) if errors else None
+        return latest_error(w.last_error for w in self.workers)
 
     def in_flight(self) -> int:
         """Calls admitted and not finished (queued or running)."""
@@ -117,25 +103,8 @@ class VersionPool:
         return self.log.tail(n)
 
     def status(self) -> dict[str, Any]:
-        """JSON-able status for the API and CLI."""
-        hello = self.hello or {}
-        spec = self.spec
-        boxed = protections_for(self.settings, spec.name, spec.version, spec.package_dir, spec.python)
-        counters = {"calls": 0, "errors": 0, "timeouts": 0, "restarts": 0, "crashes": 0}
-        for worker in self.workers:
-            for key in counters:
-                counters[key] += worker.counters[key]
-        return {
-            "name": self.spec.name, "version": self.spec.version, "state": self.state.value,
-            "dialect": self.dialect.value if self.dialect else None,
-            "hello": {"sdk_version": hello.get("sdk_version"), "capabilities": list(hello.get("capabilities") or [])},
-            # Each worker's own last failure (exit code, stderr tail): the console shows it per worker.
-            "workers": [{**w.status(), "sandbox": boxed.summary(), "last_error": w.last_error} for w in self.workers],
-            "sandbox": boxed.to_dict(),
-            "queue_depth": self.queue_depth(), "in_flight": self.in_flight(),
-            "last_error": self.last_error, "info_error": self.info_error, "counters": counters,
-            "memory_limit": self.launcher.status(memory_limit_of(self.spec, self.settings)),
-        }
+        """JSON-able status for the API and CLI (``pool_view.pool_status``)."""
+        return pool_status(self)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -183,16 +152,7 @@ class VersionPool:
         with self._cond:
             self._accepting = False
             self._cond.notify_all()
-        if failure is None:
-            raise RunnerError(ErrorCode.HANDSHAKE_FAILED,
-                              f"{self.spec.name} {self.spec.version}: no worker became ready within {budget:.0f}s",
-                              stderr_tail=self.stderr_tail(20))
-        code = ErrorCode.WORKER_UNAVAILABLE if failure.error_code == ErrorCode.WORKER_UNAVAILABLE.value \
-            else ErrorCode.HANDSHAKE_FAILED
-        raise RunnerError(code, f"{self.spec.name} {self.spec.version} did not start: {failure.message} "
-                          f"(exit code {failure.exit_code}); see stderr_tail and logs/{self.spec.name}/"
-                          f"{self.spec.version}/worker.log", exit_code=failure.exit_code,
-                          stderr_tail=list(failure.stderr_tail)[-20:], worker_error_code=failure.error_code)
+        raise refusals.start_failed(self.spec, failure, budget, self.stderr_tail(20) if failure is None else [])
 
     def stop(self, drain_timeout_s: float | None = None) -> None:
         """Stop taking calls, let admitted ones finish (up to ``drain_timeout_s``), stop the workers."""
@@ -248,10 +208,7 @@ class VersionPool:
         with self._cond:
             self._check_available(admitting=True)
             if self._dispatcher.depth() >= self.settings.queue_max:
-                raise RunnerError(ErrorCode.QUEUE_FULL,
-                                  f"{self.spec.name} {self.spec.version} has {self._dispatcher.depth()} calls waiting "
-                                  f"(queue_max={self.settings.queue_max}); retry later or add workers",
-                                  queue_max=self.settings.queue_max)
+                raise refusals.queue_full(self.spec, self._dispatcher.depth(), self.settings.queue_max)
             self._in_flight += 1
         try:
             return self._call_with_retries(request, timeout)
@@ -323,15 +280,9 @@ class VersionPool:
     def _check_available(self, admitting: bool = False) -> None:
         # Calls admitted before a stop keep waiting (they drain); new ones are refused.
         if admitting and not self._accepting:
-            raise RunnerError(ErrorCode.WORKER_UNAVAILABLE,
-                              f"{self.spec.name} {self.spec.version} is {self.state.value}; start it first",
-                              state=self.state.value, last_error=self.last_error)
+            raise refusals.not_accepting(self.spec, self.state.value, self.last_error)
         if all(w.state in TERMINAL_STATES for w in self.workers):
-            last = self.last_error or {}
-            raise RunnerError(ErrorCode.WORKER_UNAVAILABLE,
-                              f"{self.spec.name} {self.spec.version} is {self.state.value}: "
-                              f"{last.get('reason', 'no worker is running')}; start it again after fixing the cause",
-                              state=self.state.value, last_error=self.last_error)
+            raise refusals.all_workers_down(self.spec, self.state.value, self.last_error)
 
     def _acquire(self, session_id: str | None, budget_s: float, front: bool,
                  prefer: int | None = None) -> Worker | None:
