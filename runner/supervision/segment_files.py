@@ -57,6 +57,20 @@ class Held:
     fd: int | None
 
 
+def detach(segment: ImageSegment, errors: list[str]) -> Held:
+    """A used segment the pool did not make, its name removed: an fd holds its pages (if it could
+    still be opened) so the unlink is only a name removal and the pages are freed later."""
+    held = Held(segment, None)
+    try:
+        held.fd = os.open(segment.path, os.O_RDONLY)
+    except FileNotFoundError:
+        pass  # already removed: only the mapping is left to free
+    except OSError as exc:
+        errors.append(f"{segment.id}: {exc}")
+    unlink_name(segment.path, segment.id, errors)
+    return held
+
+
 def unused_elsewhere(fd: int) -> bool:
     """Whether ``fd``'s file is, at this instant, open or mapped through no other open file
     description than ``fd``'s own (and its dups, such as this process's own mapping of it).
@@ -163,5 +177,5 @@ def free_all(held: Iterable[Held]) -> list[str]:
     return errors
 
 
-__all__ = ["LEASE_SIGNAL", "Held", "Shape", "Spare", "fault_in", "free_all", "link_spare", "make_spare",
+__all__ = ["LEASE_SIGNAL", "Held", "Shape", "Spare", "detach", "fault_in", "free_all", "link_spare", "make_spare",
            "release_at_exit", "unlink_name", "unused_elsewhere"]

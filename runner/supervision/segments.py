@@ -32,19 +32,18 @@ Recycled spares have names, so a runner killed by SIGKILL leaves them behind: ``
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
-from procvision_algorithm_sdk.shared_memory import SHM_PREFIX, ImageSegment
+from procvision_algorithm_sdk.shared_memory import ImageSegment
 
 from .segment_files import (
     Held,
     Shape,
     Spare,
+    detach,
     free_all,
     make_spare,
     release_at_exit,
@@ -52,6 +51,7 @@ from .segment_files import (
     unused_elsewhere,
 )
 from .segment_files import link_spare as _link
+from .segment_recycling import SegmentRecycler
 from .stale_segments import STALE_SEGMENT_AGE_S, StaleSweep, remove_stale_segments
 
 #: Used segments waiting to be freed beyond this count are freed inline instead (bounds the memory
@@ -86,16 +86,11 @@ class SegmentPool:
         # for the first when none is left), so the worker does not compete with this pool's kernel
         # work for the CPU.
         self._in_call = False
-        self._recycling = True  # False once leases proved unusable here (not owner, leases off...)
+        self._recycler = SegmentRecycler(self.shm_dir, self._cond)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Last error of a spare's preparation (diagnostics; calls then create segments inline).
         self.last_prepare_error: str | None = None
-        #: Why recycling was switched off (diagnostics; used segments are then always freed).
-        self.last_recycle_error: str | None = None
-        #: Used segments made spares again / refused because another process still held them.
-        self.recycled = 0
-        self.refused = 0
         # A process that exits without close() (a runner that never shut down) must not leave its
         # spares behind: free them at interpreter exit too.
         self._finalizer = weakref.finalize(self, release_at_exit, self._cond, self._stop, self._spares,
@@ -159,16 +154,8 @@ class SegmentPool:
         before its pixels are overwritten: one a process found and mapped meanwhile is freed."""
         while self._spares:
             spare = self._spares.pop()
-            if not spare.named:
+            if not spare.named or self._recycler.still_free(spare):
                 return spare
-            try:
-                free = unused_elsewhere(spare.fd)
-            except OSError as exc:
-                free = False
-                self._disable_recycling(exc)
-            if free:
-                return spare
-            self.refused += 1
             self._retired.append(Held(spare.segment, spare.fd))
             self._cond.notify_all()
         return None
@@ -192,15 +179,7 @@ class SegmentPool:
                 if held is not None:
                     queued.append(held)
                 continue
-            held = Held(segment, None)
-            try:
-                # Holding the file keeps its pages: the unlink below is then only a name removal.
-                held.fd = os.open(segment.path, os.O_RDONLY)
-            except FileNotFoundError:
-                pass  # already removed: only the mapping is left to free
-            except OSError as exc:
-                errors.append(f"{segment.id}: {exc}")
-            unlink_name(segment.path, segment.id, errors)
+            held = detach(segment, errors)
             (queued if held.fd is not None else inline).append(held)
         with self._cond:
             self._in_call = False
@@ -218,50 +197,19 @@ class SegmentPool:
             raise OSError("could not free call images: " + "; ".join(errors))
 
     def _recycle(self, spare: Spare, errors: list[str]) -> Held | None:
-        """Make a used pooled segment a spare again if nobody else holds it; else return it to free.
-
-        Its call id is removed first (renamed to a fresh id nobody was told), so no process can
-        open it by that id any more; whoever opened it before still holds a description, which the
-        lease test then sees.
-        """
-        segment = spare.segment
-        with self._cond:
-            wanted = self._recycling and not self._stop.is_set()
-        if wanted:
-            new_id = SHM_PREFIX + uuid.uuid4().hex
-            new_path = os.path.join(self.shm_dir, new_id)
-            try:
-                os.rename(segment.path, new_path)
-            except OSError as exc:
-                wanted = False
-                if not isinstance(exc, FileNotFoundError):
-                    errors.append(f"{segment.id}: {exc}")
-        if not wanted:
+        """Make a used pooled segment a spare again if nobody else holds it (``SegmentRecycler``);
+        else return it to free."""
+        moved = self._recycler.reclaim(spare, self._stop.is_set(), errors)
+        if moved is not None:
+            segment = moved.segment
+            with self._cond:
+                if (not self._stop.is_set() and (segment.height, segment.width, segment.channels) == self._shape
+                        and len(self._spares) < self.spares_wanted):
+                    self._spares.append(moved)
+                    self._recycler.recycled += 1
+                    return None
             unlink_name(segment.path, segment.id, errors)
-            return Held(segment, spare.fd)
-        try:
-            free = unused_elsewhere(spare.fd)
-        except OSError as exc:
-            free = False
-            self._disable_recycling(exc)
-        shape = (segment.height, segment.width, segment.channels)
-        with self._cond:
-            if not free:
-                self.refused += 1
-            keep = (free and not self._stop.is_set() and shape == self._shape
-                    and len(self._spares) < self.spares_wanted)
-            if keep:
-                self._spares.append(Spare(segment.moved(new_id, new_path), spare.fd, named=True))
-                self.recycled += 1
-                return None
-        unlink_name(new_path, new_id, errors)
-        return Held(segment, spare.fd)
-
-    def _disable_recycling(self, exc: OSError) -> None:
-        with self._cond:
-            self._recycling = False
-            self.last_recycle_error = (f"cannot tell whether a used segment is still held (file lease refused: "
-                                       f"{exc}); every call now gets a fresh segment")
+        return Held(spare.segment, spare.fd)
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -280,7 +228,22 @@ class SegmentPool:
     def recycling(self) -> bool:
         """Whether used segments nobody holds are made spares again (False if leases do not work here)."""
         with self._cond:
-            return self._recycling
+            return self._recycler.enabled
+
+    @property
+    def recycled(self) -> int:
+        """Used segments made spares again."""
+        return self._recycler.recycled
+
+    @property
+    def refused(self) -> int:
+        """Used segments not made spares because another process still held them."""
+        return self._recycler.refused
+
+    @property
+    def last_recycle_error(self) -> str | None:
+        """Why recycling was switched off (diagnostics; used segments are then always freed)."""
+        return self._recycler.last_error
 
     @property
     def thread(self) -> threading.Thread | None:

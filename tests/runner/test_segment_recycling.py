@@ -196,14 +196,15 @@ def test_a_parked_spare_someone_opened_is_not_handed_out(shm: Path, holder: Hold
 
 def test_recycling_falls_back_to_fresh_segments_when_leases_are_refused(
         shm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runner.supervision import segments
+    # The lease test lives where the recycling decision is made (SegmentRecycler).
+    from runner.supervision import segment_recycling
 
     def no_lease(fd: int) -> bool:
         raise PermissionError(errno.EACCES, "Permission denied")
 
     pool = ready_pool(shm)
     try:
-        monkeypatch.setattr(segments, "unused_elsewhere", no_lease)
+        monkeypatch.setattr(segment_recycling, "unused_elsewhere", no_lease)
         for i in range(4):
             seg = pool.take(24, 32, 3)
             if seg is not None:
