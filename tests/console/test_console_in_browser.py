@@ -133,9 +133,11 @@ def test_install_by_upload_shows_the_stages_and_reaches_installed(station: Stati
     assert "1.0.0: installed" in result, result
     stages = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#install-progress li")]
     assert stages[0] == "uploaded" and len(stages) >= 3, stages
-    row = _until("the version row", lambda: browser.find_element(
-        By.CSS_SELECTOR, f'#versions tr[data-version="{NAME}@1.0.0"]'))
-    assert row.get_attribute("data-state") == "installed"
+    # Read in the page in one step: the overview replaces its rows every poll, so an element found
+    # first and read after may already be gone.
+    row_state = "const row = document.querySelector(arguments[0]); return row && row.getAttribute('data-state');"
+    _until("the version row, installed", lambda: browser.execute_script(
+        row_state, f'#versions tr[data-version="{NAME}@1.0.0"]') == "installed")
     _until("its size", lambda: re.search(r"\d+(\.\d)? (KB|MB|GB)", _text(
         browser, f'#versions tr[data-version="{NAME}@1.0.0"]')))
 
