@@ -6,17 +6,7 @@ instead of ``multiprocessing.shared_memory`` on purpose: before Python 3.13 that
 every attached segment with a resource tracker, which unlinks the *owner's* segment when a
 reader process exits.
 
-Segment layout (little-endian), followed by the payload at offset ``HEADER_SIZE``::
-
-    magic     4s   b"PVSH"
-    version   u16  1
-    kind      u8   1 = raw uint8 pixels (H x W x C, row-major), 2 = encoded bytes (JPEG/PNG)
-    reserved  u8   0
-    height    u32
-    width     u32
-    channels  u32  1 or 3 for raw; 0 for encoded
-    length    u64  payload length in bytes
-    padding   to 64 bytes
+The segment layout (a 64-byte header, then the payload) is described in ``segment_format.py``.
 
 Ids not starting with ``pvshm-`` use the public SDK's development scheme (``.npy``/``.bin`` files
 in ``$PROC_SHM_DIR``), so images written by tools built on the public SDK still load.

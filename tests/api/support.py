@@ -114,6 +114,22 @@ def install(client: httpx.Client, zip_path: Path, **headers: str) -> dict[str, A
     return wait_operation(client, op_id)
 
 
+def install_and_activate(client: httpx.Client, zip_path: Path, pids: tuple[str, ...] = ("P001",),
+                         name: str = NAME, version: str = "1.0.0") -> None:
+    """Install the package and bind ``pids`` to it (what a module fixture serving one version needs)."""
+    op = install(client, zip_path)
+    assert op["state"] == "succeeded", op
+    response = client.post("/algorithms/activate", json={"name": name, "version": version, "pids": list(pids)})
+    assert response.status_code == 200, response.text
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """``arr`` as a ``.npy`` file's bytes (an upload body)."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
 def wait_operation(client: httpx.Client, op_id: str, timeout_s: float = 240.0) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         op = client.get(f"/operations/{op_id}").json()

@@ -4,7 +4,6 @@ answer says where its time went (Server-Timing header and timing_ms, consistent 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.api.support import NAME, RunningServer, install, make_zip, start_server
+from tests.api.support import RunningServer, install_and_activate, make_zip, npy_bytes, start_server
 
 IMAGE_CAP = 4 * 1024 * 1024
 
@@ -29,20 +28,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     srv = start_server(base / "root", max_image_bytes=IMAGE_CAP)
     client = srv.client()
     try:
-        op = install(client, make_zip(base / "pkgs"))
-        assert op["state"] == "succeeded", op
-        response = client.post("/algorithms/activate", json={"name": NAME, "version": "1.0.0", "pids": ["P001"]})
-        assert response.status_code == 200, response.text
+        install_and_activate(client, make_zip(base / "pkgs"))
         yield Served(srv, client)
     finally:
         client.close()
         srv.stop()
-
-
-def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
 
 
 def _image(value: int, shape: tuple[int, ...] = (60, 80, 3)) -> np.ndarray:
@@ -58,14 +48,15 @@ def _debug(response: httpx.Response) -> dict[str, object]:
 
 def test_multipart_npy_reaches_the_worker(served: Served) -> None:
     response = served.client.post("/execute", data={"pid": "P001"},
-                                  files={"image": ("a.npy", _npy(_image(42)), "application/octet-stream")})
+                                  files={"image": ("a.npy", npy_bytes(_image(42)), "application/octet-stream")})
     debug = _debug(response)
     assert debug["shape"] == [60, 80, 3] and debug["mean"] == 42.0
 
 
 def test_raw_npy_body_with_fields_in_the_query(served: Served) -> None:
     response = served.client.post("/execute", params={"pid": "P001", "step_index": "1"},
-                                  content=_npy(_image(17, (30, 40))), headers={"content-type": "application/x-npy"})
+                                  content=npy_bytes(_image(17, (30, 40))),
+                                  headers={"content-type": "application/x-npy"})
     debug = _debug(response)
     assert debug["shape"][:2] == [30, 40] and debug["mean"] == 17.0  # the SDK may expand mono to 3 channels
 
@@ -79,7 +70,7 @@ def test_raw_pixels_with_the_shape_in_a_header(served: Served) -> None:
 
 
 def test_chunked_npy_split_inside_its_header_is_reassembled(served: Served) -> None:
-    data = _npy(_image(77, (50, 50, 3)))
+    data = npy_bytes(_image(77, (50, 50, 3)))
 
     def pieces() -> Iterator[bytes]:
         for start in range(0, len(data), 7):  # 7-byte chunks: the header arrives in many pieces
@@ -93,7 +84,7 @@ def test_chunked_npy_split_inside_its_header_is_reassembled(served: Served) -> N
 def test_consecutive_uploads_do_not_see_each_others_pixels(served: Served) -> None:
     # Arrays are reused between calls: each call must still see exactly its own pixels.
     for value in (1, 200, 3):
-        response = served.client.post("/execute", params={"pid": "P001"}, content=_npy(_image(value)),
+        response = served.client.post("/execute", params={"pid": "P001"}, content=npy_bytes(_image(value)),
                                       headers={"content-type": "application/x-npy"})
         assert _debug(response)["mean"] == float(value)
 
@@ -113,7 +104,7 @@ def test_raw_pixels_longer_than_the_shape_is_refused(served: Served) -> None:
 
 
 def test_truncated_npy_is_1002(served: Served) -> None:
-    data = _npy(_image(5))
+    data = npy_bytes(_image(5))
     response = served.client.post("/execute", params={"pid": "P001"}, content=data[:-10],
                                   headers={"content-type": "application/x-npy"})
     assert response.json()["code"] == "1002", response.text
@@ -121,7 +112,7 @@ def test_truncated_npy_is_1002(served: Served) -> None:
 
 
 def test_raw_body_over_max_image_bytes_is_413(served: Served) -> None:
-    data = _npy(_image(1, (1400, 1100, 3)))  # 4.6 MB > 4 MiB
+    data = npy_bytes(_image(1, (1400, 1100, 3)))  # 4.6 MB > 4 MiB
     response = served.client.post("/execute", params={"pid": "P001"}, content=data,
                                   headers={"content-type": "application/x-npy"})
     assert response.status_code == 413, response.text
@@ -131,7 +122,7 @@ def test_raw_body_over_max_image_bytes_is_413(served: Served) -> None:
 
 def test_chunked_raw_body_over_max_image_bytes_is_413(served: Served) -> None:
     def pieces() -> Iterator[bytes]:
-        header = _npy(_image(1, (2000, 1000, 3)))[:128]
+        header = npy_bytes(_image(1, (2000, 1000, 3)))[:128]
         yield header
         for _ in range(6):
             yield b"\0" * (1024 * 1024)
@@ -143,14 +134,15 @@ def test_chunked_raw_body_over_max_image_bytes_is_413(served: Served) -> None:
 
 
 def test_missing_pid_in_a_raw_body_is_a_validation_problem(served: Served) -> None:
-    response = served.client.post("/execute", content=_npy(_image(1)), headers={"content-type": "application/x-npy"})
+    response = served.client.post("/execute", content=npy_bytes(_image(1)),
+                                  headers={"content-type": "application/x-npy"})
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "2013" and "pid" in response.json()["detail"]
 
 
 def test_server_timing_matches_the_json_figures(served: Served) -> None:
     response = served.client.post("/execute", data={"pid": "P001"},
-                                  files={"image": ("a.npy", _npy(_image(8)), "application/octet-stream")})
+                                  files={"image": ("a.npy", npy_bytes(_image(8)), "application/octet-stream")})
     assert response.status_code == 200, response.text
     timing = response.json()["timing_ms"]
     header = response.headers["Server-Timing"]
@@ -170,7 +162,7 @@ def test_server_timing_matches_the_json_figures(served: Served) -> None:
 
 
 def test_phase_histograms_are_exported(served: Served) -> None:
-    served.client.post("/execute", params={"pid": "P001"}, content=_npy(_image(8)),
+    served.client.post("/execute", params={"pid": "P001"}, content=npy_bytes(_image(8)),
                        headers={"content-type": "application/x-npy"})
     text = served.client.get("/metrics").text
     assert 'procvision_execute_phase_seconds_bucket{phase="receive"' in text

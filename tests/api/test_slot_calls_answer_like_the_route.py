@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from runner.client import LocalClient
-from tests.api.support import NAME, RunningServer, install, make_zip, start_server
+from tests.api.support import RunningServer, install_and_activate, make_zip, start_server
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     srv = start_server(base / "root")
     client = srv.client()
     try:
-        op = install(client, make_zip(base / "pkgs"))
-        assert op["state"] == "succeeded", op
-        response = client.post("/algorithms/activate", json={"name": NAME, "version": "1.0.0", "pids": ["P001"]})
-        assert response.status_code == 200, response.text
+        install_and_activate(client, make_zip(base / "pkgs"))
         yield srv
     finally:
         client.close()

@@ -5,7 +5,6 @@ Where the pixels landed is counted in ``procvision_execute_uploads_total{landed=
 
 from __future__ import annotations
 
-import io
 import re
 import socket
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 
 from runner.service import RunnerService
 from runner.supervision.worker import Worker
-from tests.api.support import NAME, RunningServer, install, make_zip, start_server
+from tests.api.support import NAME, RunningServer, install_and_activate, make_zip, npy_bytes, start_server
 from tests.support.waiting import wait_until
 
 
@@ -45,20 +44,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     srv = start_server(base / "root", before_serve=services.append, workers_per_version=1)
     client = srv.client()
     try:
-        op = install(client, make_zip(base / "pkgs"))
-        assert op["state"] == "succeeded", op
-        response = client.post("/algorithms/activate", json={"name": NAME, "version": "1.0.0", "pids": ["P001"]})
-        assert response.status_code == 200, response.text
+        install_and_activate(client, make_zip(base / "pkgs"))
         yield Served(srv, client, services[0])
     finally:
         client.close()
         srv.stop()
-
-
-def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
 
 
 def _gradient(shape: tuple[int, ...]) -> np.ndarray:
@@ -87,7 +77,7 @@ def test_uploaded_pixels_are_passed_to_the_worker_in_the_segment_they_were_recei
 
     def send() -> None:
         if kind == "raw npy":
-            response = served.client.post("/execute", params={"pid": "P001"}, content=_npy(arr),
+            response = served.client.post("/execute", params={"pid": "P001"}, content=npy_bytes(arr),
                                           headers={"content-type": "application/x-npy"})
         elif kind == "raw pixels":
             response = served.client.post("/execute", params={"pid": "P001"}, content=arr.tobytes(),
@@ -95,7 +85,7 @@ def test_uploaded_pixels_are_passed_to_the_worker_in_the_segment_they_were_recei
                                                    "X-Image-Shape": "48,64,3"})
         else:
             response = served.client.post("/execute", data={"pid": "P001"},
-                                          files={"image": ("a.npy", _npy(arr), "application/octet-stream")})
+                                          files={"image": ("a.npy", npy_bytes(arr), "application/octet-stream")})
         _ok(response, arr)
 
     # The first calls of a shape may find no spare segment ready yet (spares are made like the last
@@ -108,7 +98,7 @@ def test_grey_images_go_into_a_one_channel_segment(served: Served) -> None:
     arr = _gradient((30, 40))
 
     def send() -> None:
-        response = served.client.post("/execute", params={"pid": "P001"}, content=_npy(arr),
+        response = served.client.post("/execute", params={"pid": "P001"}, content=npy_bytes(arr),
                                       headers={"content-type": "application/x-npy"})
         _ok(response, arr)
 
@@ -119,7 +109,7 @@ def test_an_image_sent_before_the_pid_is_received_into_a_buffer(served: Served) 
     arr = _gradient((20, 30, 3))
     boundary = "pvtestboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.npy\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + _npy(arr) + (
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + npy_bytes(arr) + (
             f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"pid\"\r\n\r\nP001\r\n"
             f"--{boundary}--\r\n").encode()
 
@@ -135,7 +125,7 @@ def test_reordered_channels_are_copied_out_of_the_segment(served: Served) -> Non
     arr = _gradient((24, 32, 3))
 
     def send() -> None:
-        response = served.client.post("/execute", params={"pid": "P001", "input_order": "BGR"}, content=_npy(arr),
+        response = served.client.post("/execute", params={"pid": "P001", "input_order": "BGR"}, content=npy_bytes(arr),
                                       headers={"content-type": "application/x-npy"})
         _ok(response, arr)
 
