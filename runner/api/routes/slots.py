@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -16,16 +17,23 @@ from ..schemas import PROBLEM_RESPONSES
 router = APIRouter(tags=["fast path"], responses={401: PROBLEM_RESPONSES[401]})
 _SLOTS_KEY = "frame_slots"
 KEY_HEADER = "X-Slot-Key"
+#: Leases run on the thread pool: clients leasing at once must not each make (and lose) a table.
+_CREATE_LOCK = threading.Lock()
 
 
 def frame_slots(request: Request, ctx: AppContext) -> FrameSlots:
     """The app's slot table (made on first use, sized by the settings)."""
     slots = getattr(request.app.state, _SLOTS_KEY, None)
-    if slots is None:
-        settings = ctx.settings
-        slots = FrameSlots(posix_shm_dir(), settings.frame_slots_max, settings.frame_slot_lease_s,
-                           max_bytes=settings.max_image_bytes)
-        setattr(request.app.state, _SLOTS_KEY, slots)
+    if slots is not None:
+        return slots
+    with _CREATE_LOCK:
+        slots = getattr(request.app.state, _SLOTS_KEY, None)
+        if slots is None:
+            settings = ctx.settings
+            slots = FrameSlots(posix_shm_dir(), settings.frame_slots_max, settings.frame_slot_lease_s,
+                               max_bytes=settings.max_image_bytes)
+            setattr(request.app.state, _SLOTS_KEY, slots)
+    assert isinstance(slots, FrameSlots)
     return slots
 
 
