@@ -20,23 +20,8 @@ from runner.api.operations import OperationManager
 from runner.store.journal import OperationsJournal
 from tests.api.support import ServeProcess
 from tests.support.packages import algorithm_files, build_package, manifest_for
+from tests.support.processes import descendants
 from tests.support.waiting import wait_until
-
-
-def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (read from /proc before the parent is killed)."""
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                kids = [int(k) for k in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            found.extend(kids)
-            frontier.extend(kids)
-    return found
 
 
 def _client(root: Path, url: str) -> httpx.Client:
@@ -78,7 +63,7 @@ def test_install_killed_mid_way_reads_failed_after_restart(tmp_path: Path, serve
         op_id = response.json()["id"]
         wait_until(lambda: client.get(f"/operations/{op_id}").json()["stage"] == "smoke test", 240,
                  "the install to reach its smoke test")
-    orphans = _children(first.proc.pid)
+    orphans = descendants(first.proc.pid)
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(30)
     for pid in orphans:

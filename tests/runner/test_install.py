@@ -29,6 +29,7 @@ from tests.support.packages import (
     runtime_wheels,
     standard_algorithm,
 )
+from tests.support.processes import descendants
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -305,19 +306,6 @@ stage_file.write_text("done")
 """
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every descendant of ``pid``, from /proc."""
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        for task in Path(f"/proc/{frontier.pop()}/task").glob("*"):
-            try:
-                kids = [int(k) for k in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            found.extend(kids)
-            frontier.extend(kids)
-    return found
 
 
 def _state(pid: int) -> str:
@@ -347,7 +335,7 @@ def test_kill_9_during_install_then_recover(tmp_path: Path, uv_cache: Path, kill
                    or (stage_file.exists() and stage_file.read_text() in (*midway, "publishing", "done")),
                    what=f"the install to reach {kill_at!r}", interval_s=0.002)
         assert stage_file.read_text() in midway, "the install was not caught mid-way"
-        steps = _descendants(proc.pid)
+        steps = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
         for pid in steps:
             with contextlib.suppress(ProcessLookupError):
