@@ -50,6 +50,15 @@ def _hanging_package(dest: Path) -> Path:
     return build_package(dest, manifest=manifest, files=files)
 
 
+def _journal_stage(path: Path, op_id: str) -> str | None:
+    """The stage the journal file records for ``op_id`` (None: not there yet)."""
+    try:
+        operations = json.loads(path.read_text())["operations"]
+    except (OSError, ValueError, KeyError):
+        return None  # not written yet (it is replaced atomically, so never half-written)
+    return next((o.get("stage") for o in operations if o.get("id") == op_id), None)
+
+
 def test_install_killed_mid_way_reads_failed_after_restart(tmp_path: Path, serve: list[ServeProcess]) -> None:
     root = tmp_path / "root"
     zip_path = _hanging_package(tmp_path / "pkg")
@@ -63,6 +72,10 @@ def test_install_killed_mid_way_reads_failed_after_restart(tmp_path: Path, serve
         op_id = response.json()["id"]
         wait_until(lambda: client.get(f"/operations/{op_id}").json()["stage"] == "smoke test", 240,
                  "the install to reach its smoke test")
+    # The journal is written just after the stage changes in memory: on a busy machine the API can say
+    # "smoke test" before the file does, and the kill must come after the file says it.
+    wait_until(lambda: _journal_stage(root / "operations.json", op_id) == "smoke test", 60,
+               "the journal to record the smoke test stage")
     orphans = descendants(first.proc.pid)
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(30)
