@@ -245,6 +245,7 @@ class Daemon:
         finally:
             ctx.stopping.set()
             close_frame_slots(app)
+            ctx.call_threads.close()
             if watcher is not None:
                 watcher.stop()
             if not ctx.operations.close(INSTALL_DRAIN_S):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -12,6 +12,7 @@ from runner.console.call_log import CallLog
 from runner.service import RunnerService
 
 from .auth import BearerAuth
+from .call_threads import CallThreads
 from .drain import Drain
 from .operations import OperationManager
 
@@ -30,6 +31,8 @@ class AppContext:
     drain: Drain
     #: Recent calls and health series for the console (None: console disabled).
     calls: CallLog | None = None
+    #: The threads execute calls block on while their worker runs.
+    call_threads: CallThreads = field(default_factory=CallThreads)
 
 
 def get_ctx(request: Request) -> AppContext:

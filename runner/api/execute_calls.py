@@ -53,20 +53,21 @@ class ExecuteCallMiddleware:
             await self.app(scope, receive, send)  # refused before any byte of the body is read
             return
         slot_id = request.query_params.get("slot")
+        fields: ExecuteFields | None = None
         if slot_id is not None:
-            body = await request.body()  # the slot handler reads it too (and refuses one that is not empty)
-            receive = _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
-            request = Request(scope, receive)
+            body = await request.body()
             if not body:
                 try:
-                    ExecuteFields.model_validate(dict(request.query_params))
+                    # Validated once here: the handler takes these fields as they are.
+                    fields = ExecuteFields.model_validate(dict(request.query_params))
                 except ValidationError:
+                    receive = _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
                     await self.app(scope, receive, send)
                     return
         response: Response
         try:
             if slot_id is not None:
-                response = await execute_on_slot(request, ctx, slot_id, CallTiming())
+                response = await execute_on_slot(request, ctx, slot_id, CallTiming(), fields)
             else:
                 response = await execute(request, ctx)
         except ClientDisconnect:

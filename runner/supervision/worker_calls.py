@@ -95,9 +95,9 @@ class WorkerCalls(WorkerBase):
         except RunnerError as exc:
             return error_outcome(exc.code, exc.message, dialect, client.pid, elapsed(), **exc.details)
         try:
-            # Encode once up front so an unencodable or oversized request is the caller's error,
-            # reported before anything reaches the worker.
-            protocol.encode_frame(protocol.make_call(rid, data), self.settings.max_frame_bytes)
+            # Encoded up front so an unencodable or oversized request is the caller's error, reported
+            # before anything reaches the worker; the client sends these very bytes (not encoded twice).
+            encoded = protocol.encode_frame(protocol.make_call(rid, data), self.settings.max_frame_bytes)
         except protocol.FrameTooLarge as exc:
             return error_outcome(ErrorCode.FRAME_TOO_LARGE, f"the call is too large to send: {exc}; send "
                                  "images as images, not inside user_params", dialect, client.pid, elapsed())
@@ -105,7 +105,7 @@ class WorkerCalls(WorkerBase):
             return error_outcome(ErrorCode.INVALID_PARAMS, f"the call data is not plain JSON: {exc}",
                                  dialect, client.pid, elapsed())
         try:
-            frame = client.call(data, timeout_s, request_id=rid)
+            frame = client.call(data, timeout_s, request_id=rid, encoded=encoded)
         except CallTimedOut:
             self.counters["timeouts"] += 1
             tail = client.stderr_tail[-TAIL_LINES:]

@@ -201,27 +201,35 @@ class AdapterClient:
     def new_request_id(self) -> str:
         return uuid.uuid4().hex
 
-    def submit(self, message: dict[str, Any]) -> Future[dict[str, Any]]:
-        """Send a message carrying a ``request_id`` and return a future for its reply frame."""
+    def submit(self, message: dict[str, Any], encoded: bytes | None = None) -> Future[dict[str, Any]]:
+        """Send a message carrying a ``request_id`` and return a future for its reply frame.
+
+        ``encoded``: the message's frame as ``protocol.encode_frame`` made it, when the caller already
+        encoded it (to check its size) and need not pay for it twice.
+        """
         request_id = message.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise ValueError("message needs a non-empty string request_id")
         future = self._router.register(request_id)
         try:
-            self._send(message)
+            self._send(message, encoded)
         except WorkerFailure:
             self._router.forget(request_id)
             raise
         return future
 
-    def call(self, data: dict[str, Any], timeout: float, request_id: str | None = None) -> dict[str, Any]:
+    def call(self, data: dict[str, Any], timeout: float, request_id: str | None = None,
+             encoded: bytes | None = None) -> dict[str, Any]:
         """Send a ``call`` and wait for its ``result`` or ``error`` frame (returned as is).
 
+        ``encoded``: the frame of ``protocol.make_call(request_id, data)``, if the caller has it already.
         Raises CallTimedOut after ``timeout`` seconds (the worker keeps running: recycle it), or
         WorkerExited / WorkerProtocolViolation if the worker dies or corrupts the stream.
         """
         rid = request_id or self.new_request_id()
-        future = self.submit(protocol.make_call(rid, data))
+        if encoded is not None and request_id is None:
+            raise ValueError("an encoded call frame needs the request_id it was encoded with")
+        future = self.submit(protocol.make_call(rid, data), encoded)
         return self._await(rid, future, timeout, "call")
 
     def ping(self, timeout: float) -> dict[str, Any]:
@@ -249,11 +257,11 @@ class AdapterClient:
         with contextlib.suppress(WorkerFailure):
             self._send({"type": protocol.SHUTDOWN})
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: dict[str, Any], encoded: bytes | None = None) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise WorkerExited("worker is not started")
-        data = protocol.encode_frame(message, self.max_frame_bytes)
+        data = encoded if encoded is not None else protocol.encode_frame(message, self.max_frame_bytes)
         with self._write_lock:
             try:
                 proc.stdin.write(data)

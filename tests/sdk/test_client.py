@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from procvision_algorithm_sdk import protocol
 from procvision_algorithm_sdk.client import (
     AdapterClient,
     CallTimedOut,
@@ -94,6 +95,20 @@ def test_concurrent_callers_get_their_own_replies(tmp_path: Path) -> None:
     assert results == {n: n for n in range(8)}
     assert client.ping(timeout=30)["type"] == "pong"
     assert client.shutdown(timeout=30) == 0
+
+
+def test_call_sends_the_frame_the_caller_already_encoded(tmp_path: Path) -> None:
+    client = start(tmp_path, ECHO_AFTER_DELAY)
+    try:
+        # The runner encodes a call once to check its size; those bytes are what the worker reads.
+        # The encoded frame names n=2 while the data says n=1: the echo tells which one travelled.
+        encoded = protocol.encode_frame(protocol.make_call("rid-1", {"n": 2}))
+        assert client.call({"n": 1}, timeout=30, request_id="rid-1", encoded=encoded)["data"]["echo"] == 2
+        assert client.call({"n": 3}, timeout=30)["data"]["echo"] == 3
+        with pytest.raises(ValueError, match="request_id"):
+            client.call({"n": 4}, timeout=30, encoded=encoded)
+    finally:
+        assert client.shutdown(timeout=30) == 0
 
 
 def test_call_deadline_and_late_reply_is_dropped(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ production, only in microseconds.
 
 from __future__ import annotations
 
+import io
 import itertools
 import threading
 from collections import deque
@@ -72,7 +73,12 @@ class FakeProcess:
     def failure(self) -> WorkerFailure | None:
         return self._failure
 
-    def call(self, data: dict[str, Any], timeout: float, request_id: str | None = None) -> dict[str, Any]:
+    def call(self, data: dict[str, Any], timeout: float, request_id: str | None = None,
+             encoded: bytes | None = None) -> dict[str, Any]:
+        # The runner sends the frame it encoded to check the call's size: it must be this call's.
+        if encoded is not None and protocol.read_frame(io.BytesIO(encoded)) != protocol.make_call(request_id or "",
+                                                                                                  data):
+            raise AssertionError("the encoded frame is not this call's")
         if self.calls == "hang":
             if self._exited.wait(timeout):
                 raise WorkerExited("worker exited during the call", exit_code=self._code)

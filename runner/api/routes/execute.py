@@ -211,7 +211,7 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
         timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
         ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
         handed_over = True
-        result = await run_in_threadpool(_execute_then_release, ctx, call, timeout_s, body, landings)
+        result = await ctx.call_threads.run(_execute_then_release, ctx, call, timeout_s, body, landings)
         timing.lap("call")
     finally:
         if not handed_over:
@@ -261,12 +261,17 @@ def _answer(request: Request, ctx: AppContext, result: dict[str, Any], timing: C
     return JSONResponse(result, headers=headers)
 
 
-async def execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timing: CallTiming) -> JSONResponse:
-    """A call on a leased frame slot: the client wrote the frame; the request carries no image."""
-    if await request.body():
-        raise RunnerError(PackageErrorCode.SLOT_INVALID, "a call naming a frame slot sends no body: the frame is "
-                          "already in the slot; send the fields as query parameters", slot=slot_id)
-    fields = _fields(request.query_params)
+async def execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timing: CallTiming,
+                          fields: ExecuteFields | None = None) -> JSONResponse:
+    """A call on a leased frame slot: the client wrote the frame; the request carries no image.
+
+    ``fields``: the query's fields, when the caller already read the body (empty) and validated them.
+    """
+    if fields is None:
+        if await request.body():
+            raise RunnerError(PackageErrorCode.SLOT_INVALID, "a call naming a frame slot sends no body: the frame "
+                              "is already in the slot; send the fields as query parameters", slot=slot_id)
+        fields = _fields(request.query_params)
     slots = frame_slots(request, ctx)
     slot = slots.acquire(slot_id, request.headers.get(KEY_HEADER))
     try:
@@ -281,7 +286,7 @@ async def execute_on_slot(request: Request, ctx: AppContext, slot_id: str, timin
         timing.lap("decode")
         timeout_s = fields.timeout_ms / 1000.0 if fields.timeout_ms is not None else None
         ctx.drain.expect(call_budget_s(ctx.settings, fields.phase, timeout_s))
-        result = await run_in_threadpool(_observed_call, ctx, call, timeout_s)
+        result = await ctx.call_threads.run(_observed_call, ctx, call, timeout_s)
         timing.lap("call")
     finally:
         slots.release_call(slot)
