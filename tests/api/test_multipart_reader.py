@@ -127,6 +127,12 @@ def test_preamble_and_epilogue_are_ignored() -> None:
     assert _read([body[i:i + 999] for i in range(0, len(body), 999)]).named() == _want(PARTS)
 
 
+def test_a_boundary_inside_the_preamble_without_crlf_before_it_is_preamble() -> None:
+    body = b"preamble--" + BOUNDARY + b"\r\n\r\nnot a part" + _form(PARTS, preamble=b"\r\n")[2:]
+    for cut in range(1, 40):
+        assert _read([body[:cut], body[cut:]]).named() == _want(PARTS), cut
+
+
 def test_an_empty_form_is_a_closing_delimiter_alone() -> None:
     assert _read([b"--" + BOUNDARY + b"--\r\n"]).parts == []
 

@@ -90,6 +90,7 @@ class MultipartReader:
         self._dash_boundary = b"--" + boundary
         self._delimiter = _CRLF + self._dash_boundary
         self._state = _PREAMBLE
+        self._body_start = True  # nothing of the body consumed yet (see ``_preamble``)
         # Bytes not yet consumed in the states before a body: preamble tail, padding, headers.
         self._pending = bytearray()
         # In a body: the end of the previous chunk that could be the start of a split delimiter.
@@ -225,11 +226,13 @@ class MultipartReader:
 
     def _preamble(self, pending: bytearray) -> int | None:
         dash = self._dash_boundary
-        if pending.startswith(dash):
-            self._state = _AFTER_BOUNDARY
-            return len(dash)
-        if len(pending) < len(dash) and dash.startswith(pending):
-            return None
+        if self._body_start:  # only the very first bytes may be a boundary without CRLF before it
+            if pending.startswith(dash):
+                self._state = _AFTER_BOUNDARY
+                return len(dash)
+            if len(pending) < len(dash) and dash.startswith(pending):
+                return None
+            self._body_start = False
         found = pending.find(self._delimiter)
         if found >= 0:
             self._state = _AFTER_BOUNDARY
