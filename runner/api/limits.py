@@ -105,8 +105,8 @@ class BodyLimits:
         if method == "POST" and path in _ZIP_ROUTES and not is_json_type(content_type):
             return self.zip_bytes + MULTIPART_SLACK, "max_zip_bytes", False
         if method == "POST" and path == _EXECUTE_ROUTE and _main_type(content_type) == "multipart/form-data":
-            # Multipart files are spooled to disk as they arrive; any other form encoding would be
-            # parsed in memory, so it gets the small cap below.
+            # Multipart images stream into their arrays as they arrive (streaming/form.py); any
+            # other form encoding would be parsed in memory, so it gets the small cap below.
             return 2 * self.image_bytes + self.json_bytes, "max_image_bytes", False
         if method == "POST" and path == _EXECUTE_ROUTE and _main_type(content_type) in _RAW_IMAGE_TYPES:
             # A raw image body (fast path): the route streams it into an array, capped per image.

@@ -1,9 +1,11 @@
 """The body of ``POST /execute`` read from the ASGI stream: multipart, a raw ``.npy`` or raw pixels.
 
-Multipart goes through python-multipart's streaming parser; its callbacks send the parts named
-``image`` / ``guide_image`` into ``ImageSink``s and keep the other (text) parts, capped in total at
-``max_json_body_bytes``. A raw body (``application/x-npy``, or ``application/octet-stream`` with
-``X-Image-Shape: H,W[,C]``) is the image itself; its fields come from the query string.
+Multipart goes through ``MultipartReader`` (multipart_reader.py: delimiters found at C speed,
+part bytes passed on as memoryviews of the received chunks); the parts named ``image`` /
+``guide_image`` go into ``ImageSink``s, the other (text) parts are kept, capped in total (with
+their headers) at ``max_json_body_bytes``; other file parts are dropped. A raw body
+(``application/x-npy``, or ``application/octet-stream`` with ``X-Image-Shape: H,W[,C]``) is the
+image itself; its fields come from the query string.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
 from runner.errors import PackageErrorCode, RunnerError
 from runner.supervision.dialects.reservation import ImageReservation
@@ -20,6 +22,7 @@ from runner.supervision.dialects.reservation import ImageReservation
 from ..limits import too_large
 from .buffers import BufferPool
 from .image_sink import ImageSink, Reserver
+from .multipart_reader import MalformedMultipart, MultipartReader
 
 #: Worker shared memory for the image, given the fields known so far (pid, session_id) and its shape.
 FieldReserver = Callable[[Mapping[str, str], tuple[int, ...]], ImageReservation | None]
@@ -48,7 +51,7 @@ def _invalid(message: str, **details: Any) -> RunnerError:
 
 
 class _Parts:
-    """python-multipart callbacks: images into sinks, text parts into capped buffers."""
+    """``PartHandler`` of one /execute form: images into sinks, text parts into capped buffers."""
 
     def __init__(self, body: ReceivedBody, image_limit: int, fields_limit: int, pool: BufferPool,
                  reserve: FieldReserver | None = None) -> None:
@@ -58,36 +61,15 @@ class _Parts:
         self.fields_limit = fields_limit
         self.pool = pool
         self.fields_size = 0
-        self._header_name = b""
-        self._header_value = b""
-        self._headers: dict[bytes, bytes] = {}
         self._sink: ImageSink | None = None
         self._text: bytearray | None = None
         self._name = ""
 
-    def callbacks(self) -> Any:
-        return {"on_part_begin": self._begin, "on_header_field": self._hfield, "on_header_value": self._hvalue,
-                "on_header_end": self._hend, "on_headers_finished": self._headers_done,
-                "on_part_data": self._data, "on_part_end": self._end}
-
-    def _begin(self) -> None:
-        self._headers, self._header_name, self._header_value = {}, b"", b""
+    def begin(self, headers: dict[bytes, bytes]) -> None:
         self._sink, self._text, self._name = None, None, ""
-
-    def _hfield(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-        self._charge(end - start)
-
-    def _hvalue(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-        self._charge(end - start)
-
-    def _hend(self) -> None:
-        self._headers[self._header_name.lower()] = self._header_value
-        self._header_name, self._header_value = b"", b""
-
-    def _headers_done(self) -> None:
-        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        # Part headers count against the text cap, as the fields they describe do.
+        self._charge(sum(len(name) + len(value) for name, value in headers.items()))
+        _, params = parse_options_header(headers.get(b"content-disposition", b""))
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
         if self._name in IMAGE_FIELDS:
             if self._name in self.body.images:
@@ -113,15 +95,20 @@ class _Parts:
         if self.fields_size > self.fields_limit:
             raise too_large("the text fields of the request", self.fields_limit, "max_json_body_bytes")
 
-    def _data(self, data: bytes, start: int, end: int) -> None:
+    def data(self, view: memoryview) -> None:
         if self._sink is not None:
-            self._sink.write(memoryview(data)[start:end])
+            self._sink.write(view)
         elif self._text is not None:
-            self._charge(end - start)
-            self._text += data[start:end]
+            self._charge(len(view))
+            self._text += view
         # A file part with another name is not ours to keep: its bytes are dropped as they pass.
 
-    def _end(self) -> None:
+    def wanted(self) -> int:
+        # A sized image (an .npy past its header) says how many bytes it still needs: the reader
+        # passes those on without searching them for the delimiter.
+        return self._sink.bytes_missing if self._sink is not None else 0
+
+    def end(self) -> None:
         if self._text is not None and self._name:
             self.body.fields[self._name] = self._text.decode("utf-8", "replace")
         self._sink, self._text = None, None
@@ -135,13 +122,12 @@ async def receive_multipart(stream: AsyncIterator[bytes], boundary: bytes | None
     if not boundary:
         raise _invalid("multipart body without a boundary")
     body = ReceivedBody()
-    parts = _Parts(body, image_limit, fields_limit, pool, reserve)
-    parser = MultipartParser(boundary, parts.callbacks())
+    reader = MultipartReader(boundary, _Parts(body, image_limit, fields_limit, pool, reserve))
     try:
         async for chunk in stream:
-            parser.write(chunk)
-        parser.finalize()
-    except MultipartParseError as exc:
+            reader.feed(chunk)
+        reader.finish()
+    except MalformedMultipart as exc:
         body.release()
         raise _invalid(f"malformed multipart body: {exc}") from exc
     except BaseException:

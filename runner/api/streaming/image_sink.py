@@ -142,6 +142,12 @@ class ImageSink:
         self.buffer[self._filled:end] = np.frombuffer(view, dtype=np.uint8)
         self._filled = end
 
+    @property
+    def bytes_missing(self) -> int:
+        """Bytes still needed to fill a sized image (.npy past its header, raw pixels); 0 while the
+        size is unknown (header not complete yet, PNG/JPEG) and once it is full."""
+        return 0 if self.buffer is None else self.buffer.nbytes - self._filled
+
     # --- result -------------------------------------------------------------------------------------
 
     @property
