@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import math
 import mmap
 import os
 import secrets
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from runner.errors import PackageErrorCode, RunnerError
+from runner.store.space import raise_if_disk_full
 from runner.supervision.segments import STALE_SEGMENT_AGE_S, remove_stale_segments
 
 SLOT_PREFIX = "pvslot-"
@@ -61,7 +63,7 @@ class Slot:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)
 
     def array(self) -> np.ndarray:
         """The slot's pixels as a read-only view of the daemon's mapping (no copy)."""
@@ -100,7 +102,7 @@ class FrameSlots:
         if len(shape) not in (2, 3) or any(int(n) <= 0 for n in shape) or (len(shape) == 3 and shape[2] not in (1, 3)):
             raise _error(PackageErrorCode.SLOT_INVALID, f"a frame slot needs a shape [H, W] or [H, W, 3] of positive "
                          f"integers, not {list(shape)}", shape=list(shape))
-        nbytes = int(np.prod(shape))
+        nbytes = math.prod(int(n) for n in shape)  # Python ints: numpy would overflow on huge shapes
         if self.max_bytes is not None and nbytes > self.max_bytes:
             raise _error(PackageErrorCode.SLOT_INVALID, f"a frame of shape {list(shape)} is {nbytes} bytes, over "
                          f"max_image_bytes={self.max_bytes}", shape=list(shape), limit_bytes=self.max_bytes)
@@ -118,11 +120,18 @@ class FrameSlots:
             return slot
 
     def _create(self, slot_id: str, path: Path, shape: tuple[int, ...], client_pid: int | None) -> Slot:
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, SLOT_MODE)
         try:
             os.posix_fallocate(fd, 0, size)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except (OSError, OverflowError) as exc:  # OverflowError: a size past what the OS calls take
+            os.unlink(path)
+            raise_if_disk_full(exc, self.shm_dir, f"a frame slot of {size} bytes")
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise _error(PackageErrorCode.SLOT_INVALID, f"a frame slot of shape {list(shape)} ({size} bytes) could "
+                         f"not be made in {self.shm_dir} ({reason}); lease a frame of the camera's size",
+                         shape=list(shape)) from exc
         except BaseException:
             os.unlink(path)
             raise

@@ -111,6 +111,21 @@ def test_unusable_shapes_are_2054(tmp_path: Path) -> None:
     assert slots.count() == 0
 
 
+def test_a_shape_too_large_to_map_is_2054_not_a_server_error(tmp_path: Path) -> None:
+    # Found by the schema fuzzer: numpy's product of such a shape overflowed to a negative size and
+    # fallocate failed with EINVAL (a 500). Python ints keep the size exact; what cannot be made is 2054.
+    huge = (2**40, 2**40, 3)
+    limited = FrameSlots(tmp_path, 2, 30.0, max_bytes=10_000)
+    with pytest.raises(RunnerError) as over_limit:
+        limited.lease(huge)
+    assert _code(over_limit) == "2054" and "over max_image_bytes" in str(over_limit.value)
+    unlimited, _ = _table(tmp_path)
+    with pytest.raises(RunnerError) as unmappable:
+        unlimited.lease(huge)
+    assert _code(unmappable) == "2054"
+    assert unlimited.count() == 0 and not list(tmp_path.glob("pvslot-*"))
+
+
 def test_close_frees_every_slot(tmp_path: Path) -> None:
     slots, _ = _table(tmp_path)
     paths = [slots.lease((2, 2)).path for _ in range(2)]
