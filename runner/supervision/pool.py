@@ -23,6 +23,7 @@ from . import pool_refusals as refusals
 from .dialects import CallRequest, Dialect
 from .dialects.reservation import ImageReservation
 from .dispatch import Dispatcher
+from .image_size import LastImageSize
 from .launcher import WorkerLauncher
 from .logs import RotatingLineLog
 from .outcomes import error_outcome
@@ -37,7 +38,8 @@ class VersionPool:
     """The worker processes of one version (``settings.workers_per_version`` of them)."""
 
     def __init__(self, spec: WorkerSpec, settings: Settings, layout: RootLayout, shm_root: Path,
-                 launcher: WorkerLauncher, sink: EventSink | None = None) -> None:
+                 launcher: WorkerLauncher, sink: EventSink | None = None,
+                 image_size: LastImageSize | None = None) -> None:
         self.spec = spec
         self.launcher = launcher
         self.settings = settings
@@ -47,7 +49,7 @@ class VersionPool:
         self._cond = threading.Condition()
         self._lifecycle = threading.Lock()  # serialises start/stop of the whole pool
         self.workers = [Worker(spec, i, settings, self.log, shm_root / f"{_safe(spec.name)}@{_safe(spec.version)}",
-                               launcher, self._on_event, self._claim_info)
+                               launcher, self._on_event, self._claim_info, image_size=image_size)
                         for i in range(settings.workers_per_version)]
         self._dispatcher = Dispatcher(self._cond, self.workers)
         self._accepting = False

@@ -16,6 +16,7 @@ from runner.store.layout import RootLayout
 
 from .containment import ContainmentReport
 from .dialects import posix_shm_dir
+from .image_size import LastImageSize
 from .launch import Launcher
 from .leftovers import LeftoverSweep, ProcessGroupLedger, end_leftover_groups, end_orphaned_cgroups
 from .pool import VersionPool
@@ -69,6 +70,8 @@ class Supervisor:
         _log.info("worker memory limit: %s MB via %s (%s)", report.limit_mb, report.mechanism, report.reason)
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], VersionPool] = {}
+        #: The size of the images calls carry: a version's workers prepare segments of it at start.
+        self.image_size = LastImageSize()
         self._closed = False
         parent = _runtime_parent()
         self.runtime_dir = create_runtime_dir(parent)
@@ -96,7 +99,7 @@ class Supervisor:
                 if pool is not None:
                     pool.close()
                 pool = VersionPool(spec, self.settings, self.layout, self.runtime_dir, self._launcher,
-                                   self._on_event)
+                                   self._on_event, self.image_size)
                 self._pools[key] = pool
         pool.start(wait_ready)
         return pool

@@ -21,6 +21,7 @@ from runner.config import Settings
 from .backoff import CrashLoop
 from .dialects import BUSY_PONG_CAPABILITY, Dialect, ImageHandoff, capabilities_of
 from .generation import Generation
+from .image_size import ImageShape, LastImageSize
 from .launcher import WorkerLauncher
 from .logs import RotatingLineLog
 from .restart_policy import RestartPolicy
@@ -34,7 +35,7 @@ class WorkerBase(ABC):
     def __init__(self, spec: WorkerSpec, index: int, settings: Settings, log: RotatingLineLog,
                  shm_root: Path, launcher: WorkerLauncher, sink: EventSink,
                  claim_info: Callable[[], bool] | None = None, *,
-                 restart_policy: RestartPolicy | None = None) -> None:
+                 restart_policy: RestartPolicy | None = None, image_size: LastImageSize | None = None) -> None:
         self.spec = spec
         self.index = index
         self.settings = settings
@@ -48,7 +49,9 @@ class WorkerBase(ABC):
         self.restart_policy = restart_policy or RestartPolicy.from_settings(settings)
         self._lock = threading.RLock()
         self._gen: Generation | None = None  # the current (or last) process generation
-        self._image_shape: tuple[int, int, int] | None = None  # of the last upload reserved here
+        self._image_shape: ImageShape | None = None  # of the last image this slot's calls carried
+        #: What the daemon's calls carry, seen by every worker: a new worker prepares segments of it.
+        self.image_size = image_size if image_size is not None else LastImageSize()
         self._gen_count = 0
         # A start attempt whose process was recycled for a hung get_info continues in its restart.
         self._attempt_is_first = False

@@ -13,6 +13,7 @@ from runner.errors import RunnerError
 from .dialects import CallRequest, Dialect, ImageHandoff, build_call_data
 from .dialects.reservation import ImageReservation
 from .generation import Generation
+from .image_size import ImageShape, shape_of
 from .launcher import ProcessClient
 from .outcomes import error_outcome, outcome_from_frame
 from .spec import CallOutcome
@@ -30,8 +31,12 @@ class WorkerCalls(WorkerBase):
         with self._lock:
             gen = self._gen
             handoff = gen.handoff if gen is not None and self.state in SERVING_STATES else None
-            self._image_shape = (height, width, channels)
+            self._note_image((height, width, channels))
         return handoff.reserve(height, width, channels, self.index) if handoff is not None else None
+
+    def _note_image(self, shape: ImageShape) -> None:
+        self._image_shape = shape
+        self.image_size.note(shape)
 
     @property
     def reserved_images(self) -> int:
@@ -55,6 +60,8 @@ class WorkerCalls(WorkerBase):
         if not ready or gen is None or client is None or handoff is None or dialect is None:
             return error_outcome(ErrorCode.WORKER_UNAVAILABLE, f"worker is {self.state.value}, not ready",
                                  dialect, self.pid, 0.0, not_sent=True)
+        if request.image is not None and request.image.array is not None:
+            self._note_image(shape_of(request.image.array.shape))
         pid = client.pid
         rid = uuid.uuid4().hex
         self.busy_request_id = rid

@@ -142,8 +142,11 @@ class WorkerStartup(WorkerBase):
             assert gen.shm_dir is not None  # set with the launch, before the handshake
             gen.handoff = ImageHandoff(ready.dialect, gen.shm_dir, segment_dir(self.settings, gen.shm_dir),
                                        spares=self.settings.shm_spares_per_worker)
-            if self._image_shape is not None:  # a restart: fault in segments of the images it had
-                gen.handoff.expect(*self._image_shape)
+            # Fault in segments of the images this slot had (a restart), else of what the station's
+            # calls carry (a new version after a switch, an added worker): its first calls find them ready.
+            expected = self._image_shape or self.image_size.shape
+            if expected is not None:
+                gen.handoff.expect(*expected)
             self.started_at = time.time()
             gen.up_since = self.restart_policy.clock()
             self.machine.transition(State.RUNNING, f"ready ({ready.dialect.value}, sdk "

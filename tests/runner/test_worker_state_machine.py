@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from procvision_algorithm_sdk.errors import ErrorCode
 from runner.config import Settings
-from runner.supervision.dialects import CallRequest
+from runner.supervision.dialects import CallRequest, ImageInput
+from runner.supervision.image_size import LastImageSize
 from runner.supervision.logs import RotatingLineLog
 from runner.supervision.restart_policy import RestartPolicy
 from runner.supervision.spec import WorkerSpec
@@ -37,7 +39,8 @@ WAIT_S = 30.0  # generous: only bounds a broken test; a working one takes millis
 class Slot:
     """One worker slot on a fake launcher, with the events it emitted."""
 
-    def __init__(self, tmp_path: Path, policy: RestartPolicy | None = None, **settings: Any) -> None:
+    def __init__(self, tmp_path: Path, policy: RestartPolicy | None = None,
+                 image_size: LastImageSize | None = None, **settings: Any) -> None:
         package = tmp_path / "pkg"
         package.mkdir(exist_ok=True)
         python = tmp_path / "python"
@@ -54,7 +57,7 @@ class Slot:
         self._events_lock = threading.Lock()
         self.log = RotatingLineLog(tmp_path / "logs" / "worker.log", 1 << 16, 1, 50)
         self.worker = Worker(self.spec, 0, self.settings, self.log, tmp_path / "shm", self.launcher, self._sink,
-                             restart_policy=policy)
+                             restart_policy=policy, image_size=image_size)
 
     def _sink(self, event: SupervisorEvent) -> None:
         with self._events_lock:
@@ -256,3 +259,34 @@ def test_illegal_transitions_are_refused_loudly(slots: list[Slot], tmp_path: Pat
         check_transition(State.BACKOFF, State.RUNNING)
     assert check_transition(State.BACKOFF, State.STARTING) is State.STARTING
     assert set(TRANSITIONS) == set(State)
+
+
+def test_a_new_worker_prepares_segments_of_the_size_the_station_calls_carry(slots: list[Slot], tmp_path: Path) -> None:
+    # A switch starts the new version's workers: their first calls should find faulted-in segments
+    # of the camera's size instead of making one each.
+    station = LastImageSize()
+    for name in ("old", "new", "alone"):
+        (tmp_path / name).mkdir()
+    old = make(slots, tmp_path / "old", image_size=station, shm_spares_per_worker=1)
+    old.worker.start()
+    old.wait_for(State.RUNNING, "the old version's worker ready")
+    frame = ImageInput(array=np.zeros((24, 32, 3), dtype=np.uint8))
+    assert old.worker.call(CallRequest(phase="execute", image=frame), 5.0).ok
+    assert station.shape == (24, 32, 3)
+
+    new = make(slots, tmp_path / "new", image_size=station, shm_spares_per_worker=1)
+    new.worker.start()
+    new.wait_for(State.RUNNING, "the new version's worker ready")
+    handoff = new.worker.handoff
+    assert handoff is not None
+    pool = wait_until(lambda: handoff.pool if handoff.pool is not None and handoff.pool.spare_count else None,
+                      WAIT_S, what="spare segments prepared before the first call")
+    spare = pool.take(24, 32, 3)  # a spare of exactly the station's size is ready
+    assert spare is not None
+    pool.retire([spare])
+
+    # Without a size noted anywhere nothing is prepared: the first image decides.
+    alone = make(slots, tmp_path / "alone", image_size=LastImageSize(), shm_spares_per_worker=1)
+    alone.worker.start()
+    alone.wait_for(State.RUNNING, "a worker of a station without calls ready")
+    assert alone.worker.handoff is not None and alone.worker.handoff.pool is None
