@@ -42,6 +42,10 @@ from runner.supervision.sandbox import announce as announce_sandbox
 _log = logging.getLogger("runner.daemon")
 #: Longest wait for a running install at shutdown; an interrupted install is cleaned by recover().
 INSTALL_DRAIN_S = 60.0
+#: How long a stopping daemon waits for the trust verifier's background import to end. A thread
+#: still importing when the interpreter finalizes can abort the process (SIGABRT, seen under load
+#: when a daemon stopped right after it started); the import takes seconds at most.
+WARM_UP_JOIN_S = 60.0
 
 
 class _Server(uvicorn.Server):
@@ -154,6 +158,7 @@ class Daemon:
         self._server: _Server | None = None
         self._extra_sockets: list[socket.socket] = []  # the --uds socket, served with the TCP one
         self._ctx: AppContext | None = None
+        self._warm_up: threading.Thread | None = None  # the trust verifier's background import
         self.notifier = ServiceNotifier(settings.notify_socket)
 
     def request_stop(self) -> None:
@@ -203,6 +208,7 @@ class Daemon:
             finally:
                 _log.info("stopping workers")
                 service.close()
+                self._join_warm_up()
         finally:
             sock.close()
             if unix is not None and settings.uds_path is not None:
@@ -216,7 +222,7 @@ class Daemon:
     def _serve(self, service: RunnerService, sock: socket.socket) -> None:
         settings = self.settings
         service.start()
-        service.installer.trust.warm_up()
+        self._warm_up = service.installer.trust.warm_up()
         if self.before_serve is not None and not self._stop.is_set():
             self.before_serve(service)
         if self._stop.is_set():
@@ -251,6 +257,14 @@ class Daemon:
             if not ctx.operations.close(INSTALL_DRAIN_S):
                 _log.warning("an install was still running after %.0f s; it is abandoned and cleaned at "
                              "next start", INSTALL_DRAIN_S)
+
+    def _join_warm_up(self) -> None:
+        warm_up, self._warm_up = self._warm_up, None
+        if warm_up is None:
+            return
+        warm_up.join(WARM_UP_JOIN_S)
+        if warm_up.is_alive():
+            _log.warning("the trust verifier's import was still running after %.0f s at shutdown", WARM_UP_JOIN_S)
 
     def _started(self, server: _Server) -> None:
         port = server.bound_port() or self.settings.port

@@ -114,5 +114,6 @@ def test_serve_uds_flag_serves_the_api_on_a_private_socket(tmp_path: Path) -> No
             status, _headers, body = client.request("GET", "/livez")
             assert status == 200, body
     finally:
-        assert proc.stop() == 0
+        code = proc.stop()
+        assert code == 0, f"serve exited with {code}; its last stderr lines: {proc.stderr[-30:]}"
     assert not uds.exists()
