@@ -82,7 +82,10 @@ def test_sigterm_drains_and_leaves_nothing_behind(tmp_path: Path, private_shm: P
             wait_until(lambda: client.get(f"/algorithms/{NAME}/1.0.0").json()["workers"]["in_flight"] > 0, 30,
                      "the call to be in flight")
             # The in-flight image lives in the private folder: proof the daemon and its workers use it.
-            assert _segments(private_shm) - segments_before
+            # The pool counts the call in flight before its worker writes the image (a busy machine
+            # shows the gap): wait for the segment, which stays while the worker runs the call.
+            wait_until(lambda: _segments(private_shm) - segments_before, 30,
+                       "the in-flight call's image segment in the private folder")
             daemon.proc.send_signal(signal.SIGTERM)
             caller.join(60)
         assert answers and answers[0].status_code == 200, answers and answers[0].text
