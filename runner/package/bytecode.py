@@ -72,6 +72,21 @@ def _link_folder(their_cache: Path, their_dir: Path, our_dir: Path) -> int:
     return linked
 
 
+def remove_bytecode(site: Path) -> int:
+    """Remove every ``.pyc`` under ``site``; returns how many. A compile that failed may have left a
+    truncated one: on a full disk the write of a ``.pyc`` can stop short without an error, and
+    Python then fails the import ("marshal data too short") instead of compiling the source."""
+    removed = 0
+    for cache_dir in list(site.rglob("__pycache__")):
+        for pyc in cache_dir.glob("*.pyc"):
+            try:
+                pyc.unlink()
+                removed += 1
+            except OSError as exc:
+                log.warning("could not remove %s after a failed bytecode compile: %s", pyc, exc)
+    return removed
+
+
 class BytecodeCompiler:
     """Compiles published venvs' ``site-packages`` in the background; ``stop`` ends the compiles of a
     version before its folder is removed (a running compile would recreate ``__pycache__`` folders)."""
@@ -104,7 +119,9 @@ class BytecodeCompiler:
                 stopped = site in self._stopped
             # Nothing breaks without bytecode: workers compile in memory as before.
             if not stopped:
-                log.warning("bytecode for %s: %s", site, exc.message)
+                removed = remove_bytecode(site)
+                log.warning("bytecode for %s: %s; its %d .pyc files were removed (workers compile in memory)",
+                            site, exc.message, removed)
         finally:
             with self._lock:
                 self._running.pop(site, None)

@@ -14,6 +14,7 @@ import pytest
 
 from runner.errors import RunnerError
 from runner.routing.activation import ActivationStore
+from runner.service import RunnerService
 from runner.store.atomic import write_json_atomic
 from runner.store.layout import RootLayout
 from runner.store.registry import INSTALLED, Registry
@@ -80,11 +81,15 @@ def _problem(response: httpx.Response, status: int, code: str) -> dict[str, obje
 def test_full_disk_gives_507_at_every_api_write_and_loses_nothing(small_disk: Path, tmp_path: Path) -> None:
     root = small_disk / "root"
     zips = tmp_path / "zips"  # on the normal disk, so they can still be read when the root's disk is full
-    server = start_server(root)
+    services: list[RunnerService] = []
+    server = start_server(root, before_serve=services.append)
     try:
         with server.client() as client:
             first = install(client, make_zip(zips / "v1", "1.0.0"))
             assert first["state"] == "succeeded", first
+            # The version's bytecode compiles in the background after its install: let it end before
+            # the disk fills (a compile cut short by the full disk is guarded by its own test).
+            assert services[0].installer.bytecode.wait(300), "the background bytecode compile did not end"
             second_zip = make_zip(zips / "v2", "1.0.1")
             filler = _fill(small_disk)
             before = _state_files_valid(root)

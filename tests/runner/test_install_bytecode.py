@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner.config import Settings
+from runner.package.bytecode import BytecodeCompiler
 from runner.package.installer import Installer, InstallResult
 from runner.store.registry import Registry
 from tests.support.packages import build_package, make_wheel, manifest_for, runtime_wheels
@@ -75,3 +76,22 @@ def test_compile_bytecode_off_leaves_venvs_as_uv_built_them(tmp_path: Path) -> N
     result = _install(installer, tmp_path, "1.0.0", tmp_path / "canary")
     assert installer.bytecode.wait(COMPILE_DEADLINE_S)
     assert not _pyc(result, "numpy").exists()
+
+
+def test_a_failed_compile_leaves_no_bytecode_behind(tmp_path: Path) -> None:
+    # On a full disk a .pyc write can stop short without an error, and Python then fails the import
+    # ("marshal data too short") instead of compiling the source: a failed compile removes its .pyc.
+    site = tmp_path / "site-packages"
+    (site / "pkg" / "__pycache__").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    compiler_stand_in = tmp_path / "python"
+    compiler_stand_in.write_text("#!/bin/sh\n"
+                                 f"printf 'truncated' > {site}/pkg/__pycache__/__init__.cpython-311.pyc\n"
+                                 "echo 'No space left on device' >&2\nexit 1\n")
+    compiler_stand_in.chmod(0o755)
+    settings = Settings(root=tmp_path / "root", bytecode_timeout_s=60)
+    compiler = BytecodeCompiler(settings, dict(os.environ))
+    compiler.start(str(compiler_stand_in), site)
+    assert compiler.wait(60)
+    assert not list(site.rglob("*.pyc"))
+    assert (site / "pkg" / "__init__.py").exists()  # the source stays: workers compile it in memory
