@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 from .. import __version__, protocol, styles
 from ..base import BaseAlgorithm
@@ -42,8 +42,11 @@ class AdapterServer:
 
     def __init__(self, algorithm: BaseAlgorithm, streams: ProtocolStreams, logger: StructuredLogger, *,
                  max_frame_bytes: int, session_capacity: int = DEFAULT_CAPACITY,
-                 shutdown_grace_s: float = 3.0, execute_only: ExecuteOnlyHandler | None = None) -> None:
+                 shutdown_grace_s: float = 3.0, execute_only: ExecuteOnlyHandler | None = None,
+                 hard_exit: Callable[[int], None] | None = None) -> None:
         self.algorithm = algorithm
+        # Replaceable so the main loop can run inside a test process without ending it.
+        self._hard_exit = hard_exit or _hard_exit
         self.streams = streams
         self.logger = logger
         self.max_frame_bytes = max_frame_bytes
@@ -250,12 +253,16 @@ class AdapterServer:
             self.logger.warning("a call is still running at shutdown; tearing down anyway",
                                 request_id=busy_id, grace_s=self.shutdown_grace_s)
         self._calls.put(None)
+        if finished:
+            # The call thread marks itself idle before it writes the reply (so the runner can send
+            # the next call at once); wait for that write, or the process could end without it.
+            caller.join(self.shutdown_grace_s + 5.0)
         self.teardown()
         if self._stop_reason == "shutdown":
             self.send(protocol.make_shutdown_ack())
         if not finished:
             # The call thread is stuck in algorithm code; interpreter shutdown could hang on it.
-            _hard_exit(0)
+            self._hard_exit(0)
         lingering = [t.name for t in threading.enumerate()
                      if t is not threading.current_thread() and not t.daemon and t.is_alive()]
         if lingering:
@@ -263,7 +270,7 @@ class AdapterServer:
             # alive after the runner considers it gone.
             self.logger.warning("non-daemon threads still running after teardown; exiting without them",
                                 threads=lingering)
-            _hard_exit(0)
+            self._hard_exit(0)
         return 0
 
 
