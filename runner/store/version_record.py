@@ -19,11 +19,12 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from runner.supervision.spec import WorkerSpec
+from typing import TYPE_CHECKING, Any
 
 from .layout import RootLayout
+
+if TYPE_CHECKING:
+    from runner.supervision.spec import WorkerSpec
 
 INSTALLED = "installed"
 INVALID = "invalid"
@@ -133,6 +134,11 @@ class VersionRecord(Mapping[str, Any]):
     def worker_spec(self, layout: RootLayout, memory_limit_mb: int | None = None) -> WorkerSpec:
         """How to start this version's workers. A record whose venv is gone but which names the
         interpreter it was built from runs that one (the worker then fails with a clear error)."""
+        # Imported here: the store is the bottom layer, and importing the supervision package
+        # (numpy, the settings, the pools) would cost every process that only reads the registry
+        # about 0.4 s.
+        from runner.supervision.spec import WorkerSpec
+
         venv_python = self.venv_python(layout)
         python = venv_python if venv_python.exists() or not self.python else Path(self.python)
         return WorkerSpec(name=self.name, version=self.version, version_dir=self.version_dir(layout),
