@@ -41,6 +41,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.settle import wait_until_settled
 from runner.client import LocalClient
 from tests.api.support import ServeProcess, install
 from tests.support.packages import build_package, manifest_for
@@ -260,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                                         json={"name": NAME, "version": "1.0.0", "pids": [PID]})
                 if activated.status_code != 200:
                     raise SystemExit(f"activate failed: {activated.text[:500]}")
+            waited = wait_until_settled(serve.proc.pid)
+            print(f"waited {waited:.1f} s for the install's background bytecode compile to end", file=sys.stderr)
             copy_ms = copy_baseline(pixels, 100)
             print(f"image {WIDTH}x{HEIGHT}x3 ({pixels.nbytes / 1e6:.1f} MB); copying it once in memory: "
                   f"p50 {copy_ms:.2f} ms")

@@ -52,6 +52,7 @@ from benchmarks.http_execute import (
     sequential,
     throughput,
 )
+from benchmarks.settle import wait_until_settled
 from runner.client import LocalClient
 from tests.api.support import ServeProcess, install
 
@@ -248,6 +249,7 @@ def run_runner(pixels: np.ndarray, tmp: Path, args: argparse.Namespace) -> list[
             if op["state"] != "succeeded":
                 raise SystemExit(f"install failed: {json.dumps(op)[:500]}")
             client.post("/algorithms/activate", json={"name": "noop", "version": "1.0.0", "pids": [PID]})
+        wait_until_settled(serve.proc.pid)  # measured as a station serves: after the install's compile
         for mode in build_modes(pixels)[:2]:
             row = measure(f"this runner ({mode.name})", parsed.hostname or "127.0.0.1", int(parsed.port or 80),
                           token, mode, args)

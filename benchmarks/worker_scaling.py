@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 
 from benchmarks.http_execute import HEIGHT, PID, WIDTH, Caller, SlotCaller, build_modes, cpu_seconds, throughput
+from benchmarks.settle import wait_until_settled
 from runner.client import LocalClient
 from tests.api.support import ServeProcess, install
 from tests.support.packages import build_package, manifest_for
@@ -72,6 +73,7 @@ def run(workers: int, zip_path: Path, tmp: Path, pixels: np.ndarray, seconds: fl
             response = client.post("/algorithms/activate", json={"name": NAME, "version": "1.0.0", "pids": [PID]})
             if response.status_code != 200:
                 raise SystemExit(f"activate failed: {response.text[:300]}")
+        wait_until_settled(serve.proc.pid)  # the compile would take a core from the workers
         mode = next(m for m in build_modes(pixels) if m.name == "raw .npy")
         host, port = url.split("//", 1)[1].rsplit(":", 1)
 
