@@ -7,7 +7,9 @@ served worker start. Two measures:
 
 * after a version is published, ``BytecodeCompiler`` compiles its ``site-packages`` in the background
   (the runner's job, never a worker's: the base interpreter with ``-I -S``, so no ``.pth`` file of the
-  package runs; one core; a deadline), so its workers start from bytecode;
+  package runs; one core; a deadline), so its workers start from bytecode. The test suites packages
+  ship (``tests``/``test`` folders) are left out: no worker imports them, and they are most of the
+  work (numpy 2.4: 250 of 554 files, 1.7 s of CPU with them vs 0.6 s without);
 * a new install links (``link_bytecode``) the ``.pyc`` files of every module whose source is the very
   file (same inode: both linked from the uv cache) of an already deployed version, before its smoke
   test. Timestamp ``.pyc`` files name the source's mtime and size, which a shared inode shares, and
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -34,6 +37,13 @@ def site_packages(venv_dir: Path) -> Path | None:
     """The venv's ``lib/pythonX.Y/site-packages`` (None if there is none)."""
     found = sorted(venv_dir.glob("lib/python*/site-packages"))
     return found[0] if found else None
+
+
+def excluded_folders_pattern(site: Path) -> str:
+    """The ``compileall -x`` pattern of the test folders under ``site``. compileall searches the whole
+    path, so the pattern is anchored at ``site``: a root that itself lies under a ``tests`` folder must
+    not exclude everything."""
+    return re.escape(str(site)) + r"[/\\](?:.*[/\\])?tests?[/\\]"
 
 
 def link_bytecode(site: Path, deployed_sites: Iterable[Path]) -> int:
@@ -100,7 +110,8 @@ class BytecodeCompiler:
 
     def start(self, interpreter: str, site: Path) -> None:
         """Compile ``site`` with ``interpreter`` (the venv's base Python: same bytecode version)."""
-        argv = [interpreter, "-I", "-S", "-m", "compileall", "-q", "-j", "1", str(site)]
+        argv = [interpreter, "-I", "-S", "-m", "compileall", "-q", "-j", "1", "-x", excluded_folders_pattern(site),
+                str(site)]
         try:
             step = PendingStep(argv, self.settings.bytecode_timeout_s, f"compiling {site}", self.env, cwd=site)
         except RunnerError as exc:

@@ -31,7 +31,9 @@ def _installer(root: Path, compile_bytecode: bool = True) -> Installer:
 def _install(installer: Installer, tmp_path: Path, version: str, canary: Path) -> InstallResult:
     # A dependency the algorithm never imports; importing it would write the canary file.
     unused = make_wheel(tmp_path / f"wheels-{version}", "canary-mod", "1.0", files={
-        "canary_mod/__init__.py": f"import pathlib\npathlib.Path({str(canary)!r}).write_text('ran')\n"})
+        "canary_mod/__init__.py": f"import pathlib\npathlib.Path({str(canary)!r}).write_text('ran')\n",
+        "canary_mod/helpers.py": "VALUE = 1\n",
+        "canary_mod/tests/__init__.py": "", "canary_mod/tests/test_canary.py": "def test_value():\n    pass\n"})
     return installer.install(build_package(
         tmp_path / f"pkg-{version}", manifest=manifest_for(version=version), wheels=[*runtime_wheels(), unused],
         requirements="procvision-algorithm-sdk\nnumpy\ncanary-mod\n"))
@@ -48,6 +50,12 @@ def test_published_venv_is_compiled_without_running_package_code(tmp_path: Path)
     assert installer.bytecode.wait(COMPILE_DEADLINE_S), "the background compile ended"
     assert _pyc(result, "numpy").is_file()
     assert _pyc(result, "canary_mod").is_file(), "modules nothing imported are compiled too"
+    site = result.version_dir / "venv" / SITE
+    assert (site / "canary_mod" / "__pycache__" / f"helpers.{TAG}.pyc").is_file()
+    # The test suites packages ship are never imported by a worker: not compiled.
+    assert not (site / "canary_mod" / "tests" / "__pycache__").exists()
+    assert not (site / "numpy" / "_core" / "tests" / "__pycache__").exists()
+    assert (site / "numpy" / "_core" / "__pycache__" / f"multiarray.{TAG}.pyc").is_file()
     assert not canary.exists(), "compiling ran none of the package's code"
 
 
@@ -64,7 +72,8 @@ def test_a_later_version_links_the_bytecode_of_shared_files(tmp_path: Path) -> N
 def test_removing_a_version_ends_its_compile_and_nothing_reappears(tmp_path: Path) -> None:
     installer = _installer(tmp_path / "root")
     result = _install(installer, tmp_path, "1.0.0", tmp_path / "canary")
-    # compileall goes in name order: canary_mod is done, numpy (seconds of work) is being compiled.
+    # compileall goes in name order: canary_mod is done, numpy is being compiled (or done: then
+    # nothing may reappear all the same).
     wait_until(lambda: _pyc(result, "canary_mod").exists(), COMPILE_DEADLINE_S, "the compile to be under way")
     installer.remove(result.name, result.version)
     assert installer.bytecode.wait(COMPILE_DEADLINE_S)
