@@ -19,13 +19,16 @@ from tests.support.waiting import wait_until
 StartFn = Callable[..., tuple[Supervisor, VersionPool, list[SupervisorEvent]]]
 
 #: One algorithm whose behaviour user_params choose, so one deployed version covers many cases.
-#: ``mode`` values: ok, crash, hang, print, malformed, fatal, recoverable, leak, nan, slow.
+#: ``mode`` values: ok, crash, hang, print, malformed, fatal, recoverable, leak, nan, slow, gate (runs until
+#: a file named ``gate`` appears beside the module, at most a minute: the box shows the worker its own
+#: package folder, read-only, and none of the test's other files).
 ALGO = algorithm_source(
     class_name="Algo", info={"name": "algo", "version": "1.0.0", "supported_pids": ["P1"], "steps": []},
     imports="import os\nimport sys\nimport time\n\nimport numpy as np",
     sdk_names=["FatalError", "RecoverableError", "read_image_from_shared_memory"],
     prelude='''
         _LEAK = []
+        _GATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gate")
 
 
         def _count(path):
@@ -65,6 +68,10 @@ ALGO = algorithm_source(
                     _LEAK.append(bytearray(int(user_params.get("bytes", 1 << 20))))
                 if mode == "slow":
                     time.sleep(float(user_params.get("seconds", 0.5)))
+                if mode == "gate":
+                    until = time.monotonic() + 60
+                    while not os.path.exists(_GATE) and time.monotonic() < until:
+                        time.sleep(0.01)
             data = {"result_status": "OK", "pid": os.getpid(), "leaked": len(_LEAK)}
             if shared_mem_id:
                 img = read_image_from_shared_memory(shared_mem_id, image_meta)

@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from runner.config import Settings
 from runner.errors import RunnerError
-from runner.supervision import CallRequest, ImageInput, State, Supervisor, VersionPool
+from runner.supervision import CallRequest, ImageInput, State, Supervisor, SupervisorEvent, VersionPool
+from runner.supervision.launch import LaunchedWorker, Launcher
 from tests.runner.supervision_support import (
     ALGO,
     ALGO_DIES_LOADING,
@@ -170,13 +172,59 @@ def test_sigstopped_worker_is_detected_by_heartbeat_and_replaced(start: StartFn)
     assert _execute(pool).status == "OK"
 
 
-def test_busy_worker_still_answers_heartbeats(start: StartFn) -> None:
-    # The call outlasts the grace several times over; the grace itself leaves room for a busy machine.
-    _, pool, events = start(heartbeat_interval_ms=100, heartbeat_grace_ms=2000, execute_timeout_ms=60000)
-    pid = _pids(pool)[0]
-    out = _execute(pool, mode="slow", seconds=6.0)
-    assert out.status == "OK" and out.worker_pid == pid
-    assert not any(e.kind == "recycle" for e in events)
+class _PongCountingLauncher(Launcher):
+    """The supervisor's own launcher, counting the pongs its workers' heartbeats receive."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.inherited_environment, None)
+        self.pongs = 0
+
+    def launch(self, *args: Any, **kwargs: Any) -> LaunchedWorker:
+        launched = super().launch(*args, **kwargs)
+        launched.client = _PongCountingClient(launched.client, self)  # type: ignore[assignment]
+        return launched
+
+
+class _PongCountingClient:
+    def __init__(self, inner: Any, counter: _PongCountingLauncher) -> None:
+        self._inner, self._counter = inner, counter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def ping(self, timeout: float) -> Any:
+        reply = self._inner.ping(timeout)
+        self._counter.pongs += 1
+        return reply
+
+
+def test_busy_worker_still_answers_heartbeats(deployer: Deployer) -> None:  # noqa: F811
+    # Pongs are counted while the call runs, seen from outside the worker: the call lasts until five
+    # came back, however long a busy machine takes for them, and the worker is neither recycled nor
+    # replaced for its busy spell.
+    dep = deployer.deploy("algo", "1.0.0", ALGO)
+    settings = fast_settings(deployer.layout.root, heartbeat_interval_ms=100, heartbeat_grace_ms=2000,
+                             execute_timeout_ms=60000)
+    launcher = _PongCountingLauncher(settings)
+    events: list[SupervisorEvent] = []
+    sup = Supervisor(settings, deployer.layout, events.append, launcher=launcher)
+    try:
+        pool = sup.start(dep.spec())
+        pid = _pids(pool)[0]
+        outcomes: list[Any] = []
+        call = threading.Thread(target=lambda: outcomes.append(_execute(pool, mode="gate")))
+        call.start()
+        wait_until(lambda: any("running execute gate" in line for line in pool.stderr_tail(50)),
+                   what="the call to be running in the worker")
+        before = launcher.pongs
+        wait_until(lambda: launcher.pongs >= before + 5, what="five pongs while the call runs")
+        assert call.is_alive(), "the pongs came while the call was running"
+        (dep.package_dir / "gate").touch()
+        call.join(60)
+        assert outcomes and outcomes[0].status == "OK" and outcomes[0].worker_pid == pid, outcomes
+        assert not any(e.kind == "recycle" for e in events)
+    finally:
+        sup.shutdown(timeout_s=1.0)
 
 
 def test_worker_dying_while_loading_fails_start_with_cause(start: StartFn) -> None:
