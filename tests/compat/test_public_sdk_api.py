@@ -248,7 +248,8 @@ def test_long_call_on_a_public_worker_is_not_a_lost_heartbeat(compat: Compat, wh
     """Public adapters answer no ping while a call runs. A call many heartbeat periods long (but within
     its execute deadline) must finish normally on the same worker, not be killed as 1006."""
     name, _version, pid = PHASE if which == "phase" else EXECUTE_ONLY
-    sleep_s = 3 * (HEARTBEAT_INTERVAL_MS + HEARTBEAT_GRACE_MS) / 1000
+    # Twice the longest a missing pong can go unnoticed: a heartbeat during the call would have fired.
+    sleep_s = 2 * (HEARTBEAT_INTERVAL_MS + HEARTBEAT_GRACE_MS) / 1000
     fields: dict[str, Any] = ({"user_params": {"mode": "sleep", "sleep_s": sleep_s}} if which == "phase"
                               else {"step_desc": f"sleep:{sleep_s}"})
     guide = sample_image(seed=4) if which == "execute-only" else None

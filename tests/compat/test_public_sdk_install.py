@@ -160,7 +160,8 @@ def test_slow_import_is_covered_by_the_handshake_deadline(tmp_path: Path, compat
     the load, and the handshake deadline must cover it, as it does for our adapter (hello after
     import), not the much shorter deadline of an info or execute call."""
     body = phase_source("pub", "1.0.0", ["P001"]) if sdk == PHASE_SDK else execute_only_source()
-    source = "import time\ntime.sleep(5.0)  # a heavy import\n" + body
+    # A second longer than the 2 s info and execute deadlines it must not count against.
+    source = "import time\ntime.sleep(3.0)  # a heavy import\n" + body
     zip_path = build_public_package(tmp_path / "src", sdk=sdk, name="pub", source=source)
     installer = _installer(tmp_path / "root", compat_uv_cache, info_timeout_ms=2000, execute_timeout_ms=2000,
                            handshake_timeout_ms=60000)
