@@ -123,6 +123,7 @@ def test_package_rejects_target_outside_python_requires(tmp_path: Path, cache: P
     (project / "manifest.json").write_text(json.dumps(manifest))
     code, _out, err = package(project, tmp_path / "out", cache, "--python-version", "3.11")
     assert code == 1 and "requires Python '>=3.12'" in err and "3.11" in err
+    assert "in a worker process" not in err, "a check of the manifest fails before any worker starts"
 
 
 # --- validate --zip on hand-built archives ----------------------------------------------------------
@@ -310,6 +311,7 @@ def test_clear_message_when_packaging_is_missing(tmp_path: Path, sdk_wheel: Path
     err = io.StringIO()
     assert main(["package", str(EXAMPLE), "-o", str(tmp_path)], out=io.StringIO(), err=err) == 1
     assert "packaging" in err.getvalue() and not list(tmp_path.glob("*-offline.zip"))
+    assert "in a worker process" not in err.getvalue(), "a missing library fails before any worker starts"
 
 
 @pytest.mark.slow

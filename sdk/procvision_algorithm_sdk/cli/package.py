@@ -181,7 +181,7 @@ def build_package(project: Path, out_dir: Path, target: Any, *, wheels_from: Seq
     say = log or (lambda _msg: None)
     # Execute-only projects (public SDK 0.3.x) have no supported_pids.
     manifest = read_manifest(project, pids_required=False)
-    _check_python_requires(manifest, target)
+    check_python_requires(manifest, target)
     req_path = requirements or project / REQUIREMENTS
     if requirements is not None and not req_path.is_file():
         raise PackageError(f"requirements file {req_path} not found")
@@ -234,7 +234,8 @@ def build_package(project: Path, out_dir: Path, target: Any, *, wheels_from: Seq
     return target_zip
 
 
-def _check_python_requires(manifest: Manifest, target: Any) -> None:
+def check_python_requires(manifest: Manifest, target: Any) -> None:
+    """Raise PackageError if the manifest's ``python_requires`` excludes ``target``'s Python."""
     if not manifest.python_requires:
         return
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -313,7 +314,7 @@ def _validated(args: argparse.Namespace, err: TextIO) -> bool:
 
 def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..manifest import ManifestError
-    from .package_options import PackageRequest, run_package
+    from .package_options import PackageRequest, build_planned, plan_package
     from .project import UsageError
 
     request = PackageRequest(
@@ -330,9 +331,11 @@ def command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     elif args.sign_cert or args.sign_chain:
         raise UsageError("--sign-cert and --sign-chain need --sign-key")
     try:
+        # Options, target and python_requires first: they fail at once, not after the worker's validation.
+        plan = plan_package(request)
         if args.validate and not _validated(args, err):
             return 1
-        path = run_package(request, log=lambda m: _say(err, m))
+        path = build_planned(plan, log=lambda m: _say(err, m))
     except (PackageError, ManifestError) as exc:
         err.write(f"error: {exc}\n")
         return 1

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .project import UsageError, project_dir
+from .project import UsageError, project_dir, read_manifest
 
 #: Why we refuse the public packager's runtime embedding (it copies a Windows embeddable Python).
 NO_EMBED = ("embedding a Python runtime (--embed-python / --python-runtime / --runtime-python-version / "
@@ -54,10 +54,25 @@ def _env_defaults(project: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def run_package(request: PackageRequest, log: Callable[[str], None]) -> Path:
-    """Build the zip; its path. Raises UsageError (bad options), PackageError (the build failed,
-    or ``packaging`` is missing) or ManifestError."""
-    from .package import PackageError, build_package
+@dataclass(frozen=True)
+class PackagePlan:
+    """A request resolved and checked: everything a build needs, found before anything slow runs."""
+
+    project: Path
+    target: object
+    out_dir: Path
+    zip_name: str | None
+    requirements: Path | None
+    wheels_from: list[Path]
+    offline: bool
+    pip_timeout: float
+
+
+def plan_package(request: PackageRequest) -> PackagePlan:
+    """Resolve and check ``request`` without downloading or running anything, so a bad option, a
+    missing ``packaging`` or a manifest whose ``python_requires`` excludes the target fails at once.
+    Raises UsageError, PackageError or ManifestError."""
+    from .package import PackageError, check_python_requires
 
     if request.embed_python or request.runtime:
         raise UsageError(NO_EMBED)
@@ -81,6 +96,7 @@ def run_package(request: PackageRequest, log: Callable[[str], None]) -> Path:
         target = make_target(version, implementation, abi, platforms or [best_platform()])
     except TargetError as exc:
         raise UsageError(str(exc)) from None
+    check_python_requires(read_manifest(project, pids_required=False), target)
     wheels_from = [Path(d).expanduser().resolve() for d in request.wheels_from]
     missing = [str(d) for d in wheels_from if not d.is_dir()]
     if missing:
@@ -90,5 +106,20 @@ def run_package(request: PackageRequest, log: Callable[[str], None]) -> Path:
         out = Path(request.output).expanduser().resolve()
         out_dir, zip_name = (out.parent, out.name) if out.suffix.lower() == ".zip" else (out, None)
     requirements = Path(request.requirements).expanduser().resolve() if request.requirements else None
-    return build_package(project, out_dir, target, wheels_from=wheels_from, offline=request.offline,
-                         pip_timeout=request.pip_timeout, log=log, requirements=requirements, zip_name=zip_name)
+    return PackagePlan(project, target, out_dir, zip_name, requirements, wheels_from, request.offline,
+                       request.pip_timeout)
+
+
+def build_planned(plan: PackagePlan, log: Callable[[str], None]) -> Path:
+    """Build the zip ``plan`` describes; its path. Raises PackageError (the build failed) or ManifestError."""
+    from .package import build_package
+
+    return build_package(plan.project, plan.out_dir, plan.target, wheels_from=plan.wheels_from,
+                         offline=plan.offline, pip_timeout=plan.pip_timeout, log=log,
+                         requirements=plan.requirements, zip_name=plan.zip_name)
+
+
+def run_package(request: PackageRequest, log: Callable[[str], None]) -> Path:
+    """Build the zip; its path. Raises UsageError (bad options), PackageError (the build failed,
+    or ``packaging`` is missing) or ManifestError."""
+    return build_planned(plan_package(request), log)
