@@ -45,15 +45,20 @@ def _uv(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=_UV_TIMEOUT_S, check=False)
 
 
+#: Workers see their venv read-only and write no bytecode: compiled once here, numpy's import is
+#: not compiled again at each of the suite's many worker starts.
+_COMPILE = "--compile-bytecode"
+
+
 def _install_ours(python: Path, venv: Path) -> None:
     # Editable SDK: the venv runs the repository's SDK source, so tests see the current code.
     # Building the editable needs hatchling, which only uv's cache can provide offline; without it,
     # install the dependencies and point a .pth file at the SDK source (what an editable does).
-    done = _uv("pip", "install", "--python", str(python), "--offline", "--find-links", str(wheels.CACHE),
+    done = _uv("pip", "install", _COMPILE, "--python", str(python), "--offline", "--find-links", str(wheels.CACHE),
                "-e", str(SDK_DIR), "numpy", "pillow")
     if done.returncode == 0:
         return
-    done = _uv("pip", "install", "--python", str(python), "--offline", "--no-index", "--find-links",
+    done = _uv("pip", "install", _COMPILE, "--python", str(python), "--offline", "--no-index", "--find-links",
                str(wheels.CACHE), "numpy", "pillow")
     if done.returncode != 0:
         raise RuntimeError(f"uv pip install failed: {done.stderr}")
@@ -64,8 +69,8 @@ def _install_ours(python: Path, venv: Path) -> None:
 
 def _install_public(python: Path, version: str) -> None:
     links = wheels.PUBLIC_SDK / version
-    done = _uv("pip", "install", "--python", str(python), "--offline", "--no-index", "--find-links", str(links),
-               f"procvision_algorithm_sdk=={version}")
+    done = _uv("pip", "install", _COMPILE, "--python", str(python), "--offline", "--no-index", "--find-links",
+               str(links), f"procvision_algorithm_sdk=={version}")
     if done.returncode != 0:
         raise RuntimeError(f"uv pip install of public SDK {version} failed: {done.stderr}")
 
