@@ -34,7 +34,10 @@ CP38 = "cp38-cp38-manylinux_2_17_x86_64"
 
 
 def _installer(root: Path, uv_cache: Path, **overrides: Any) -> Installer:
-    settings = Settings(root=root, uv_cache_dir=uv_cache, **overrides)
+    # Each test installs into a fresh root, so each would compile numpy's bytecode in the background
+    # (~0.6 s of CPU the parallel tests share): off here, where nothing reads it;
+    # test_install_bytecode.py guards the compile, and the daemon tests run with it on.
+    settings = Settings(root=root, uv_cache_dir=uv_cache, **{"compile_bytecode": False, **overrides})
     return Installer(settings, Registry(settings.layout))
 
 

@@ -42,7 +42,10 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _installer(tmp_path: Path, uv_cache: Path, **overrides: Any) -> Installer:
-    settings = Settings(root=tmp_path / "root", uv_cache_dir=uv_cache, **overrides)
+    # Each test installs into a fresh root, so each would compile numpy's bytecode in the background
+    # (~0.6 s of CPU the parallel tests share): off here, where nothing reads it;
+    # test_install_bytecode.py guards the compile, and the daemon tests run with it on.
+    settings = Settings(root=tmp_path / "root", uv_cache_dir=uv_cache, **{"compile_bytecode": False, **overrides})
     return Installer(settings, Registry(settings.layout))
 
 
