@@ -294,8 +294,13 @@ def test_recover_reconciles_disk_and_registry(tmp_path: Path, uv_cache: Path) ->
     assert list(layout.staging.iterdir()) == [] and list(layout.trash.iterdir()) == []
 
 
+# The stage file is replaced, never rewritten in place, so the test cannot read it half-written (an
+# empty read was seen in CI). The install holds on entering "publishing": the kill must land before
+# the publish, however late a loaded machine lets the test's poll run.
 _KILL_SCRIPT = """
+import os
 import sys
+import threading
 from pathlib import Path
 from runner.config import Settings
 from runner.package.installer import Installer
@@ -303,9 +308,12 @@ from runner.store.registry import Registry
 settings = Settings(root=Path(sys.argv[1]), uv_cache_dir=Path(sys.argv[3]))
 stage_file = Path(sys.argv[4])
 def progress(stage):
-    stage_file.write_text(stage)
+    tmp = stage_file.with_name("stage.tmp")
+    tmp.write_text(stage)
+    os.replace(tmp, stage_file)
+    if stage == "publishing":
+        threading.Event().wait(600)
 Installer(settings, Registry(settings.layout)).install(Path(sys.argv[2]), progress=progress)
-stage_file.write_text("done")
 """
 
 
@@ -334,10 +342,16 @@ def test_kill_9_during_install_then_recover(tmp_path: Path, uv_cache: Path, kill
         # Mid-way = at kill_at or a later stage before publishing (a short stage may be over before
         # the poll sees it; the next one is just as much "mid-way").
         midway = list(STAGES[STAGES.index(kill_at):STAGES.index("publishing")])
-        wait_until(lambda: proc.poll() is not None
-                   or (stage_file.exists() and stage_file.read_text() in (*midway, "publishing", "done")),
-                   what=f"the install to reach {kill_at!r}", interval_s=0.002)
-        assert stage_file.read_text() in midway, "the install was not caught mid-way"
+        seen: list[str] = []
+
+        def reached() -> bool:
+            if stage_file.exists():
+                seen.append(stage_file.read_text())
+            return proc.poll() is not None or (bool(seen) and seen[-1] in (*midway, "publishing"))
+
+        wait_until(reached, what=f"the install to reach {kill_at!r}", interval_s=0.002)
+        assert proc.poll() is None, "the install process ended before it could be killed"
+        assert seen[-1] in midway, f"the install was not caught mid-way (last stage seen: {seen[-1]!r})"
         steps = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
         for pid in steps:
