@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     frame_slot_lease_s: float = Field(default=300.0, gt=0)
     # Also serve the API on this Unix socket (mode 0600), for local clients; None: TCP only.
     uds_path: Path | None = None
+    # An idle keep-alive connection is closed after this long (clients reconnect; LocalClient does
+    # so by itself). Longer keeps a slow camera loop's connection; each open one costs a socket.
+    http_keep_alive_s: int = Field(default=5, ge=1, le=3600)
 
     # Worker protocol deadlines (names as in the ProcVision runner_config.json).
     pre_execute_timeout_ms: int = Field(default=3000, gt=0)

@@ -238,7 +238,7 @@ class Daemon:
                                     # Named, not "auto": both are dependencies, and a silent fallback
                                     # to h11 / the asyncio loop makes a 7 MB upload several times
                                     # slower (benchmarks/http_execute.py; issue 15).
-                                    http="httptools", loop="uvloop",
+                                    http="httptools", loop="uvloop", timeout_keep_alive=settings.http_keep_alive_s,
                                     # Running calls were drained before (see _Server); this only
                                     # bounds writing their answers and closing idle connections.
                                     timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)))

@@ -16,11 +16,9 @@ daemon's Unix socket (``uds``, see ``serve --uds``). Only the standard library a
 
 from __future__ import annotations
 
-import http.client
 import json
 import mmap
 import os
-import socket
 import urllib.parse
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from runner.store.layout import RootLayout  # standard library only, like this module
+
+from .connection import Connection
 
 
 class LocalClientError(Exception):
@@ -41,28 +41,21 @@ class LocalClientError(Exception):
         super().__init__(f"HTTP {status} {self.code} {body.get('name', '')}: {body.get('detail', body)}")
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
 class LocalClient:
-    """One keep-alive connection to the daemon (not thread-safe: one client per thread)."""
+    """One keep-alive connection to the daemon (not thread-safe: one client per thread).
+
+    A connection the daemon closed while idle (after its ``http_keep_alive_s``) is reopened before
+    the next request is sent. ``timeout_s`` bounds the connect and every read and write.
+    """
 
     def __init__(self, url: str = "http://127.0.0.1:8765", token: str | None = None, *, uds: str | None = None,
                  timeout_s: float = 60.0) -> None:
         if uds is not None:
-            self._conn: http.client.HTTPConnection = _UnixConnection(uds, timeout_s)
+            self.connection = Connection(uds=uds, timeout_s=timeout_s)
         else:
             parts = urllib.parse.urlsplit(url)
-            self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout_s)
+            self.connection = Connection(host=parts.hostname or "127.0.0.1", port=parts.port or 80,
+                                         timeout_s=timeout_s)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     @classmethod
@@ -75,15 +68,16 @@ class LocalClient:
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
         """One request: (status, headers with lower-case names, decoded JSON or None); LocalClientError on >= 400."""
-        all_headers = {**self._headers, **(headers or {})}
-        all_headers["Content-Length"] = str(len(body or b""))
-        self._conn.request(method, path, body=body, headers=all_headers)
-        response = self._conn.getresponse()
-        raw = response.read()
-        data = json.loads(raw) if raw else None
-        if response.status >= 400:
-            raise LocalClientError(response.status, data if isinstance(data, dict) else {"detail": raw[:500]})
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+        answer = self.connection.request(method, path, {**self._headers, **(headers or {})}, body or b"")
+        try:
+            data = json.loads(answer.body) if answer.body else None
+        except ValueError:
+            if answer.status < 400:
+                raise
+            data = None
+        if answer.status >= 400:
+            raise LocalClientError(answer.status, data if isinstance(data, dict) else {"detail": answer.body[:500]})
+        return answer.status, answer.headers, data
 
     def lease_slot(self, shape: tuple[int, ...]) -> FrameSlot:
         """Lease a frame slot for frames of ``shape`` (uint8, [H, W] or [H, W, 3])."""
@@ -93,7 +87,7 @@ class LocalClient:
         return FrameSlot(self, lease)
 
     def close(self) -> None:
-        self._conn.close()
+        self.connection.close()
 
     def __enter__(self) -> LocalClient:
         return self

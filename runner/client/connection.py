@@ -1,0 +1,197 @@
+"""One keep-alive HTTP/1.1 connection to the daemon, over TCP or its Unix socket (standard library only).
+
+Why not ``http.client``: it cannot tell that the daemon closed an idle connection (uvicorn does
+after ``http_keep_alive_s``) until a request sent on it has failed, so a camera program that paused
+for a few seconds got ``RemoteDisconnected`` on its next frame. And it parses every answer's headers
+with the ``email`` package, a tenth of a millisecond per call on the path whose budget is one
+millisecond. The local client sends small requests and gets small JSON answers; this does just that:
+one write per request, answers with ``Content-Length`` or chunked bodies, and before each request a
+non-blocking look at the socket: a connection the daemon closed is replaced before anything is sent,
+so a call is never sent twice.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: An answer's status line and headers together may not be longer (the daemon's are under 1 KB).
+MAX_HEAD_BYTES = 64 * 1024
+#: Nor its body: a bound against a runaway answer (the daemon's are JSON of a few KB).
+MAX_BODY_BYTES = 256 * 1024 * 1024
+_CHUNK = 256 * 1024
+
+
+class ProtocolError(OSError):
+    """The daemon's answer is not HTTP/1.1 this client can read (or the connection ended mid-answer)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer: status, headers with lower-case names, the whole body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Connection:
+    """A keep-alive connection, opened on first use and again whenever the daemon closed it.
+
+    ``timeout_s`` bounds the connect and every read and write. Not thread-safe.
+    """
+
+    def __init__(self, *, host: str | None = None, port: int | None = None, uds: str | None = None,
+                 timeout_s: float = 60.0) -> None:
+        if (uds is None) == (host is None):
+            raise ValueError("give either host (and port) or uds")
+        self._host, self._port, self._uds = host, port or 80, uds
+        self._timeout_s = timeout_s
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+        #: Connections opened so far (the first included).
+        self.opened = 0
+
+    @property
+    def authority(self) -> str:
+        """The ``Host`` header's value."""
+        return "localhost" if self._uds is not None else f"{self._host}:{self._port}"
+
+    def dropped(self) -> bool:
+        """Whether the open connection was closed by the daemon (or has bytes nobody asked for):
+        the next request opens a new one. False when none is open."""
+        sock = self._sock
+        if sock is None:
+            return False
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        return True  # the end of the stream, or bytes no request asked for: not reusable either way
+
+    def request(self, method: str, target: str, headers: Mapping[str, str] | None = None,
+                body: bytes = b"") -> Answer:
+        """Send one request and read its answer. Raises OSError (``ProtocolError`` included) when
+        the daemon cannot be reached or answers something unreadable; the connection is closed then."""
+        if self._sock is not None and self.dropped():
+            self.close()
+        sock = self._sock or self._connect()
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}", f"Content-Length: {len(body)}"]
+        lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            sock.sendall(head + body if len(body) < _CHUNK else head)
+            if len(body) >= _CHUNK:
+                sock.sendall(body)
+            answer = self._read_answer(sock, method)
+        except BaseException:
+            self.close()
+            raise
+        if answer.headers.get("connection", "").lower() == "close":
+            self.close()
+        return answer
+
+    def close(self) -> None:
+        """Close the connection (a later request opens a new one)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buffer.clear()
+
+    def _connect(self) -> socket.socket:
+        if self._uds is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self._timeout_s)
+            try:
+                sock.connect(self._uds)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            assert self._host is not None
+            sock = socket.create_connection((self._host, self._port), timeout=self._timeout_s)
+            # Small requests and answers: send each at once rather than waiting for an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self.opened += 1
+        return sock
+
+    def _fill(self, sock: socket.socket) -> None:
+        data = sock.recv(_CHUNK)
+        if not data:
+            raise ProtocolError("the daemon closed the connection before its answer was complete")
+        self._buffer += data
+
+    def _take(self, sock: socket.socket, size: int) -> bytes:
+        while len(self._buffer) < size:
+            self._fill(sock)
+        taken = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return taken
+
+    def _line(self, sock: socket.socket) -> bytes:
+        while (end := self._buffer.find(b"\r\n")) < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                raise ProtocolError("the daemon's answer has a line longer than this client reads")
+            self._fill(sock)
+        return self._take(sock, end + 2)[:-2]
+
+    def _read_answer(self, sock: socket.socket, method: str) -> Answer:
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                raise ProtocolError(f"the daemon's answer head is longer than {MAX_HEAD_BYTES} bytes")
+            self._fill(sock)
+        head = self._take(sock, end + 4)[:-4].decode("latin-1").split("\r\n")
+        parts = head[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"not an HTTP/1.1 status line: {head[0][:100]!r}")
+        status = int(parts[1])
+        headers: dict[str, str] = {}
+        for line in head[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise ProtocolError(f"not an HTTP header line: {line[:100]!r}")
+            headers[name.strip().lower()] = value.strip()
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return Answer(status, headers, b"")
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            return Answer(status, headers, self._chunked(sock))
+        length = headers.get("content-length")
+        if length is None:
+            # No length: the body runs to the end of the connection, which is not reused.
+            body = bytearray(self._buffer)
+            self._buffer.clear()
+            while data := sock.recv(_CHUNK):
+                body += data
+                if len(body) > MAX_BODY_BYTES:
+                    raise ProtocolError(f"the daemon's answer is over {MAX_BODY_BYTES} bytes")
+            headers["connection"] = "close"
+            return Answer(status, headers, bytes(body))
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            raise ProtocolError(f"unusable Content-Length in the daemon's answer: {length[:40]!r}")
+        return Answer(status, headers, self._take(sock, int(length)))
+
+    def _chunked(self, sock: socket.socket) -> bytes:
+        body = bytearray()
+        while True:
+            size_text = self._line(sock).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError as exc:
+                raise ProtocolError(f"not a chunk size: {size_text[:40]!r}") from exc
+            if size == 0:
+                while self._line(sock):  # trailers, up to the empty line
+                    pass
+                return bytes(body)
+            if len(body) + size > MAX_BODY_BYTES:
+                raise ProtocolError(f"the daemon's answer is over {MAX_BODY_BYTES} bytes")
+            body += self._take(sock, size)
+            if self._take(sock, 2) != b"\r\n":
+                raise ProtocolError("a chunk of the daemon's answer does not end with CRLF")
