@@ -65,8 +65,10 @@ class Connection:
         sock = self._sock
         if sock is None:
             return False
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
+        # poll, not select: a client process may hold more than FD_SETSIZE (1024) descriptors.
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
             return False
         try:
             sock.recv(1, socket.MSG_PEEK)
@@ -144,6 +146,13 @@ class Connection:
         return self._take(sock, end + 2)[:-2]
 
     def _read_answer(self, sock: socket.socket, method: str) -> Answer:
+        while True:
+            answer = self._read_one(sock, method)
+            if not 100 <= answer.status < 200:
+                return answer
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows.
+
+    def _read_one(self, sock: socket.socket, method: str) -> Answer:
         while (end := self._buffer.find(b"\r\n\r\n")) < 0:
             if len(self._buffer) > MAX_HEAD_BYTES:
                 raise ProtocolError(f"the daemon's answer head is longer than {MAX_HEAD_BYTES} bytes")

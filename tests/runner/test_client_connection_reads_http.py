@@ -4,6 +4,8 @@ real Unix socket; a server that does not answer fails the request within its dea
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -104,6 +106,12 @@ def test_chunked_answer_is_joined(serve: Serve) -> None:
     assert conn.request("GET", "/").body == b"z"  # the chunked answer was read to its very end
 
 
+def test_an_interim_answer_is_skipped(serve: Serve) -> None:
+    _server, conn = serve([b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"])
+    answer = conn.request("POST", "/", body=b"x")
+    assert (answer.status, answer.body) == (201, b"ok")
+
+
 def test_answer_without_length_runs_to_the_end_and_the_next_request_reconnects(serve: Serve) -> None:
     _server, conn = serve([b"HTTP/1.1 200 OK\r\n\r\nall of it", None,
                            b"HTTP/1.1 204 No Content\r\n\r\n"])
@@ -120,6 +128,28 @@ def test_a_connection_the_server_closed_is_replaced_before_sending(serve: Serve)
     assert conn.request("GET", "/b").status == 200
     assert [r.split(b" ")[1] for r in server.requests] == [b"/a", b"/b"]  # nothing sent twice
     assert conn.opened == 2
+
+
+def test_a_connection_on_a_descriptor_above_1024_is_checked(serve: Serve) -> None:
+    # select() cannot watch descriptors past FD_SETSIZE; a camera program may well hold that many.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 1200
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"this machine allows only {hard} open files per process")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    fillers: list[int] = []
+    try:
+        while not fillers or fillers[-1] < 1030:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        _server, conn = serve([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None,
+                               b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+        conn.request("GET", "/a")
+        wait_until(conn.dropped, 10.0, "the server to close the connection")
+        assert conn.request("GET", "/b").status == 200
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.parametrize("answer, message", [
