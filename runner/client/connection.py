@@ -7,13 +7,17 @@ with the ``email`` package, a tenth of a millisecond per call on the path whose 
 millisecond. The local client sends small requests and gets small JSON answers; this does just that:
 one write per request, answers with ``Content-Length`` or chunked bodies, and before each request a
 non-blocking look at the socket: a connection the daemon closed is replaced before anything is sent,
-so a call is never sent twice.
+so a call is never sent twice. A connection idle for ``max_idle_s`` is replaced too, without looking:
+the daemon may be closing it just as the request leaves (its close then resets the connection and
+the request is lost), so the client gives it up a little before the daemon's keep-alive runs out.
 """
 
 from __future__ import annotations
 
+import re
 import select
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,7 +25,27 @@ from dataclasses import dataclass
 MAX_HEAD_BYTES = 64 * 1024
 #: Nor its body: a bound against a runaway answer (the daemon's are JSON of a few KB).
 MAX_BODY_BYTES = 256 * 1024 * 1024
-_CHUNK = 256 * 1024
+#: A connection idle this long is replaced before the next request: a second under the daemon's
+#: default ``http_keep_alive_s`` (5 s). Set it under the daemon's value if that is lower.
+DEFAULT_MAX_IDLE_S = 4.0
+#: Bytes asked of one recv: answers are small, and a larger request makes CPython allocate (and
+#: the C library map and unmap) a buffer of that size on every call.
+_RECV_BYTES = 64 * 1024
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_FORBIDDEN = re.compile(r"[\r\n\0]")
+#: Headers this connection writes itself.
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
+
+
+def _tokens(value: str) -> list[str]:
+    """The comma-separated tokens of a header value, lower-case (``Connection: Close, TE``)."""
+    return [token.strip().lower() for token in value.split(",") if token.strip()]
+
+
+def _number(text: str, what: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ProtocolError(f"unusable {what} in the daemon's answer: {text[:40]!r}")
+    return int(text)
 
 
 class ProtocolError(OSError):
@@ -40,24 +64,31 @@ class Answer:
 class Connection:
     """A keep-alive connection, opened on first use and again whenever the daemon closed it.
 
-    ``timeout_s`` bounds the connect and every read and write. Not thread-safe.
+    ``timeout_s`` bounds the connect and every read and write; ``max_idle_s``: a connection unused
+    this long is replaced before the next request (keep it under the daemon's ``http_keep_alive_s``).
+    Not thread-safe.
     """
 
     def __init__(self, *, host: str | None = None, port: int | None = None, uds: str | None = None,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, max_idle_s: float = DEFAULT_MAX_IDLE_S) -> None:
         if (uds is None) == (host is None):
             raise ValueError("give either host (and port) or uds")
         self._host, self._port, self._uds = host, port or 80, uds
         self._timeout_s = timeout_s
+        self._max_idle_s = max_idle_s
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
+        self._idle_since = 0.0
         #: Connections opened so far (the first included).
         self.opened = 0
 
     @property
     def authority(self) -> str:
         """The ``Host`` header's value."""
-        return "localhost" if self._uds is not None else f"{self._host}:{self._port}"
+        if self._uds is not None:
+            return "localhost"
+        host = self._host or ""
+        return f"[{host}]:{self._port}" if ":" in host else f"{host}:{self._port}"
 
     def dropped(self) -> bool:
         """Whether the open connection was closed by the daemon (or has bytes nobody asked for):
@@ -65,6 +96,8 @@ class Connection:
         sock = self._sock
         if sock is None:
             return False
+        if self._buffer:
+            return True  # bytes after the last answer: not a stream this client can go on reading
         # poll, not select: a client process may hold more than FD_SETSIZE (1024) descriptors.
         poller = select.poll()
         poller.register(sock, select.POLLIN)
@@ -82,23 +115,30 @@ class Connection:
                 body: bytes = b"") -> Answer:
         """Send one request and read its answer. Raises OSError (``ProtocolError`` included) when
         the daemon cannot be reached or answers something unreadable; the connection is closed then."""
-        if self._sock is not None and self.dropped():
+        head = self._head(method, target, headers or {}, len(body))
+        if self._sock is not None and (time.monotonic() - self._idle_since > self._max_idle_s or self.dropped()):
             self.close()
         sock = self._sock or self._connect()
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}", f"Content-Length: {len(body)}"]
-        lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
-            sock.sendall(head + body if len(body) < _CHUNK else head)
-            if len(body) >= _CHUNK:
+            sock.sendall(head + body if len(body) < _RECV_BYTES else head)
+            if len(body) >= _RECV_BYTES:
                 sock.sendall(body)
             answer = self._read_answer(sock, method)
         except BaseException:
             self.close()
             raise
-        if answer.headers.get("connection", "").lower() == "close":
+        if "close" in _tokens(answer.headers.get("connection", "")):
             self.close()
+        self._idle_since = time.monotonic()
         return answer
+
+    def _head(self, method: str, target: str, headers: Mapping[str, str], length: int) -> bytes:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}", f"Content-Length: {length}"]
+        lines.extend(f"{name}: {value}" for name, value in headers.items() if name.lower() not in _OWN_HEADERS)
+        for line in lines:
+            if _FORBIDDEN.search(line):
+                raise ValueError(f"a request line or header holds CR, LF or NUL: {line[:100]!r}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def close(self) -> None:
         """Close the connection (a later request opens a new one)."""
@@ -126,7 +166,7 @@ class Connection:
         return sock
 
     def _fill(self, sock: socket.socket) -> None:
-        data = sock.recv(_CHUNK)
+        data = sock.recv(_RECV_BYTES)
         if not data:
             raise ProtocolError("the daemon closed the connection before its answer was complete")
         self._buffer += data
@@ -159,7 +199,8 @@ class Connection:
             self._fill(sock)
         head = self._take(sock, end + 4)[:-4].decode("latin-1").split("\r\n")
         parts = head[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        if (len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3
+                or not (parts[1].isascii() and parts[1].isdigit())):
             raise ProtocolError(f"not an HTTP/1.1 status line: {head[0][:100]!r}")
         status = int(parts[1])
         headers: dict[str, str] = {}
@@ -170,31 +211,34 @@ class Connection:
             headers[name.strip().lower()] = value.strip()
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             return Answer(status, headers, b"")
-        if headers.get("transfer-encoding", "").lower() == "chunked":
+        codings = _tokens(headers.get("transfer-encoding", ""))
+        if codings:
+            if codings[-1] != "chunked" or len(codings) > 1:
+                raise ProtocolError(f"a transfer coding this client does not read: {codings}")
             return Answer(status, headers, self._chunked(sock))
         length = headers.get("content-length")
         if length is None:
             # No length: the body runs to the end of the connection, which is not reused.
             body = bytearray(self._buffer)
             self._buffer.clear()
-            while data := sock.recv(_CHUNK):
+            while data := sock.recv(_RECV_BYTES):
                 body += data
                 if len(body) > MAX_BODY_BYTES:
                     raise ProtocolError(f"the daemon's answer is over {MAX_BODY_BYTES} bytes")
             headers["connection"] = "close"
             return Answer(status, headers, bytes(body))
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            raise ProtocolError(f"unusable Content-Length in the daemon's answer: {length[:40]!r}")
-        return Answer(status, headers, self._take(sock, int(length)))
+        size = _number(length, "Content-Length")
+        if size > MAX_BODY_BYTES:
+            raise ProtocolError(f"the daemon's answer is over {MAX_BODY_BYTES} bytes ({size})")
+        return Answer(status, headers, self._take(sock, size))
 
     def _chunked(self, sock: socket.socket) -> bytes:
         body = bytearray()
         while True:
-            size_text = self._line(sock).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError as exc:
-                raise ProtocolError(f"not a chunk size: {size_text[:40]!r}") from exc
+            size_text = self._line(sock).split(b";", 1)[0].rstrip(b" \t")
+            if not _HEX.fullmatch(size_text):
+                raise ProtocolError(f"not a chunk size: {size_text[:40]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 while self._line(sock):  # trailers, up to the empty line
                     pass

@@ -28,7 +28,7 @@ import numpy as np
 
 from runner.store.layout import RootLayout  # standard library only, like this module
 
-from .connection import Connection
+from .connection import DEFAULT_MAX_IDLE_S, Connection
 
 
 class LocalClientError(Exception):
@@ -44,18 +44,19 @@ class LocalClientError(Exception):
 class LocalClient:
     """One keep-alive connection to the daemon (not thread-safe: one client per thread).
 
-    A connection the daemon closed while idle (after its ``http_keep_alive_s``) is reopened before
-    the next request is sent. ``timeout_s`` bounds the connect and every read and write.
+    A connection the daemon closed while idle (after its ``http_keep_alive_s``), or unused for
+    ``max_idle_s`` (keep it under the daemon's keep-alive), is reopened before the next request is
+    sent. ``timeout_s`` bounds the connect and every read and write.
     """
 
     def __init__(self, url: str = "http://127.0.0.1:8765", token: str | None = None, *, uds: str | None = None,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, max_idle_s: float = DEFAULT_MAX_IDLE_S) -> None:
         if uds is not None:
-            self.connection = Connection(uds=uds, timeout_s=timeout_s)
+            self.connection = Connection(uds=uds, timeout_s=timeout_s, max_idle_s=max_idle_s)
         else:
             parts = urllib.parse.urlsplit(url)
             self.connection = Connection(host=parts.hostname or "127.0.0.1", port=parts.port or 80,
-                                         timeout_s=timeout_s)
+                                         timeout_s=timeout_s, max_idle_s=max_idle_s)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     @classmethod

@@ -152,7 +152,68 @@ def test_a_connection_on_a_descriptor_above_1024_is_checked(serve: Serve) -> Non
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_a_connection_unused_for_max_idle_is_replaced_without_waiting_for_the_close(tmp_path: Path) -> None:
+    # The daemon may be closing it as the request leaves; the client gives it up first.
+    server = ScriptedServer(tmp_path / "idle", [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                                                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                                                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    try:
+        eager = Connection(uds=str(server.path), timeout_s=5.0, max_idle_s=0.0)
+        eager.request("GET", "/a")
+        assert not eager.dropped()  # the server keeps it open...
+        eager.request("GET", "/b")
+        assert eager.opened == 2  # ...yet it was replaced
+        eager.close()  # the scripted server serves one connection at a time
+        patient = Connection(uds=str(server.path), timeout_s=5.0, max_idle_s=60.0)
+        patient.request("GET", "/c")
+        assert patient.opened == 1
+    finally:
+        server.close()
+
+
+def test_bytes_after_an_answer_make_the_connection_unusable(serve: Serve) -> None:
+    # A second answer nobody asked for must not be taken as the next request's answer.
+    server, conn = serve([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                          b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale", None,
+                          b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh"])
+    assert conn.request("GET", "/a").body == b"ok"
+    assert conn.dropped()
+    assert conn.request("GET", "/b").body == b"fresh"
+    assert conn.opened == 2
+
+
+def test_connection_close_among_other_tokens_closes(serve: Serve) -> None:
+    _server, conn = serve([b"HTTP/1.1 200 OK\r\nConnection: Close, TE\r\nContent-Length: 0\r\n\r\n", None,
+                           b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    conn.request("GET", "/")
+    conn.request("GET", "/")
+    assert conn.opened == 2
+
+
+def test_requests_with_line_breaks_in_headers_are_refused_before_sending(serve: Serve) -> None:
+    server, conn = serve([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    with pytest.raises(ValueError, match="CR, LF or NUL"):
+        conn.request("GET", "/", {"X-Key": "k\r\nX-Injected: 1"})
+    with pytest.raises(ValueError, match="CR, LF or NUL"):
+        conn.request("GET", "/ HTTP/1.1\r\nX: y")
+    conn.request("GET", "/", {"host": "elsewhere", "Content-Length": "99"})  # its own are not doubled
+    assert server.requests[0].count(b"Host:") + server.requests[0].count(b"host:") == 1
+    assert b"Content-Length: 0\r\n" in server.requests[0] and b"99" not in server.requests[0]
+
+
+def test_an_ipv6_host_is_bracketed() -> None:
+    assert Connection(host="::1", port=8765).authority == "[::1]:8765"
+    assert Connection(host="127.0.0.1", port=8765).authority == "127.0.0.1:8765"
+
+
 @pytest.mark.parametrize("answer, message", [
+    (b"HTTP/1.1 20 OK\r\n\r\n", "status line"),
+    (b"HTTP/1.1 2\xb200 OK\r\n\r\n", "status line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\n", "chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\n", "chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n", "chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "transfer coding"),
     (b"SMTP ready\r\n\r\n", "status line"),
     (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "header line"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "closed the connection"),
