@@ -2,9 +2,9 @@
 
 Why not ``http.client``: it cannot tell that the daemon closed an idle connection (uvicorn does
 after ``http_keep_alive_s``) until a request sent on it has failed, so a camera program that paused
-for a few seconds got ``RemoteDisconnected`` on its next frame. And it parses every answer's headers
-with the ``email`` package, a tenth of a millisecond per call on the path whose budget is one
-millisecond. The local client sends small requests and gets small JSON answers; this does just that:
+for a few seconds got ``RemoteDisconnected`` on its next frame. And it spent about 100 us of CPU
+per call (every answer's headers go through the ``email`` package), this about 40 us, on the path
+whose budget is one millisecond. The local client sends small requests and gets small JSON answers; this does just that:
 one write per request, answers with ``Content-Length`` or chunked bodies, and before each request a
 non-blocking look at the socket: a connection the daemon closed is replaced before anything is sent,
 so a call is never sent twice. A connection idle for ``max_idle_s`` is replaced too, without looking:
@@ -31,6 +31,8 @@ DEFAULT_MAX_IDLE_S = 4.0
 #: Bytes asked of one recv: answers are small, and a larger request makes CPython allocate (and
 #: the C library map and unmap) a buffer of that size on every call.
 _RECV_BYTES = 64 * 1024
+#: A request body under this size goes out in the same write as the head.
+_JOIN_BELOW = 64 * 1024
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _FORBIDDEN = re.compile(r"[\r\n\0]")
 #: Headers this connection writes itself.
@@ -120,8 +122,8 @@ class Connection:
             self.close()
         sock = self._sock or self._connect()
         try:
-            sock.sendall(head + body if len(body) < _RECV_BYTES else head)
-            if len(body) >= _RECV_BYTES:
+            sock.sendall(head + body if len(body) < _JOIN_BELOW else head)
+            if len(body) >= _JOIN_BELOW:
                 sock.sendall(body)
             answer = self._read_answer(sock, method)
         except BaseException:
