@@ -2,7 +2,7 @@
 
 Why not ``http.client``: it cannot tell that the daemon closed an idle connection (uvicorn does
 after ``http_keep_alive_s``) until a request sent on it has failed, so a camera program that paused
-for a few seconds got ``RemoteDisconnected`` on its next frame. And it spent about 100 us of CPU
+for a few seconds got ``BrokenPipeError`` or ``RemoteDisconnected`` on its next frame. And it spent about 100 us of CPU
 per call (every answer's headers go through the ``email`` package), this about 40 us, on the path
 whose budget is one millisecond. The local client sends small requests and gets small JSON answers; this does just that:
 one write per request, answers with ``Content-Length`` or chunked bodies, and before each request a

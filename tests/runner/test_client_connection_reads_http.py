@@ -52,8 +52,8 @@ class ScriptedServer:
                     head, _, buffer = buffer.partition(b"\r\n\r\n")
                     length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
                                    if line.lower().startswith(b"content-length:")), 0)
-                    while len(buffer) < length:
-                        buffer += conn.recv(65536)
+                    while len(buffer) < length and (data := conn.recv(65536)):
+                        buffer += data
                     self.requests.append(head + b"\r\n\r\n" + buffer[:length])
                     buffer = buffer[length:]
                     answer = self.answers.pop(0)
