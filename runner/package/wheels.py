@@ -43,6 +43,7 @@ from procvision_algorithm_sdk.zipsafety import ZipLimits, ZipProblem, check_end_
 
 from ..errors import PackageErrorCode, RunnerError
 from .interpreters import Interpreter
+from .member_window import stored_member
 from .requirement_file import LineRequirement, local_wheel_file, offline_hint, parse_requirements
 
 __all__ = ["LineRequirement", "Resolution", "WheelFile", "check_hashes", "nested_metadata_reader",
@@ -156,7 +157,8 @@ def nested_metadata_reader(zf: zipfile.ZipFile, wheel_members: dict[str, str],
     def read(wheel: WheelFile) -> bytes:
         member = wheel_members[wheel.filename]
         try:
-            with zf.open(member) as outer:
+            window = stored_member(zf, zf.getinfo(member))
+            with window if window is not None else zf.open(member) as outer:
                 data = outer if outer.seekable() else io.BytesIO(outer.read())
                 check_end_record(read_end_record(data), wheel_limits)
                 with zipfile.ZipFile(data) as inner:
@@ -179,7 +181,8 @@ def nested_wheel_digest(zf: zipfile.ZipFile, wheel_members: dict[str, str]) -> C
         member = wheel_members[wheel.filename]
         hasher = hashlib.new(algorithm)
         try:
-            with zf.open(member) as handle:
+            window = stored_member(zf, zf.getinfo(member))  # the hash is a stronger check than the CRC
+            with window if window is not None else zf.open(member) as handle:
                 for chunk in iter(lambda: handle.read(1024 * 1024), b""):
                     hasher.update(chunk)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
