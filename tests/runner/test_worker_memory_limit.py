@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from procvision_algorithm_sdk.errors import ErrorCode
 from runner.supervision import Supervisor
 from runner.supervision.containment import choose_containment
 from runner.supervision.containment.base import CGROUP_V1, CGROUP_V2, NONE, RLIMIT_DATA
+from runner.supervision.containment.cgroup_tree import CgroupPlacement
 from runner.supervision.dialects import CallRequest
 from runner.supervision.launch import Launcher
 from runner.supervision.states import State
@@ -100,7 +102,7 @@ def test_cgroup_limit_kills_only_the_hog(deployer: Deployer) -> None:
         neighbour_pids = {w.pid for w in neighbour.workers}
 
         outcome = _hog(pool)
-        assert outcome.error_code == ErrorCode.MEMORY_LIMIT_EXCEEDED.value == "1018"
+        assert outcome.error_code == ErrorCode.MEMORY_LIMIT_EXCEEDED.value == "1018", outcome.message
         assert outcome.error_name == "memory_limit_exceeded"
         assert "256 MB" in outcome.message and "memory limit" in outcome.message
 
@@ -122,6 +124,39 @@ def test_cgroup_limit_kills_only_the_hog(deployer: Deployer) -> None:
     parent = sup.launcher.containment.cgroup_parent
     assert parent is not None
     assert not [p.name for p in parent.iterdir() if p.name.startswith(f"pv-{os.getpid()}-")]
+
+
+def test_a_kill_count_read_while_the_cgroup_is_removed_is_not_lost(tmp_path: Path) -> None:
+    # The call's thread asks whether the worker was memory-killed while the exit handler removes
+    # the worker's cgroup: it must get the count, not the nothing of a folder removed meanwhile.
+    reading, go_on = threading.Event(), threading.Event()
+
+    class Counted(CgroupPlacement):
+        mechanism = CGROUP_V1
+
+        def oom_kills(self) -> int | None:
+            if threading.current_thread().name == "caller":
+                reading.set()
+                go_on.wait(10)
+            return 1 if self.path.is_dir() else None  # a cgroup's counters go with its folder
+
+        def memory_killed(self, exit_code: int | None, stderr_tail: list[str]) -> bool:
+            return (self.kills() or 0) > 0
+
+    folder = tmp_path / "pv-worker"
+    folder.mkdir()
+    placement = Counted(folder, 256)
+    seen: list[int | None] = []
+    caller = threading.Thread(target=lambda: seen.append(placement.kills()), name="caller")
+    caller.start()
+    assert reading.wait(10)
+    cleaner = threading.Thread(target=placement.terminate, name="exit handler")
+    cleaner.start()
+    cleaner.join(0.5)  # unguarded, the folder is gone by now; guarded, the cleaner waits for the caller
+    go_on.set()
+    caller.join(10)
+    cleaner.join(10)
+    assert seen == [1] and not folder.exists() and placement.kills() == 1
 
 
 def test_rlimit_limit_stops_the_hog_with_1018(deployer: Deployer) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -99,6 +100,9 @@ class CgroupPlacement(Placement):
 
     The kill counter is read once more just before the folder is removed, so threads that look
     after the removal (the caller of a call, while the exit handler cleaned up) get the same answer.
+    A lock makes "read the live counter" and "read it last, then remove the folder" exclusive: a
+    caller that found the counter not yet taken could otherwise read a folder removed meanwhile and
+    see no kill at all (a memory kill reported as a plain crash, about one run in ten here).
     """
 
     def __init__(self, path: Path, limit_mb: int) -> None:
@@ -108,13 +112,15 @@ class CgroupPlacement(Placement):
         self._terminated = False
         self._kills_at_end: int | None = None
         self._counted = False  # _kills_at_end holds the last reading; the folder may be gone
+        self._counter_lock = threading.Lock()
 
     def oom_kills(self) -> int | None:
         """How many processes the kernel killed for the limit (None: it cannot tell)."""
         return None
 
     def kills(self) -> int | None:
-        return self._kills_at_end if self._counted else self.oom_kills()
+        with self._counter_lock:
+            return self._kills_at_end if self._counted else self.oom_kills()
 
     @property
     def cgroup(self) -> Path | None:
@@ -128,10 +134,11 @@ class CgroupPlacement(Placement):
         if self._terminated:
             return
         kill_all(self.path)
-        if not self._counted:
-            self._kills_at_end = self.oom_kills()
-            self._counted = True
-        self._terminated = remove(self.path)
+        with self._counter_lock:
+            if not self._counted:
+                self._kills_at_end = self.oom_kills()
+                self._counted = True
+            self._terminated = remove(self.path)
 
     def describe(self) -> str:
         return f"{self.limit_mb} MB ({self.mechanism}, {self.path})" if self.limit_mb > 0 \
