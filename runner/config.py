@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # An idle keep-alive connection is closed after this long (clients reconnect; LocalClient does
     # so by itself). Longer keeps a slow camera loop's connection; each open one costs a socket.
     http_keep_alive_s: int = Field(default=5, ge=1, le=3600)
+    # A raw image body (application/x-npy, or pixels + X-Image-Shape) is written by the socket
+    # straight into the worker's shared memory (api/streaming/socket_to_memory.py). Off: it comes
+    # through uvicorn's messages and is copied, as multipart bodies are (for diagnosis; slower).
+    upload_socket_to_memory: bool = True
 
     # Worker protocol deadlines (names as in the ProcVision runner_config.json).
     pre_execute_timeout_ms: int = Field(default=3000, gt=0)

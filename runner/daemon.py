@@ -29,6 +29,7 @@ from runner.api.auth import check_exposure, resolve_token
 from runner.api.context import AppContext
 from runner.api.drain import Drain
 from runner.api.routes.slots import close_frame_slots
+from runner.api.streaming.socket_to_memory import DirectBodyHttpProtocol
 from runner.config import Settings
 from runner.errors import PackageErrorCode, RunnerError
 from runner.fastpath.uds import bind_unix, close_unix
@@ -237,8 +238,12 @@ class Daemon:
                                     access_log=settings.log_level == "debug", lifespan="off",
                                     # Named, not "auto": both are dependencies, and a silent fallback
                                     # to h11 / the asyncio loop makes a 7 MB upload several times
-                                    # slower (benchmarks/http_execute.py; issue 15).
-                                    http="httptools", loop="uvloop", timeout_keep_alive=settings.http_keep_alive_s,
+                                    # slower (benchmarks/http_execute.py; issue 15). The protocol is
+                                    # uvicorn's httptools one, able to receive a raw image straight
+                                    # into shared memory (api/streaming/socket_to_memory.py).
+                                    http=DirectBodyHttpProtocol if settings.upload_socket_to_memory else "httptools",
+                                    loop="uvloop",
+                                    timeout_keep_alive=settings.http_keep_alive_s,
                                     # Running calls were drained before (see _Server); this only
                                     # bounds writing their answers and closing idle connections.
                                     timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)))

@@ -29,6 +29,7 @@ from ..streaming.buffers import BufferPool
 from ..streaming.form import NPY_TYPES, PIXELS_TYPE, SHAPE_HEADER, ReceivedBody, receive_multipart, receive_raw
 from ..streaming.image_sink import LANDINGS
 from ..streaming.phase_metrics import PhaseHistograms, UploadLandings
+from ..streaming.socket_to_memory import BODY_INTO, BodyInto
 from ..streaming.timing import CallTiming, server_timing
 from .slots import KEY_HEADER, frame_slots
 
@@ -148,8 +149,9 @@ async def _receive(request: Request, ctx: AppContext, pool: BufferPool) -> tuple
         return body, body.fields
     if content_type in NPY_TYPES or content_type == PIXELS_TYPE:
         query = dict(request.query_params)
+        direct = request.scope.get("extensions", {}).get(BODY_INTO)
         body = await receive_raw(request.stream(), content_type, request.headers.get(SHAPE_HEADER), image_cap, pool,
-                                 lambda shape: reserve(query, shape))
+                                 lambda shape: reserve(query, shape), direct if isinstance(direct, BodyInto) else None)
         return body, query
     if content_type == b"application/x-www-form-urlencoded":
         # Fields only (no image can travel this way): small, and capped by the body limits already.
@@ -189,6 +191,7 @@ async def execute(request: Request, ctx: AppContext = Depends(get_ctx)) -> JSONR
     pool = buffer_pool(request.app)
     landings = upload_landings(request.app, ctx)
     body, raw_fields = await _receive(request, ctx, pool)
+    landings.count_bytes(body.direct_bytes, body.streamed_bytes)
     handed_over = False
     try:
         timing.lap("receive")

@@ -23,6 +23,7 @@ from ..limits import too_large
 from .buffers import BufferPool
 from .image_sink import ImageSink, Reserver
 from .multipart_reader import MalformedMultipart, MultipartReader
+from .socket_to_memory import BodyInto
 
 #: Worker shared memory for the image, given the fields known so far (pid, session_id) and its shape.
 FieldReserver = Callable[[Mapping[str, str], tuple[int, ...]], ImageReservation | None]
@@ -39,6 +40,13 @@ class ReceivedBody:
 
     fields: dict[str, str] = field(default_factory=dict)
     images: dict[str, ImageSink] = field(default_factory=dict)
+    #: Image bytes the socket wrote straight into their memory (``socket_to_memory``).
+    direct_bytes: int = 0
+
+    @property
+    def streamed_bytes(self) -> int:
+        """Image bytes that came through ASGI messages (copied into their memory by the daemon)."""
+        return sum(sink.size for sink in self.images.values()) - self.direct_bytes
 
     def release(self) -> list[str]:
         """Give every image's memory back; returns where each had landed (see ``ImageSink.release``)."""
@@ -148,9 +156,23 @@ def parse_shape(raw: str) -> tuple[int, ...]:
     return shape
 
 
+async def _fill_directly(sink: ImageSink, direct: BodyInto | None, body: ReceivedBody) -> None:
+    """Let the socket write the rest of the body into the image's memory, if that rest is exactly
+    what the image still needs (more or less is an error the streamed path words precisely)."""
+    view = sink.unfilled()
+    if direct is None or view is None or not len(view) or direct.unread != len(view):
+        return
+    before = direct.direct_bytes
+    await direct.read_into(view)
+    sink.wrote(len(view))
+    body.direct_bytes += direct.direct_bytes - before
+
+
 async def receive_raw(stream: AsyncIterator[bytes], content_type: bytes, shape_header: str | None,
-                      image_limit: int, pool: BufferPool, reserve: Reserver | None = None) -> ReceivedBody:
-    """The whole body is the image: a ``.npy`` file, or bare pixels of ``shape_header``'s shape."""
+                      image_limit: int, pool: BufferPool, reserve: Reserver | None = None,
+                      direct: BodyInto | None = None) -> ReceivedBody:
+    """The whole body is the image: a ``.npy`` file, or bare pixels of ``shape_header``'s shape.
+    With ``direct`` (the connection's ``BodyInto``), the socket writes the pixels into their memory."""
     if content_type in NPY_TYPES:
         sink = ImageSink("image", "request body", image_limit, pool, reserve=reserve)
     elif shape_header is None:
@@ -162,8 +184,10 @@ async def receive_raw(stream: AsyncIterator[bytes], content_type: bytes, shape_h
                          reserve=reserve)
     body = ReceivedBody(images={"image": sink})
     try:
+        await _fill_directly(sink, direct, body)  # raw pixels: their size is known before any byte
         async for chunk in stream:
             sink.write(chunk)
+            await _fill_directly(sink, direct, body)  # a .npy: once its header arrived
     except BaseException:
         body.release()
         raise

@@ -8,6 +8,7 @@ that are already faulted in. PNG and JPEG are collected (capped) and decoded lat
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from collections.abc import Callable
@@ -41,6 +42,23 @@ LANDINGS = (LANDING_SEGMENT, LANDING_COPIED, LANDING_BUFFER)
 
 #: Asks for worker shared memory to receive an image of this shape (H, W[, C] uint8) into.
 Reserver = Callable[[tuple[int, ...]], ImageReservation | None]
+
+
+#: Headers up to this size are remembered: a camera sends the same one with every frame, and numpy
+#: parses it with ``ast.literal_eval`` (~0.15 ms per call). Larger ones are parsed every time.
+_CACHED_HEADER_BYTES = 1024
+
+
+def _read_npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype of a whole ``.npy`` header (magic included); ValueError if bad."""
+    stream = io.BytesIO(header)
+    got_major, _minor = np.lib.format.read_magic(stream)
+    reader = np.lib.format.read_array_header_1_0 if got_major == 1 else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = reader(stream)
+    return tuple(int(n) for n in shape), bool(fortran), dtype
+
+
+_read_npy_header_cached = functools.lru_cache(maxsize=32)(_read_npy_header)
 
 
 class ImageSink:
@@ -110,16 +128,15 @@ class ImageSink:
                               format="npy")
         if len(head) < prefix + length:
             return
-        stream = io.BytesIO(bytes(head[:prefix + length]))
+        header = bytes(head[:prefix + length])
         try:
-            got_major, _minor = np.lib.format.read_magic(stream)
-            reader = np.lib.format.read_array_header_1_0 if got_major == 1 else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = reader(stream)
+            shape, fortran, dtype = (_read_npy_header_cached if len(header) <= _CACHED_HEADER_BYTES
+                                     else _read_npy_header)(header)
         except (ValueError, OSError) as exc:
             raise image_error(f"the .npy header could not be read ({exc})", format="npy") from exc
         rest = bytes(head[prefix + length:])
         self._head = bytearray()
-        self._start_array(tuple(int(n) for n in shape), dtype, bool(fortran), "the .npy array")
+        self._start_array(shape, dtype, fortran, "the .npy array")
         if rest:
             self._fill(memoryview(rest))
 
@@ -141,6 +158,19 @@ class ImageSink:
                               f"({self.buffer.nbytes}); send exactly one array", format=self.kind or "npy")
         self.buffer[self._filled:end] = np.frombuffer(view, dtype=np.uint8)
         self._filled = end
+
+    def unfilled(self) -> memoryview | None:
+        """The memory a sized image's remaining bytes go to (for a reader that writes them itself,
+        then calls ``wrote``); None while the size is unknown (PNG/JPEG, an incomplete .npy header)."""
+        if self.buffer is None:
+            return None
+        return memoryview(self.buffer[self._filled:])  # type: ignore[arg-type]
+
+    def wrote(self, nbytes: int) -> None:
+        """``nbytes`` were written into ``unfilled()`` by someone else (the socket itself)."""
+        assert self.buffer is not None and self._filled + nbytes <= self.buffer.nbytes
+        self.size += nbytes
+        self._filled += nbytes
 
     @property
     def bytes_missing(self) -> int:

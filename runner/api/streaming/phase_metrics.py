@@ -2,7 +2,7 @@
 dispatch, total), and counts of where uploaded pixels landed.
 
 Exported through ``Metrics.add_collector`` as ``procvision_execute_phase_seconds{phase=...}`` and
-``procvision_execute_uploads_total{landed=...}``.
+``procvision_execute_uploads_total{landed=...}`` and ``procvision_execute_upload_bytes_total{read=...}``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class PhaseHistograms:
 
 
 UPLOADS_METRIC = "procvision_execute_uploads_total"
+BYTES_METRIC = "procvision_execute_upload_bytes_total"
+READ_DIRECT, READ_STREAMED = "socket_to_memory", "streamed"
+READS = (READ_DIRECT, READ_STREAMED)
 
 
 class UploadLandings:
@@ -55,7 +58,14 @@ class UploadLandings:
     def __init__(self, metrics: Metrics, landings: tuple[str, ...]) -> None:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(landings, 0)
+        self._bytes = dict.fromkeys(READS, 0)
         metrics.add_collector(self.render)
+
+    def count_bytes(self, direct: int, streamed: int) -> None:
+        """Image bytes of one upload: written by the socket into their memory / copied from messages."""
+        with self._lock:
+            self._bytes[READ_DIRECT] += direct
+            self._bytes[READ_STREAMED] += streamed
 
     def count(self, landed: list[str]) -> None:
         with self._lock:
@@ -69,4 +79,9 @@ class UploadLandings:
         with self._lock:
             for where, count in sorted(self._counts.items()):
                 out.append(f"{UPLOADS_METRIC}{_labels((('landed', where),))} {count}")
+            out += [f"# HELP {BYTES_METRIC} Image bytes of POST /execute uploads by how they were read "
+                    f"({READ_DIRECT}: the socket wrote them into shared memory itself).",
+                    f"# TYPE {BYTES_METRIC} counter"]
+            for read, count in sorted(self._bytes.items()):
+                out.append(f"{BYTES_METRIC}{_labels((('read', read),))} {count}")
         return out
