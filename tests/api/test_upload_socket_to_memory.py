@@ -1,7 +1,9 @@
-"""A raw image body is written by the socket straight into shared memory (socket_to_memory.py), and
-the connection stays a correct HTTP/1.1 connection around it: the worker sees exactly the bytes
-sent; keep-alive, pipelined requests, ``Expect: 100-continue``, a body that is too long, a client
-that goes away mid-body and a shutdown during a half-sent upload all behave as without it."""
+"""An image body is written by the socket straight into shared memory (socket_to_memory.py): a raw
+body, or a multipart form's sized .npy part (what follows it is read into a small buffer and parsed
+as usual). The connection stays a correct HTTP/1.1 connection around it: the worker sees exactly the
+bytes sent; keep-alive, pipelined requests, ``Expect: 100-continue``, fields after the image, a body
+that is too long, a client that goes away mid-body and a shutdown during a half-sent upload all
+behave as without it."""
 
 from __future__ import annotations
 
@@ -168,6 +170,45 @@ def test_raw_uploads_on_one_connection_reach_the_worker_exactly(served: RunningS
     after = _direct_bytes(served)
     # Most of each body went from the socket into memory directly (the first read came with the headers).
     assert after["socket_to_memory"] - before.get("socket_to_memory", 0) > 3 * pixels.nbytes
+
+
+def _form(image: np.ndarray, fields_after: dict[str, str], trailing: bytes = b"") -> tuple[str, bytes]:
+    boundary = "pvtestboundary42"
+    def field(name: str, value: str) -> bytes:
+        return f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
+    body = (field("pid", PID)
+            + f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"f.npy\"\r\n"
+              "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + npy_bytes(image) + trailing + b"\r\n"
+            + b"".join(field(name, value) for name, value in fields_after.items())
+            + f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+def test_a_multipart_image_goes_into_memory_directly_and_fields_after_it_count(served: RunningServer) -> None:
+    before = _direct_bytes(served)
+    image = _image(70)
+    content_type, body = _form(image, {"step_index": "1", "user_params": '{"note": "after the image"}'})
+    with served.client() as client:
+        response = client.post("/execute", content=body, headers={"content-type": content_type})
+        assert response.status_code == 200 and _digest_of(response.content) == _sha(image)
+        # A field after the image is parsed from the buffer the rest of the body went into.
+        content_type, body = _form(image, {"user_params": "not json"})
+        refused = client.post("/execute", content=body, headers={"content-type": content_type})
+        assert refused.status_code == 422 and "user_params" in refused.text
+    after = _direct_bytes(served)
+    assert after["socket_to_memory"] - before.get("socket_to_memory", 0) > image.nbytes
+
+
+def test_a_multipart_image_longer_than_its_header_says_is_refused(served: RunningServer) -> None:
+    content_type, body = _form(_image(71), {}, trailing=b"\x00" * 100)
+    with served.client() as client:
+        response = client.post("/execute", content=body, headers={"content-type": content_type})
+        assert response.status_code == 422 and response.json()["code"] == "1002", response.text
+        good = _image(72)
+        content_type, body = _form(good, {})
+        response = client.post("/execute", content=body, headers={"content-type": content_type})
+        assert response.status_code == 200 and _digest_of(response.content) == _sha(good)
 
 
 def test_pipelined_requests_are_answered_in_order(served: RunningServer) -> None:

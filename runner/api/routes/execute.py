@@ -143,15 +143,16 @@ async def _receive(request: Request, ctx: AppContext, pool: BufferPool) -> tuple
         pid = fields.get("pid")
         return service.reserve_image(pid, fields.get("session_id") or None, shape) if pid else None
 
+    offered = request.scope.get("extensions", {}).get(BODY_INTO)
+    direct = offered if isinstance(offered, BodyInto) else None
     if content_type == b"multipart/form-data":
         body = await receive_multipart(request.stream(), params.get(b"boundary"), image_cap, fields_cap, pool,
-                                       reserve)
+                                       reserve, direct)
         return body, body.fields
     if content_type in NPY_TYPES or content_type == PIXELS_TYPE:
         query = dict(request.query_params)
-        direct = request.scope.get("extensions", {}).get(BODY_INTO)
         body = await receive_raw(request.stream(), content_type, request.headers.get(SHAPE_HEADER), image_cap, pool,
-                                 lambda shape: reserve(query, shape), direct if isinstance(direct, BodyInto) else None)
+                                 lambda shape: reserve(query, shape), direct)
         return body, query
     if content_type == b"application/x-www-form-urlencoded":
         # Fields only (no image can travel this way): small, and capped by the body limits already.

@@ -116,24 +116,51 @@ class _Parts:
         # passes those on without searching them for the delimiter.
         return self._sink.bytes_missing if self._sink is not None else 0
 
+    def receiving_image(self) -> ImageSink | None:
+        """The image part being received, if the current part is one."""
+        return self._sink
+
     def end(self) -> None:
         if self._text is not None and self._name:
             self.body.fields[self._name] = self._text.decode("utf-8", "replace")
         self._sink, self._text = None, None
 
 
+async def _finish_form_directly(reader: MultipartReader, parts: _Parts, direct: BodyInto | None,
+                                body: ReceivedBody) -> None:
+    """When the image part being received knows its length and what follows it in the body is
+    small (the closing boundary, a few fields), let the socket write the pixels into the image's
+    memory and the rest into a buffer, which the reader then parses as usual."""
+    missing = reader.sized_part_missing()
+    sink = parts.receiving_image()
+    if direct is None or not missing or sink is None:
+        return
+    view = sink.unfilled()
+    unread = direct.unread
+    if view is None or len(view) != missing or unread is None or not 0 < unread - missing <= parts.fields_limit:
+        return
+    after = bytearray(unread - missing)
+    await direct.read_into(view, memoryview(after))
+    sink.wrote(missing)
+    body.direct_bytes += missing
+    reader.feed(bytes(after))
+
+
 async def receive_multipart(stream: AsyncIterator[bytes], boundary: bytes | None, image_limit: int,
-                            fields_limit: int, pool: BufferPool, reserve: FieldReserver | None = None
-                            ) -> ReceivedBody:
+                            fields_limit: int, pool: BufferPool, reserve: FieldReserver | None = None,
+                            direct: BodyInto | None = None) -> ReceivedBody:
     """Parse a multipart body from ``stream``; images land in worker segments (``reserve``) or
-    pooled arrays as they arrive."""
+    pooled arrays as they arrive. With ``direct`` (the connection's ``BodyInto``), the socket writes
+    a sized image's pixels into that memory itself."""
     if not boundary:
         raise _invalid("multipart body without a boundary")
     body = ReceivedBody()
-    reader = MultipartReader(boundary, _Parts(body, image_limit, fields_limit, pool, reserve))
+    parts = _Parts(body, image_limit, fields_limit, pool, reserve)
+    reader = MultipartReader(boundary, parts)
     try:
         async for chunk in stream:
             reader.feed(chunk)
+            await _finish_form_directly(reader, parts, direct, body)
         reader.finish()
     except MalformedMultipart as exc:
         body.release()

@@ -111,6 +111,14 @@ class MultipartReader:
             else:
                 pos = self._small(chunk, pos)
 
+    def sized_part_missing(self) -> int:
+        """Bytes the current part still needs by its own length, when the next bytes of the body
+        are exactly those (nothing held back): a reader may deliver them to the part itself, then
+        ``feed`` what follows. 0 when that is not the case."""
+        if self._state != _BODY or self._tail:
+            return 0
+        return self.handler.wanted()
+
     def finish(self) -> None:
         """The body ended: it must have ended after the closing delimiter."""
         if self._state == _BODY and self.handler.wanted() > 0:

@@ -70,25 +70,33 @@ class BodyInto:
             return None
         return self.length - (self._protocol.body_seen - len(cycle.body))
 
-    async def read_into(self, target: memoryview) -> None:
-        """Fill ``target`` with the rest of the body; ``len(target)`` must equal ``unread``
-        (ValueError otherwise). Raises ClientDisconnect if the client goes away first. Cancelled
-        part-way, the connection is closed once its answer is sent."""
+    async def read_into(self, *targets: memoryview) -> None:
+        """Fill ``targets``, in order, with the rest of the body; their lengths must add up to
+        ``unread`` (ValueError otherwise). Raises ClientDisconnect if the client goes away first.
+        Cancelled part-way, the connection is closed once its answer is sent."""
         cycle = self._cycle()
         unread = self.unread
-        if cycle is None or unread is None or len(target) != unread:
-            raise ValueError(f"read_into needs exactly the {unread} unread body bytes, not {len(target)}")
+        wanted = sum(len(target) for target in targets)
+        if cycle is None or unread is None or wanted != unread:
+            raise ValueError(f"read_into needs exactly the {unread} unread body bytes, not {wanted}")
         protocol = self._protocol
         if cycle.waiting_for_100_continue:
             protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             cycle.waiting_for_100_continue = False
-        held = len(cycle.body)  # received with the headers or before this call, not yet delivered
-        if held:
-            target[:held] = cycle.body
-            cycle.body = type(cycle.body)()  # bytearray in uvicorn 0.3x+, bytes before
-        if held < len(target):
-            await protocol.read_rest_into(cycle, target[held:])
-            self.direct_bytes += len(target) - held
+        # Bytes received with the headers or before this call, not yet delivered, go first.
+        held = memoryview(cycle.body)
+        rest: list[memoryview] = []
+        for target in targets:
+            take = min(len(held), len(target))
+            target[:take] = held[:take]
+            held = held[take:]
+            if take < len(target):
+                rest.append(target[take:])
+        held.release()
+        cycle.body = type(cycle.body)()  # bytearray in uvicorn 0.3x+, bytes before
+        if rest:
+            await protocol.read_rest_into(cycle, rest)
+            self.direct_bytes += sum(len(view) for view in rest)
 
 
 #: What a finished reader points at instead of the caller's memory.
@@ -96,25 +104,31 @@ _NOTHING = memoryview(bytearray(0))
 
 
 class _SocketToMemory(asyncio.BufferedProtocol):
-    """The connection's protocol while the kernel writes a body into ``target``. Once done (or
-    cut off) it lets go of ``target`` at once: the transport may keep a reference to this object
-    until the connection's next switch, and the memory is a worker's segment that must not stay
-    pinned after its call."""
+    """The connection's protocol while the kernel writes a body into ``targets``, in order. Once
+    done (or cut off) it lets go of them at once: the transport may keep a reference to this
+    object until the connection's next switch, and the memory is a worker's segment that must not
+    stay pinned after its call."""
 
-    def __init__(self, owner: DirectBodyHttpProtocol, cycle: RequestResponseCycle, target: memoryview,
+    def __init__(self, owner: DirectBodyHttpProtocol, cycle: RequestResponseCycle, targets: list[memoryview],
                  done: asyncio.Future[None]) -> None:
-        self._owner, self._cycle, self._target, self._done = owner, cycle, target, done
-        self.filled = 0
+        self._owner, self._cycle, self._done = owner, cycle, done
+        self._targets = list(reversed(targets))  # the one being filled last: pop() moves on
+        self._filled = 0  # of the current target
+        self.total = 0
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # Never more than the body's rest: bytes of a pipelined next request stay in the socket.
-        return self._target[self.filled:]
+        return self._targets[-1][self._filled:] if self._targets else _NOTHING
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.filled += nbytes
-        if self.filled == len(self._target) and not self._done.done():
-            self._target = _NOTHING
-            self._owner.direct_body_done(self.filled)
+        self.total += nbytes
+        self._filled += nbytes
+        if self._filled < len(self._targets[-1]):
+            return
+        self._targets.pop()
+        self._filled = 0
+        if not self._targets and not self._done.done():
+            self._owner.direct_body_done(self.total)
             self._done.set_result(None)
 
     def eof_received(self) -> None:
@@ -123,7 +137,7 @@ class _SocketToMemory(asyncio.BufferedProtocol):
         self._owner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._target = _NOTHING
+        self._targets.clear()
         self._owner.connection_lost(exc)
         if not self._done.done():
             self._done.set_exception(ClientDisconnect())
@@ -138,7 +152,7 @@ class _SocketToMemory(asyncio.BufferedProtocol):
         """The read was cancelled part-way (a deadline, a shutdown): the parser has lost its place in
         the stream, so nothing more is read and the connection closes after the answer."""
         owner = self._owner
-        self._target = _NOTHING
+        self._targets.clear()
         if owner.transport.get_protocol() is self:
             owner.transport.set_protocol(owner)
         owner.flow.pause_reading()
@@ -168,10 +182,10 @@ class DirectBodyHttpProtocol(HttpToolsProtocol):
         self.body_seen += len(body)
         super().on_body(body)
 
-    async def read_rest_into(self, cycle: RequestResponseCycle, target: memoryview) -> None:
-        """Let the socket fill ``target`` (the part of the body the parser has not seen)."""
+    async def read_rest_into(self, cycle: RequestResponseCycle, targets: list[memoryview]) -> None:
+        """Let the socket fill ``targets`` in order (the part of the body the parser has not seen)."""
         done: asyncio.Future[None] = self.loop.create_future()
-        sink = _SocketToMemory(self, cycle, target, done)
+        sink = _SocketToMemory(self, cycle, targets, done)
         self.transport.set_protocol(sink)
         self.flow.resume_reading()
         try:
