@@ -170,18 +170,25 @@ def test_pool_recycles_only_segments_no_process_holds(shm: Path, holder: Holder)
 def test_a_parked_spare_someone_opened_is_not_handed_out(shm: Path, holder: Holder) -> None:
     pool = ready_pool(shm, spares=1)
     try:
-        seg = pool.take(24, 32, 3)
-        assert seg is not None and seg.array is not None
-        seg.array[...] = image(1)
-        pool.retire([seg])
+        # Park a used spare. Its lease test can be refused for an instant on a busy machine (seen
+        # once in a full suite run); the pool then frees it and prepares a fresh one: try again.
+        for _ in range(5):
+            seg = pool.take(24, 32, 3)
+            assert seg is not None and seg.array is not None
+            seg.array[...] = image(1)
+            pool.retire([seg])
+            if pool.recycled == 1:
+                break
+            wait_until(lambda: pool.spare_count == 1 and pool.backlog == 0, what="a fresh spare")
         assert pool.recycled == 1 and pool.spare_count == 1
         (parked,) = files(shm)
         # A process finds the parked name in the folder and maps it.
         assert holder.ask(f"map {parked} 24 32") == "mapped"
         before = holder.ask("sums")
+        refused = pool.refused
         again = pool.take(24, 32, 3)
         assert again is None  # the only spare is held elsewhere: the caller creates a segment inline
-        assert pool.refused == 1
+        assert pool.refused == refused + 1
         pool.retire([])
         wait_until(lambda: pool.spare_count == 1 and pool.backlog == 0, what="a fresh spare")
         fresh = pool.take(24, 32, 3)
