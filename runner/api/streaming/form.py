@@ -140,9 +140,12 @@ async def _finish_form_directly(reader: MultipartReader, parts: _Parts, direct: 
     if view is None or len(view) != missing or unread is None or not 0 < unread - missing <= parts.fields_limit:
         return
     after = bytearray(unread - missing)
+    before = direct.direct_bytes
     await direct.read_into(view, memoryview(after))
     sink.wrote(missing)
-    body.direct_bytes += missing
+    # What the socket wrote, less the buffer after the image (bytes held from earlier reads fill
+    # the image first, so the buffer came from the socket unless the whole rest had arrived).
+    body.direct_bytes += max(0, direct.direct_bytes - before - len(after))
     reader.feed(bytes(after))
 
 
