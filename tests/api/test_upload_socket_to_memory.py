@@ -20,31 +20,21 @@ import pytest
 
 from runner.api.streaming.socket_to_memory import _content_length
 from tests.api.support import RunningServer, install_and_activate, npy_bytes, start_server
+from tests.support.algorithms import algorithm_source
 from tests.support.packages import build_package, manifest_for
 from tests.support.waiting import wait_until
 
 PID = "P001"
 SHAPE = (600, 800, 3)  # 1.4 MB: many socket reads
-DIGEST_ALGO = '''
-import hashlib
-
-import numpy as np
-from procvision_algorithm_sdk import BaseAlgorithm, read_image_from_shared_memory
-
-
-class Algorithm(BaseAlgorithm):
-    def get_info(self):
-        return {"name": "digest", "version": "1.0.0", "supported_pids": ["P001"], "steps": []}
-
-    def pre_execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
-        return {"status": "OK", "message": "", "data": {}}
-
-    def execute(self, step_index, pid, session, user_params, shared_mem_id, image_meta):
+#: Answers the sha256 of the pixels it got: proof that every byte landed where it belongs.
+DIGEST_ALGO = algorithm_source(
+    imports="import hashlib\n\nimport numpy as np", sdk_names=["read_image_from_shared_memory"],
+    info={"name": "digest", "version": "1.0.0", "supported_pids": [PID], "steps": []},
+    execute="""
         image = np.ascontiguousarray(read_image_from_shared_memory(shared_mem_id, image_meta))
-        digest = hashlib.sha256(image.tobytes()).hexdigest()
-        return {"status": "OK", "data": {"result_status": "OK", "debug": {"sha256": digest,
-                                                                           "shape": list(image.shape)}}}
-'''
+        debug = {"sha256": hashlib.sha256(image.tobytes()).hexdigest(), "shape": list(image.shape)}
+        return {"status": "OK", "data": {"result_status": "OK", "debug": debug}}
+    """)
 
 
 def _package(dest: Path) -> Path:
