@@ -65,6 +65,8 @@ def _exchange(port: int, payload: bytes) -> bytes:
         try:
             while chunk := sock.recv(65536):
                 received += chunk
+        except ConnectionResetError:
+            pass  # closed with some of the payload unread
         except TimeoutError:
             received += b"<still open>"
         return received
@@ -100,6 +102,8 @@ def test_a_read_cut_off_by_a_deadline_closes_its_connection(server: int) -> None
         try:
             while sock.recv(65536):
                 pass
+        except ConnectionResetError:
+            pass  # closed with the late bytes unread: the kernel answers them with a reset
         except TimeoutError:
             pytest.fail("the connection stayed open after its cut-off read")
     assert len(TARGETS) == 1 and b"\x02" not in TARGETS[0]
