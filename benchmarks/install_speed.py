@@ -9,9 +9,11 @@ bundled; wheels from ``.cache/wheels``), then measures, interleaved, ``--repeat`
 
 1. baseline: ``python -m venv`` + ``venv/bin/python -m pip install --no-index --find-links wheels -r
    requirements.txt`` on the same wheels (no checks, no smoke test: what a plain pip-based runner does);
-2. runner cold: the zip renamed into a fresh root's ``zips/`` (empty uv cache, empty wheelhouse) until
+2. runner cold: the zip renamed into a fresh root's ``zips/`` (empty wheel cache, empty wheelhouse) until
    the drop folder reports the version installed: archive checks, trust, extraction, venv, wheels,
-   protocol smoke test, publish to ``deployed/``, registry record;
+   protocol smoke test, publish to ``deployed/``, registry record. As on a station, the runner has
+   started first: its start-up warm-up (interpreter probe, uv's interpreter cache, sandbox probes;
+   ``runner/package/warm_up.py``) ran before the drop and is timed on its own;
 3. runner warm: another version of the same algorithm (same wheels) dropped into that root, once the
    first one has settled (its background bytecode compile, timed separately, has ended).
 
@@ -74,7 +76,8 @@ def package(dest: Path, version: str) -> Path:
 
 class Station:
     """One runner on a fresh root: its installer and drop-folder watcher, kept across installs as the
-    daemon keeps them (so a warm install finds what the cold one left: interpreter probe, caches)."""
+    daemon keeps them (so a warm install finds what the cold one left: interpreter probe, caches).
+    Like the daemon, it runs the installer's start-up warm-up first (timed on its own)."""
 
     def __init__(self, root: Path) -> None:
         self.settings = Settings(root=root)
@@ -83,6 +86,11 @@ class Station:
         self._outcome: list[InstallResult | RunnerError] = []
         self.watcher = DropFolderWatcher(self.settings, self.installer, self._on_result)
         self.watcher.start()
+        # What the daemon starts as it starts (the installer's warm-up); a drop comes after it.
+        started = time.perf_counter()
+        for thread in self.installer.warm_up():
+            thread.join(TIMEOUT_S)
+        self.warm_up_s = time.perf_counter() - started
 
     def _on_result(self, _path: Path, result: InstallResult | RunnerError) -> None:
         self._outcome.append(result)
@@ -163,7 +171,8 @@ def main() -> None:
                 warm_stages.append(stages)
             finally:
                 station.close()
-            print(f"run {run + 1}: baseline {base[-1]:.2f} s, cold {cold[-1]:.2f} s, warm {warm[-1]:.2f} s",
+            print(f"run {run + 1}: baseline {base[-1]:.2f} s, cold {cold[-1]:.2f} s, warm {warm[-1]:.2f} s "
+                  f"(start-up warm-up before them: {station.warm_up_s:.2f} s)",
                   flush=True)
     b, c, w = statistics.median(base), statistics.median(cold), statistics.median(warm)
     load = "two cores kept busy" if args.busy else "no extra load"

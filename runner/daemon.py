@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -43,9 +44,10 @@ from runner.supervision.sandbox import announce as announce_sandbox
 _log = logging.getLogger("runner.daemon")
 #: Longest wait for a running install at shutdown; an interrupted install is cleaned by recover().
 INSTALL_DRAIN_S = 60.0
-#: How long a stopping daemon waits for the trust verifier's background import to end. A thread
-#: still importing when the interpreter finalizes can abort the process (SIGABRT, seen under load
-#: when a daemon stopped right after it started); the import takes seconds at most.
+#: How long a stopping daemon waits for its start-up background work (the trust verifier's import,
+#: the install warm-up) to end. A thread still importing when the interpreter finalizes can abort
+#: the process (SIGABRT, seen under load when a daemon stopped right after it started); the work
+#: takes seconds at most.
 WARM_UP_JOIN_S = 60.0
 
 
@@ -159,7 +161,7 @@ class Daemon:
         self._server: _Server | None = None
         self._extra_sockets: list[socket.socket] = []  # the --uds socket, served with the TCP one
         self._ctx: AppContext | None = None
-        self._warm_up: threading.Thread | None = None  # the trust verifier's background import
+        self._warm_ups: list[threading.Thread] = []  # Installer.warm_up's background threads
         self.notifier = ServiceNotifier(settings.notify_socket)
 
     def request_stop(self) -> None:
@@ -223,7 +225,7 @@ class Daemon:
     def _serve(self, service: RunnerService, sock: socket.socket) -> None:
         settings = self.settings
         service.start()
-        self._warm_up = service.installer.trust.warm_up()
+        self._warm_ups = service.installer.warm_up()
         if self.before_serve is not None and not self._stop.is_set():
             self.before_serve(service)
         if self._stop.is_set():
@@ -264,12 +266,13 @@ class Daemon:
                              "next start", INSTALL_DRAIN_S)
 
     def _join_warm_up(self) -> None:
-        warm_up, self._warm_up = self._warm_up, None
-        if warm_up is None:
-            return
-        warm_up.join(WARM_UP_JOIN_S)
-        if warm_up.is_alive():
-            _log.warning("the trust verifier's import was still running after %.0f s at shutdown", WARM_UP_JOIN_S)
+        warm_ups, self._warm_ups = self._warm_ups, []
+        deadline = time.monotonic() + WARM_UP_JOIN_S
+        for thread in warm_ups:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                _log.warning("start-up work %r was still running after %.0f s at shutdown", thread.name,
+                             WARM_UP_JOIN_S)
 
     def _started(self, server: _Server) -> None:
         port = server.bound_port() or self.settings.port

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ from .publish import MARKER, discard, installed_record, invalid_record, publish,
 from .recovery import recover
 from .smoke import SmokeFailure, run_smoke_test
 from .venvtools import PendingVenv, choose_tool, find_uv
+from .warm_up import start_warm_up
 
 __all__ = ["MARKER", "REQUIREMENTS_FILE", "STAGES", "CheckedPackage", "InstallPlan", "InstallResult", "Installer",
            "Progress", "sha256_file"]
@@ -88,6 +90,14 @@ class Installer:
         self.bytecode = BytecodeCompiler(settings, venv.tool_environment(settings))
         # An install of the same version may wait for another one to finish completely.
         self._version_wait_s = settings.venv_timeout_s + settings.pip_timeout_s + settings.smoke_timeout_s + 60.0
+
+    def warm_up(self) -> list[threading.Thread]:
+        """Background threads that make the first install as fast as the next ones (``warm_up``) and
+        import the signature verifier (``TrustGate.warm_up``). The daemon starts them as it starts and
+        joins them at shutdown; no install waits for them."""
+        threads = [start_warm_up(self.settings, self.finder, self._locate_uv)]
+        trust = self.trust.warm_up()
+        return threads + ([trust] if trust is not None else [])
 
     def validate(self, zip_path: Path) -> dict[str, Any]:
         """Checks 1-3 only (no venv, nothing written); the SDK's report shape (see ``checks``)."""

@@ -14,13 +14,14 @@ log = logging.getLogger(__name__)
 
 
 def recover(layout: RootLayout, registry: Registry) -> None:
-    """Remove stale staging folders and .trash; register published folders whose registry write was
+    """Remove stale staging folders, .trash and .warm-up; register published folders whose registry write was
     lost; delete deployed folders without a marker; mark records whose folder is gone invalid; drop
     wheelhouse links that no deployed version shares any more."""
     layout.ensure()
     for folder in (layout.staging, layout.trash):
         for entry in folder.iterdir():
             remove_tree(entry)
+    remove_tree(layout.warm_up)
     records = {(r["name"], r["version"]): r for r in registry.list()}
     for name_dir in sorted(p for p in layout.deployed.iterdir() if p.is_dir()):
         for version_dir in sorted(p for p in name_dir.iterdir()):

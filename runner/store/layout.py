@@ -20,6 +20,8 @@
     .workers/                  one file per supervisor: its running worker process groups and cgroups
     .sandbox/                  the worker sandbox's compiled seccomp filter
     .uploads/                  zips being uploaded over the API (removed at start)
+    .warm-up/                  the throwaway venv the daemon builds as it starts, to fill the venv tool's
+                               caches before the first install (removed at start)
     runner_config.json         the settings file read when no other is named
 
 The root and its folders are created 0750 (an existing looser root is tightened), state files 0640.
@@ -123,6 +125,11 @@ class RootLayout:
     @property
     def sandbox_dir(self) -> Path:
         return self.root / ".sandbox"
+
+    @property
+    def warm_up(self) -> Path:
+        """Throwaway venvs of the start-up warm-up (package/warm_up.py)."""
+        return self.root / ".warm-up"
 
     @property
     def wheelhouse(self) -> Path:

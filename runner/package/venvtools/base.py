@@ -51,6 +51,12 @@ class VenvTool(ABC):
                            f"creating the venv with {self.name}", self.env)
         return PendingVenv(step, venv_dir, self.name)
 
+    def warm_up(self, interpreter: str, scratch_dir: Path) -> None:
+        """Fill the tool's own caches for ``interpreter`` by creating a throwaway venv at ``scratch_dir``
+        (the caller removes it): uv caches what it learns about an interpreter, virtualenv its seed
+        wheels, so the first real install does not pay for that. 2005 if the venv cannot be made."""
+        self.start_venv(interpreter, scratch_dir).finish()
+
     @abstractmethod
     def install(self, venv_dir: Path, wheels: Sequence[Path], wheels_dir: Path, requirements_file: Path) -> None:
         """Install ``requirements_file`` (exact pins) into the venv from the bundled wheels only, never an
