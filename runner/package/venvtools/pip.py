@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..venv import run_step, venv_python
 from .base import VenvTool
+from .scripts import relocate_scripts
 
 
 class PipTool(VenvTool):
@@ -28,3 +29,5 @@ class PipTool(VenvTool):
         argv = [str(venv_python(venv_dir)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                 "--no-input", "--no-index", "--find-links", str(wheels_dir), "-r", str(requirements_file)]
         run_step(argv, self.settings.pip_timeout_s, "installing the wheels with pip", self.env)
+        # pip names the venv's python where it is now, in staging: publishing moves it.
+        relocate_scripts(venv_dir, str(venv_python(venv_dir)))

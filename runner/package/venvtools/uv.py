@@ -23,6 +23,7 @@ from ...config import Settings
 from ...errors import RunnerError
 from ..venv import run_step, venv_python
 from .base import VenvTool
+from .scripts import relocate_scripts
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,13 @@ class UvTool(VenvTool):
     def install(self, venv_dir: Path, wheels: Sequence[Path], wheels_dir: Path, requirements_file: Path) -> None:
         find_links = wheelhouse_links(self.settings.layout.wheelhouse, wheels)
         links = [arg for folder in find_links for arg in ("--find-links", str(folder))]
-        argv = [str(self.uv_bin), "pip", "install", "--quiet", "--python", str(venv_python(venv_dir)), "--offline",
-                "--no-index", *links, "-r", str(requirements_file)]
+        # The venv's base interpreter and --prefix, not --python <venv>/bin/python: uv asks an
+        # interpreter about itself once per path it has not seen (its cache knows the base one, see
+        # warm_up.py), and every new venv is a new path (~50 ms per install). The scripts then name
+        # the base interpreter; relocate_scripts points them at the venv's python.
+        interpreter = os.path.realpath(venv_python(venv_dir))
+        argv = [str(self.uv_bin), "pip", "install", "--quiet", "--python", interpreter, "--prefix", str(venv_dir),
+                "--offline", "--no-index", *links, "-r", str(requirements_file)]
         what = "installing the wheels with uv"
         try:
             run_step(argv, self.settings.pip_timeout_s, what, self.env)
@@ -61,6 +67,7 @@ class UvTool(VenvTool):
             run_step([str(self.uv_bin), "cache", "clean", *names], _CLEAN_TIMEOUT_S, "cleaning the uv cache",
                      self.env)
             run_step(argv, self.settings.pip_timeout_s, what, self.env)
+        relocate_scripts(venv_dir, interpreter)
 
     def _cache_trouble(self, exc: RunnerError) -> bool:
         tail = str(exc.details.get("stderr_tail") or "")
