@@ -20,25 +20,29 @@ _QUOTE_CHARS = 300
 _REAP_S = 1.0
 
 
-def _exit_seen(pid: int, timeout: float) -> bool:
+#: ``poll`` takes an int of milliseconds: longer waits are cut to this (~24.8 days).
+_POLL_MAX_MS = 2**31 - 1
+
+
+def _exit_seen(pid: int, timeout: float) -> bool | None:
     """Whether process ``pid`` ended within ``timeout`` s, told by its pidfd (Linux 5.3+).
 
     ``Popen.wait(timeout)`` polls with sleeps growing to 50 ms, so a worker that exits in 5 ms is
-    seen after ~30 ms; every install's smoke test and every worker stop waited that long. False
-    also when there is no pidfd here (old kernel, no ``os.pidfd_open``) or the process is already
+    seen after ~30 ms; every install's smoke test and every worker stop waited that long. None
+    when there is no pidfd here (old kernel, no ``os.pidfd_open``) or the process is already
     reaped: the caller's ``Popen.wait`` then does the waiting or answers at once.
     """
     pidfd_open = getattr(os, "pidfd_open", None)
     if pidfd_open is None:
-        return False
+        return None
     try:
         fd = pidfd_open(pid)
     except OSError:
-        return False
+        return None
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        return bool(poller.poll(max(0.0, timeout) * 1000))
+        return bool(poller.poll(min(max(0.0, timeout) * 1000, _POLL_MAX_MS)))
     finally:
         os.close(fd)
 
@@ -52,8 +56,12 @@ class WorkerProcess:
 
     def wait_exit(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the process to exit; its exit code or None."""
-        if self.proc.returncode is None and _exit_seen(self.proc.pid, timeout):
-            timeout = _REAP_S  # a zombie now: reaping it is immediate
+        if self.proc.returncode is None:
+            seen = _exit_seen(self.proc.pid, timeout)
+            if seen is False:
+                return self.proc.poll()  # the timeout passed: no second wait
+            if seen:
+                timeout = _REAP_S  # a zombie now: reaping it is immediate
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
