@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -81,6 +82,30 @@ def test_probe_on_this_machine_names_the_mechanism() -> None:
     assert report.reason
     for mechanism, why in report.rejected:
         assert mechanism and why
+
+
+def test_probes_running_at_the_same_time_choose_the_same_mechanism() -> None:
+    """Two installs' smoke tests can probe at the same moment; a probe cgroup named only by the
+    process id made one of them see EEXIST and fall back to a weaker mechanism."""
+    expected = choose_containment("auto", 256)[1].mechanism
+    if expected not in (CGROUP_V1, CGROUP_V2):
+        pytest.skip(f"no cgroup mechanism here ({expected})")
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between the probe's mkdir and rmdir
+    chosen: list[str] = []
+    try:
+        def probe() -> None:
+            for _ in range(50):
+                chosen.append(choose_containment("auto", 256)[1].mechanism)
+
+        threads = [threading.Thread(target=probe) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        sys.setswitchinterval(previous)
+    assert chosen == [expected] * 100
 
 
 # --- real workers over their limit ----------------------------------------------------------------

@@ -9,6 +9,7 @@ Each one rejected gets its reason in the report, so ``status`` says why the one 
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,9 @@ def _folder(mount: Mount, own: str) -> Path:
 
 
 def _try_child(folder: Path, control_file: str) -> None:
-    probe = folder / f"procvision-probe-{os.getpid()}"
+    # Unique per call, not per process: two installs' smoke tests may probe at the same moment, and
+    # a shared name made one of them see EEXIST and fall back to a weaker mechanism.
+    probe = folder / f"procvision-probe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     try:
         probe.mkdir()
     except OSError as exc:
