@@ -12,8 +12,9 @@ bundled; wheels from ``.cache/wheels``), then measures, interleaved, ``--repeat`
 2. runner cold: the zip renamed into a fresh root's ``zips/`` (empty wheel cache, empty wheelhouse) until
    the drop folder reports the version installed: archive checks, trust, extraction, venv, wheels,
    protocol smoke test, publish to ``deployed/``, registry record. As on a station, the runner has
-   started first: its start-up warm-up (interpreter probe, uv's interpreter cache, sandbox probes;
-   ``runner/package/warm_up.py``) ran before the drop and is timed on its own;
+   started first: what the daemon does as it starts (the sandbox probe, and the installer's warm-up:
+   interpreter probe, uv's interpreter cache; ``runner/package/warm_up.py``) ran before the drop and
+   is timed on its own;
 3. runner warm: another version of the same algorithm (same wheels) dropped into that root, once the
    first one has settled (its background bytecode compile, timed separately, has ended).
 
@@ -43,6 +44,7 @@ from runner.errors import RunnerError
 from runner.package.installer import Installer, InstallResult, Progress
 from runner.package.watcher import DropFolderWatcher
 from runner.store.registry import Registry
+from runner.supervision.sandbox.selection import select_sandbox
 from tests.support.packages import build_package, manifest_for, runtime_wheels
 
 TIMEOUT_S = 600.0
@@ -86,8 +88,10 @@ class Station:
         self._outcome: list[InstallResult | RunnerError] = []
         self.watcher = DropFolderWatcher(self.settings, self.installer, self._on_result)
         self.watcher.start()
-        # What the daemon starts as it starts (the installer's warm-up); a drop comes after it.
+        # What the daemon does as it starts (it announces the sandbox, which probes it, and starts
+        # the installer's warm-up); a drop comes after it.
         started = time.perf_counter()
+        select_sandbox(self.settings)
         for thread in self.installer.warm_up():
             thread.join(TIMEOUT_S)
         self.warm_up_s = time.perf_counter() - started

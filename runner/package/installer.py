@@ -95,9 +95,12 @@ class Installer:
         """Background threads that make the first install as fast as the next ones (``warm_up``) and
         import the signature verifier (``TrustGate.warm_up``). The daemon starts them as it starts and
         joins them at shutdown; no install waits for them."""
-        threads = [start_warm_up(self.settings, self.finder, self._locate_uv)]
+        threads: list[threading.Thread] = []
         trust = self.trust.warm_up()
-        return threads + ([trust] if trust is not None else [])
+        if trust is not None:
+            threads.append(trust)
+        threads.append(start_warm_up(self.settings, self.finder, self._locate_uv))
+        return threads
 
     def validate(self, zip_path: Path) -> dict[str, Any]:
         """Checks 1-3 only (no venv, nothing written); the SDK's report shape (see ``checks``)."""

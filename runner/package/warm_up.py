@@ -4,14 +4,14 @@ The first install on a fresh root pays for facts the runner learns once and keep
 
 * the probe of the interpreter venvs are built from (``InterpreterFinder`` caches it; ~25 ms);
 * the venv tool's own caches: uv asks an interpreter about itself once per cache (~70 ms of the
-  first ``uv venv``), virtualenv seeds its app data once;
-* the sandbox's and the memory containment's probes (a bwrap test box, the seccomp program), which
-  the smoke test's worker needs.
+  first ``uv venv``), virtualenv seeds its app data once.
 
-The daemon runs ``warm_up_installs`` in a background thread as it starts. Nothing waits for it: an
-install that comes first does the same work itself (every step is cached and safe to run twice at
+(The sandbox's probes are already run by the daemon as it starts, when it announces the sandbox.)
+
+The daemon runs ``warm_up_installs`` in a background thread as it starts. No install waits for it:
+one that comes first does the same work itself (both steps are cached and safe to run twice at
 once), and a step that fails here is only logged, since the install that needs it will report it
-with its own error code.
+with its own error code. A stopping daemon waits for the thread, which its deadline bounds.
 """
 
 from __future__ import annotations
@@ -27,14 +27,16 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import RunnerError
 from ..store.layout import ROOT_MODE
-from ..supervision.containment import choose_containment
-from ..supervision.sandbox.selection import select_sandbox
 from . import venv
 from .interpreters import InterpreterFinder
 from .publish import remove_tree
 from .venvtools import choose_tool
 
 log = logging.getLogger(__name__)
+
+#: The deadline of the throwaway venv: well under the daemon's wait for start-up work at shutdown
+#: (``daemon.WARM_UP_JOIN_S``), so a hung tool cannot outlive the daemon's stop.
+WARM_UP_TIMEOUT_S = 30.0
 
 
 def warm_up_installs(settings: Settings, finder: InterpreterFinder, locate_uv: Callable[[], Path | None]) -> float:
@@ -51,7 +53,7 @@ def warm_up_installs(settings: Settings, finder: InterpreterFinder, locate_uv: C
         try:
             scratch.parent.mkdir(mode=ROOT_MODE, parents=True, exist_ok=True)
             tool = choose_tool(settings, venv.tool_environment(settings), locate_uv)
-            tool.warm_up(interpreter.path, scratch)
+            tool.warm_up(interpreter.path, scratch, WARM_UP_TIMEOUT_S)
         except RunnerError as exc:
             log.info("install warm-up: the venv tool could not be prepared (%s)", exc.message)
         except OSError as exc:
@@ -60,8 +62,6 @@ def warm_up_installs(settings: Settings, finder: InterpreterFinder, locate_uv: C
             remove_tree(scratch)
             with contextlib.suppress(OSError):  # another warm-up's venv is still in there
                 settings.layout.warm_up.rmdir()
-    select_sandbox(settings)
-    choose_containment(settings.worker_memory_mechanism, settings.worker_memory_limit_mb)
     return time.monotonic() - started
 
 

@@ -45,17 +45,20 @@ class VenvTool(ABC):
     def create_argv(self, interpreter: str, venv_dir: Path) -> list[str]:
         """The command that creates an empty venv for ``interpreter`` at ``venv_dir``."""
 
-    def start_venv(self, interpreter: str, venv_dir: Path) -> PendingVenv:
-        """Start creating the venv; nothing of the package runs, so this may overlap the extraction."""
-        step = PendingStep(self.create_argv(interpreter, venv_dir), self.settings.venv_timeout_s,
-                           f"creating the venv with {self.name}", self.env)
+    def start_venv(self, interpreter: str, venv_dir: Path, timeout_s: float | None = None) -> PendingVenv:
+        """Start creating the venv; nothing of the package runs, so this may overlap the extraction.
+        Its deadline is ``timeout_s`` (default: the ``venv_timeout_s`` setting)."""
+        deadline_s = self.settings.venv_timeout_s if timeout_s is None else timeout_s
+        step = PendingStep(self.create_argv(interpreter, venv_dir), deadline_s, f"creating the venv with {self.name}",
+                           self.env)
         return PendingVenv(step, venv_dir, self.name)
 
-    def warm_up(self, interpreter: str, scratch_dir: Path) -> None:
+    def warm_up(self, interpreter: str, scratch_dir: Path, timeout_s: float) -> None:
         """Fill the tool's own caches for ``interpreter`` by creating a throwaway venv at ``scratch_dir``
         (the caller removes it): uv caches what it learns about an interpreter, virtualenv its seed
-        wheels, so the first real install does not pay for that. 2005 if the venv cannot be made."""
-        self.start_venv(interpreter, scratch_dir).finish()
+        wheels, so the first real install does not pay for that. 2005 if the venv cannot be made
+        within ``timeout_s``."""
+        self.start_venv(interpreter, scratch_dir, timeout_s).finish()
 
     @abstractmethod
     def install(self, venv_dir: Path, wheels: Sequence[Path], wheels_dir: Path, requirements_file: Path) -> None:
