@@ -111,3 +111,43 @@ def test_a_script_launched_through_sh_for_a_long_path_is_relocated(tmp_path: Pat
     assert script.read_bytes() == LAUNCHER + b"print('long ok')\n"
     done = subprocess.run([str(script)], capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "long ok"), done.stderr
+
+
+def test_a_script_run_through_a_link_elsewhere_runs_its_own_venv(tmp_path: Path) -> None:
+    venv = _venv(tmp_path)
+    interpreter = "/nowhere/bin/python3"
+    script = venv / "bin" / "tool"
+    script.write_text(f"#!{interpreter}\nimport sys\nprint(sys.executable)\n", encoding="utf-8")
+    script.chmod(0o755)
+    relocate_scripts(venv, interpreter)
+    link = tmp_path / "on-path" / "tool"
+    link.parent.mkdir()
+    link.symlink_to(script)
+    done = subprocess.run([str(link)], capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, str(venv / "bin" / "python")), done.stderr
+
+
+def test_a_script_declaring_another_encoding_keeps_its_launch_line(tmp_path: Path) -> None:
+    venv = _venv(tmp_path)
+    interpreter = "/nowhere/bin/python3"
+    script = venv / "bin" / "latin"
+    original = f"#!{interpreter}\n# -*- coding: latin-1 -*-\nprint('caf\xe9')\n".encode("latin-1")
+    script.write_bytes(original)
+    assert relocate_scripts(venv, interpreter) == []
+    assert script.read_bytes() == original
+
+
+def test_record_rows_ending_in_crlf_are_updated_in_place(tmp_path: Path) -> None:
+    venv = _venv(tmp_path)
+    interpreter = "/nowhere/bin/python3"
+    script = venv / "bin" / "crlf-tool"
+    script.write_text(f"#!{interpreter}\nprint(1)\n", encoding="utf-8")
+    site = venv / "lib" / "python3.11" / "site-packages"
+    record = site / "demo-1.0.dist-info" / "RECORD"
+    record.parent.mkdir(parents=True)
+    record.write_bytes(b'demo/__init__.py,sha256=abc,3\r\n../../../bin/crlf-tool,sha256=old,20\r\n"a,b.py",,\r\n')
+    relocate_scripts(venv, interpreter)
+    content = script.read_bytes()
+    assert record.read_bytes() == (b'demo/__init__.py,sha256=abc,3\r\n../../../bin/crlf-tool,'
+                                   + _sha(content).encode() + b"," + str(len(content)).encode()
+                                   + b'\r\n"a,b.py",,\r\n')

@@ -14,12 +14,18 @@ import base64
 import csv
 import hashlib
 import io
+import logging
 import os
+import re
 from pathlib import Path
 
-#: A shell line that Python reads as a string: sh runs the ``python`` beside the script, which then
-#: reads the rest of the file as Python (the string is a no-op statement).
-LAUNCHER = b"#!/bin/sh\n'''exec' \"$(dirname -- \"$0\")/python\" \"$0\" \"$@\"\n' '''\n"
+log = logging.getLogger(__name__)
+
+#: A shell line that Python reads as a string: sh runs the ``python`` beside the script (the script
+#: itself, not a link to it), which then reads the rest of the file as Python (the string is a no-op).
+LAUNCHER = b"#!/bin/sh\n'''exec' \"$(dirname -- \"$(realpath -- \"$0\")\")/python\" \"$0\" \"$@\"\n' '''\n"
+#: A source encoding declaration (PEP 263); it only counts on a file's first two lines.
+_CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 #: How much of a file is read to recognise its launch lines.
 _HEAD_MAX = 8192
 _SH = b"#!/bin/sh"
@@ -60,11 +66,25 @@ def relocate_scripts(venv_dir: Path, interpreter: str) -> list[Path]:
                 continue
             handle.seek(offset)
             rest = handle.read()
+        if not _utf8_source(rest):
+            # The launcher's lines would push its encoding declaration past line 2, where Python no
+            # longer reads it; such a script keeps its launch line.
+            log.warning("not relocating %s: it declares a source encoding other than UTF-8", path)
+            continue
         _replace(path, LAUNCHER + rest)
         rewritten.append(path)
     if rewritten:
         _update_records(venv_dir, {os.path.normpath(p) for p in rewritten})
     return rewritten
+
+
+def _utf8_source(body: bytes) -> bool:
+    """Whether ``body`` reads as UTF-8 Python source when it starts on the launcher's line 4."""
+    for line in body.split(b"\n", 2)[:2]:
+        found = _CODING.match(line)
+        if found is not None:
+            return found.group(1).decode("ascii", "replace").lower().replace("_", "-") in ("utf-8", "utf8")
+    return True
 
 
 def _replace(path: Path, content: bytes) -> None:
@@ -91,12 +111,13 @@ def _update_records(venv_dir: Path, scripts: set[str]) -> None:
     lists them. Only the lines naming a ``bin/`` file are parsed: numpy's RECORD has ~1,500 lines."""
     for record in venv_dir.glob("lib/python*/site-packages/*.dist-info/RECORD"):
         site = str(record.parent.parent)
-        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        # Bytes, not read_text: universal newlines would turn the "\r\n" rows pip writes into "\n".
+        lines = record.read_bytes().decode("utf-8").split("\n")
         changed = False
         for index, line in enumerate(lines):
             if "bin/" not in line:
                 continue
-            row = next(csv.reader([line]), [])
+            row = next(csv.reader([line.rstrip("\r")]), [])
             if len(row) < 3:
                 continue
             target = os.path.normpath(os.path.join(site, row[0]))
@@ -105,8 +126,8 @@ def _update_records(venv_dir: Path, scripts: set[str]) -> None:
             with open(target, "rb") as handle:
                 content = handle.read()
             out = io.StringIO()
-            csv.writer(out, lineterminator="\n").writerow([row[0], _record_hash(content), str(len(content))])
-            lines[index] = out.getvalue()
+            csv.writer(out, lineterminator="").writerow([row[0], _record_hash(content), str(len(content))])
+            lines[index] = out.getvalue() + ("\r" if line.endswith("\r") else "")
             changed = True
         if changed:
-            _replace(record, "".join(lines).encode("utf-8"))
+            _replace(record, "\n".join(lines).encode("utf-8"))
