@@ -58,6 +58,10 @@ def test_a_deployed_venvs_console_script_runs_from_where_it_was_published(tmp_pa
         installer.close()
 
 
+#: The interpreter the scripts of the unit tests below name (it need not exist).
+INTERPRETER = "/nowhere/bin/python3"
+
+
 def _venv(tmp_path: Path) -> Path:
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
@@ -65,13 +69,18 @@ def _venv(tmp_path: Path) -> Path:
     return venv
 
 
+def _script(venv: Path, name: str, code: str) -> Path:
+    """An executable ``bin/<name>`` that ``INTERPRETER`` is to run."""
+    script = venv / "bin" / name
+    script.write_text(f"#!{INTERPRETER}\n{code}", encoding="utf-8")
+    script.chmod(0o755)
+    return script
+
+
 def test_the_launcher_runs_the_python_beside_it_after_the_venv_moved(tmp_path: Path) -> None:
     venv = _venv(tmp_path)
-    interpreter = "/nowhere/bin/python3"
-    script = venv / "bin" / "hello"
-    script.write_text(f"#!{interpreter}\nimport sys\nprint('hello from', sys.executable)\n", encoding="utf-8")
-    script.chmod(0o755)
-    assert relocate_scripts(venv, interpreter) == [script]
+    script = _script(venv, "hello", "import sys\nprint('hello from', sys.executable)\n")
+    assert relocate_scripts(venv, INTERPRETER) == [script]
     moved = tmp_path / "elsewhere"
     shutil.move(str(venv), moved)
     done = subprocess.run([str(moved / "bin" / "hello")], capture_output=True, text=True, timeout=TIMEOUT_S,
@@ -83,17 +92,16 @@ def test_the_launcher_runs_the_python_beside_it_after_the_venv_moved(tmp_path: P
 
 def test_files_that_do_not_name_the_interpreter_are_left_alone(tmp_path: Path) -> None:
     venv = _venv(tmp_path)
-    interpreter = "/nowhere/bin/python3"
     others = {
         "other": "#!/usr/bin/python3\nprint(1)\n",
-        "with-args": f"#!{interpreter} -E\nprint(1)\n",
+        "with-args": f"#!{INTERPRETER} -E\nprint(1)\n",
         "activate": "# This file must be used with 'source bin/activate'\n",
         "empty": "",
     }
     for name, text in others.items():
         (venv / "bin" / name).write_text(text, encoding="utf-8")
     (venv / "bin" / "link").symlink_to(venv / "bin" / "other")
-    assert relocate_scripts(venv, interpreter) == []
+    assert relocate_scripts(venv, INTERPRETER) == []
     for name, text in others.items():
         assert (venv / "bin" / name).read_text(encoding="utf-8") == text
     assert (venv / "bin" / "python").is_symlink()
@@ -115,11 +123,8 @@ def test_a_script_launched_through_sh_for_a_long_path_is_relocated(tmp_path: Pat
 
 def test_a_script_run_through_a_link_elsewhere_runs_its_own_venv(tmp_path: Path) -> None:
     venv = _venv(tmp_path)
-    interpreter = "/nowhere/bin/python3"
-    script = venv / "bin" / "tool"
-    script.write_text(f"#!{interpreter}\nimport sys\nprint(sys.executable)\n", encoding="utf-8")
-    script.chmod(0o755)
-    relocate_scripts(venv, interpreter)
+    script = _script(venv, "tool", "import sys\nprint(sys.executable)\n")
+    relocate_scripts(venv, INTERPRETER)
     link = tmp_path / "on-path" / "tool"
     link.parent.mkdir()
     link.symlink_to(script)
@@ -129,24 +134,21 @@ def test_a_script_run_through_a_link_elsewhere_runs_its_own_venv(tmp_path: Path)
 
 def test_a_script_declaring_another_encoding_keeps_its_launch_line(tmp_path: Path) -> None:
     venv = _venv(tmp_path)
-    interpreter = "/nowhere/bin/python3"
     script = venv / "bin" / "latin"
-    original = f"#!{interpreter}\n# -*- coding: latin-1 -*-\nprint('caf\xe9')\n".encode("latin-1")
+    original = f"#!{INTERPRETER}\n# -*- coding: latin-1 -*-\nprint('caf\xe9')\n".encode("latin-1")
     script.write_bytes(original)
-    assert relocate_scripts(venv, interpreter) == []
+    assert relocate_scripts(venv, INTERPRETER) == []
     assert script.read_bytes() == original
 
 
 def test_record_rows_ending_in_crlf_are_updated_in_place(tmp_path: Path) -> None:
     venv = _venv(tmp_path)
-    interpreter = "/nowhere/bin/python3"
-    script = venv / "bin" / "crlf-tool"
-    script.write_text(f"#!{interpreter}\nprint(1)\n", encoding="utf-8")
+    script = _script(venv, "crlf-tool", "print(1)\n")
     site = venv / "lib" / "python3.11" / "site-packages"
     record = site / "demo-1.0.dist-info" / "RECORD"
     record.parent.mkdir(parents=True)
     record.write_bytes(b'demo/__init__.py,sha256=abc,3\r\n../../../bin/crlf-tool,sha256=old,20\r\n"a,b.py",,\r\n')
-    relocate_scripts(venv, interpreter)
+    relocate_scripts(venv, INTERPRETER)
     content = script.read_bytes()
     assert record.read_bytes() == (b'demo/__init__.py,sha256=abc,3\r\n../../../bin/crlf-tool,'
                                    + _sha(content).encode() + b"," + str(len(content)).encode()
